@@ -1,0 +1,240 @@
+//! Adapter and device selection. Owns the `wgpu::Device`, the buffer pool and the pipeline
+//! cache; everything above this module receives a `Gpu` handle instead of opening a device,
+//! so tests share one device per binary and applications can hand in their own.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::kernel::PipelineCache;
+use crate::gpu::pool::BufferPool;
+
+/// A handle to one GPU device. Cheap to clone; every clone shares the device, the buffer pool
+/// and the compiled pipelines.
+#[derive(Clone)]
+pub struct Gpu {
+    pub(crate) inner: Arc<GpuInner>,
+}
+
+pub(crate) struct GpuInner {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub pool: Arc<Mutex<BufferPool>>,
+    pub pipelines: Mutex<PipelineCache>,
+    /// Set by the device-lost callback and the uncaptured-error handler; checked after waits,
+    /// because wgpu reports both out of band.
+    pub fault: Arc<Mutex<Option<Error>>>,
+}
+
+impl Gpu {
+    /// Opens the best adapter: the one named by `WGPU_ADAPTER_NAME` if set, else by
+    /// `WGPU_POWER_PREF` (default high-performance), on the backends in `WGPU_BACKEND`
+    /// (default Vulkan/Metal/DX12: GL is left out because lavapipe shows up there twice).
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    pub async fn new_async() -> Result<Self> {
+        let descriptor = wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::PRIMARY,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        }
+        .with_env();
+        let instance = wgpu::Instance::new(descriptor);
+        let adapter = if std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
+            wgpu::util::initialize_adapter_from_env(&instance, None)
+                .await
+                .map_err(|e| Error::NoAdapter {
+                    detail: format!(" matching WGPU_ADAPTER_NAME ({e})"),
+                })?
+        } else {
+            let power_preference =
+                wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
+            instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference,
+                    force_fallback_adapter: false,
+                    compatible_surface: None,
+                    apply_limit_buckets: false,
+                })
+                .await
+                .map_err(|e| Error::NoAdapter {
+                    detail: format!(" ({e})"),
+                })?
+        };
+        Self::from_adapter(&adapter).await
+    }
+
+    /// Opens a device on `adapter` with the adapter's own limits (WebGPU's defaults cap storage
+    /// bindings at 128 MiB) and every optional feature wgtrain can use.
+    pub async fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgtrain"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest(e.to_string()))?;
+
+        let fault: Arc<Mutex<Option<Error>>> = Arc::default();
+        let on_lost = Arc::clone(&fault);
+        device.set_device_lost_callback(move |reason, message| {
+            record_fault(
+                &on_lost,
+                Error::DeviceLost(format!("{reason:?}: {message}")),
+            );
+        });
+        let on_error = Arc::clone(&fault);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            record_fault(&on_error, Error::Gpu(error.to_string()));
+        }));
+
+        Ok(Self {
+            inner: Arc::new(GpuInner {
+                device,
+                queue,
+                info: adapter.get_info(),
+                limits,
+                features,
+                pool: Arc::default(),
+                pipelines: Mutex::default(),
+                fault,
+            }),
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.inner.features.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+        )
+    }
+
+    /// The largest storage buffer a kernel can bind, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.inner
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.inner.limits.max_buffer_size)
+    }
+
+    /// Fails with `OverLimit` when `bytes` cannot live in one bindable buffer on this adapter.
+    pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let allowed = self.max_binding_bytes();
+        if bytes > allowed {
+            return Err(Error::OverLimit {
+                what: what.to_string(),
+                requested: bytes,
+                allowed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns (and clears) an error that wgpu reported out of band since the last check.
+    pub(crate) fn take_fault(&self) -> Result<()> {
+        let fault = self
+            .inner
+            .fault
+            .lock()
+            .expect("fault mutex is never poisoned: its holders do not panic")
+            .take();
+        match fault {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks until all submitted work has finished, with a finite timeout: lavapipe has been
+    /// seen to hang, and a hang must become an error, not a stuck process.
+    pub fn wait(&self) -> Result<()> {
+        let polled = self.inner.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: Some(std::time::Duration::from_secs(600)),
+        });
+        self.take_fault()?;
+        polled.map(|_| ()).map_err(|e| match e {
+            wgpu::PollError::Timeout => Error::DeviceLost("timed out waiting for the GPU".into()),
+            other => Error::DeviceLost(other.to_string()),
+        })
+    }
+}
+
+fn record_fault(slot: &Mutex<Option<Error>>, error: Error) {
+    if let Ok(mut slot) = slot.lock() {
+        slot.get_or_insert(error);
+    }
+}
+
+impl fmt::Display for Gpu {
+    /// What `wgtrain info` prints: the adapter, its backend and driver, and the limits that
+    /// decide what fits.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let info = &self.inner.info;
+        let limits = &self.inner.limits;
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        writeln!(f, "adapter:   {} ({:?})", info.name, info.device_type)?;
+        writeln!(f, "backend:   {:?}", info.backend)?;
+        writeln!(f, "driver:    {} {}", info.driver, info.driver_info)?;
+        writeln!(f, "features:  {:?}", self.inner.features)?;
+        writeln!(f, "limits:")?;
+        writeln!(
+            f,
+            "  max_buffer_size                     {:.0} MiB",
+            mib(limits.max_buffer_size)
+        )?;
+        writeln!(
+            f,
+            "  max_storage_buffer_binding_size     {:.0} MiB",
+            mib(limits.max_storage_buffer_binding_size)
+        )?;
+        writeln!(
+            f,
+            "  max_storage_buffers_per_shader_stage {}",
+            limits.max_storage_buffers_per_shader_stage
+        )?;
+        writeln!(
+            f,
+            "  max_compute_workgroup_storage_size  {} KiB",
+            limits.max_compute_workgroup_storage_size / 1024
+        )?;
+        writeln!(
+            f,
+            "  max_compute_invocations_per_workgroup {}",
+            limits.max_compute_invocations_per_workgroup
+        )?;
+        write!(
+            f,
+            "  max_compute_workgroups_per_dimension {}",
+            limits.max_compute_workgroups_per_dimension
+        )
+    }
+}

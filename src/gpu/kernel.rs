@@ -1,0 +1,264 @@
+//! Compiled kernels and recorded dispatches. A kernel is one WGSL entry point with an explicit
+//! binding list; it is compiled once per set of override constants and cached on the `Gpu`.
+//! A [`Dispatch`] is a kernel with its bind group and grid, created once and recorded into as
+//! many compute passes as needed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+
+/// One WGSL module: a family file, with the shared snippets it uses prepended.
+pub(crate) struct Shader {
+    pub name: &'static str,
+    pub source: fn() -> String,
+}
+
+/// How a kernel sees one binding; binding `i` of the list is `@binding(i)`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Access {
+    /// Per-dispatch parameters, fixed when the dispatch is created.
+    Uniform,
+    /// Per-step parameters (learning rate, step count, RNG key) in a ring of 256-byte slots
+    /// chosen by a dynamic offset, so several steps can share one submission.
+    StepUniform,
+    Read,
+    ReadWrite,
+}
+
+/// A WGSL entry point and the bindings it declares.
+pub(crate) struct KernelSpec {
+    pub shader: &'static Shader,
+    pub entry: &'static str,
+    pub bindings: &'static [Access],
+}
+
+/// Byte stride of one slot in a step-uniform ring (the dynamic-offset alignment of every
+/// adapter).
+pub const STEP_SLOT_BYTES: u64 = 256;
+
+pub(crate) struct CompiledKernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    label: &'static str,
+}
+
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    kernels: HashMap<PipelineKey, Arc<CompiledKernel>>,
+}
+
+/// What a dispatch binds, in binding order.
+pub(crate) enum Bind<'a> {
+    Tensor(&'a Tensor),
+    Uniform(&'a wgpu::Buffer),
+    /// A step-uniform ring; the slot is chosen when the dispatch is recorded.
+    Step(&'a wgpu::Buffer),
+}
+
+/// One recorded-ready kernel launch. It holds the tensors it binds, so their buffers cannot go
+/// back to the pool (and be handed to someone else) while the dispatch exists.
+pub struct Dispatch {
+    kernel: Arc<CompiledKernel>,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+    has_step_uniform: bool,
+    _tensors: Vec<Tensor>,
+}
+
+impl Dispatch {
+    /// Records this dispatch; `step_slot` picks the step-uniform slot when the kernel has one.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, step_slot: u32) {
+        pass.set_pipeline(&self.kernel.pipeline);
+        let offsets: &[u32] = if self.has_step_uniform {
+            &[step_slot * STEP_SLOT_BYTES as u32]
+        } else {
+            &[]
+        };
+        pass.set_bind_group(0, &self.bind_group, offsets);
+        let [x, y, z] = self.groups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+
+    pub fn label(&self) -> &'static str {
+        self.kernel.label
+    }
+}
+
+/// Workgroups for `n` items, `per_group` per workgroup, spread over x and y because one grid
+/// dimension stops at 65535 groups. Kernels rebuild the flat index from `num_workgroups`.
+pub(crate) fn grid_1d(n: usize, per_group: u32) -> [u32; 3] {
+    let groups = (n as u64).div_ceil(u64::from(per_group)).max(1);
+    let x = groups.min(65535);
+    let y = groups.div_ceil(x);
+    [x as u32, y as u32, 1]
+}
+
+impl Gpu {
+    fn compile(
+        &self,
+        spec: &KernelSpec,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<CompiledKernel>> {
+        let key: PipelineKey = (
+            spec.shader.name,
+            spec.entry,
+            constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+        );
+        let mut cache = self
+            .inner
+            .pipelines
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        if let Some(kernel) = cache.kernels.get(&key) {
+            return Ok(Arc::clone(kernel));
+        }
+        let device = &self.inner.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = cache
+            .modules
+            .entry(spec.shader.name)
+            .or_insert_with(|| {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(spec.shader.name),
+                    source: wgpu::ShaderSource::Wgsl((spec.shader.source)().into()),
+                })
+            })
+            .clone();
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, access)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match access {
+                        Access::Uniform | Access::StepUniform => wgpu::BufferBindingType::Uniform,
+                        Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: *access == Access::StepUniform,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(spec.entry),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(spec.entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(spec.entry),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(spec.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            cache.modules.remove(spec.shader.name);
+            return Err(Error::Gpu(format!(
+                "compiling {}::{}: {error}",
+                spec.shader.name, spec.entry
+            )));
+        }
+        let kernel = Arc::new(CompiledKernel {
+            pipeline,
+            layout,
+            label: spec.entry,
+        });
+        cache.kernels.insert(key, Arc::clone(&kernel));
+        Ok(kernel)
+    }
+
+    /// Compiles (or fetches) `spec` and binds `binds` to it.
+    pub(crate) fn dispatch(
+        &self,
+        spec: &KernelSpec,
+        constants: &[(&'static str, f64)],
+        binds: &[Bind<'_>],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
+        debug_assert_eq!(binds.len(), spec.bindings.len(), "{}", spec.entry);
+        let kernel = self.compile(spec, constants)?;
+        let entries: Vec<wgpu::BindGroupEntry> = binds
+            .iter()
+            .enumerate()
+            .map(|(i, bind)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: match bind {
+                    Bind::Tensor(t) => t.binding(),
+                    Bind::Uniform(b) => b.as_entire_binding(),
+                    Bind::Step(b) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: b,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(STEP_SLOT_BYTES),
+                    }),
+                },
+            })
+            .collect();
+        let bind_group = self
+            .inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(spec.entry),
+                layout: &kernel.layout,
+                entries: &entries,
+            });
+        let tensors = binds
+            .iter()
+            .filter_map(|b| match b {
+                Bind::Tensor(t) => Some((*t).clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(Dispatch {
+            kernel,
+            bind_group,
+            groups,
+            has_step_uniform: spec.bindings.contains(&Access::StepUniform),
+            _tensors: tensors,
+        })
+    }
+
+    /// A uniform buffer holding `value`.
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, value: &T) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.inner
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgtrain params"),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// Records `dispatches` into one compute pass and submits it; does not wait.
+    pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
+        let mut encoder = self
+            .inner
+            .device
+            .create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for dispatch in dispatches {
+                dispatch.record(&mut pass, 0);
+            }
+        }
+        self.inner.queue.submit([encoder.finish()]);
+        self.take_fault()
+    }
+}

@@ -1,0 +1,14 @@
+//! The GPU layer: adapter and device, tensors and their buffer pool, compiled kernels and
+//! dispatches, readback. Nothing here knows about neural networks.
+
+mod context;
+pub(crate) mod kernel;
+pub(crate) mod pool;
+mod readback;
+mod tensor;
+
+pub use context::Gpu;
+pub use kernel::{Dispatch, STEP_SLOT_BYTES};
+pub use pool::PoolStats;
+pub use readback::PendingRead;
+pub use tensor::Tensor;

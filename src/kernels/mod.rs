@@ -1,0 +1,162 @@
+//! One small launcher per WGSL family in `shaders/`. A launcher checks shapes, fills the
+//! family's params struct and returns a [`Dispatch`](crate::gpu::Dispatch): it records, never
+//! submits, so the graph scheduler can put a whole training step into one pass.
+
+pub mod data;
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod optim;
+pub mod random;
+pub mod reduce;
+
+use crate::error::{Error, Result};
+use crate::gpu::Tensor;
+use crate::gpu::kernel::Shader;
+
+const ACTIVATION_WGSL: &str = include_str!("../../shaders/activation.wgsl");
+
+/// Every shader family, for validation tests and pipeline warm-up.
+pub(crate) const SHADERS: &[&Shader] = &[
+    &matmul::SHADER,
+    &elementwise::SHADER,
+    &reduce::SHADER,
+    &loss::SHADER,
+    &optim::SHADER,
+    &norm::SHADER,
+    &random::SHADER,
+    &data::SHADER,
+];
+
+/// The full WGSL source of every family, by name (what `naga` validates in the tests).
+pub fn shader_sources() -> Vec<(&'static str, String)> {
+    SHADERS.iter().map(|s| (s.name, (s.source)())).collect()
+}
+
+/// An elementwise nonlinearity. Codes are shared with `shaders/activation.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Identity,
+    Relu,
+    /// max(x, 0) + slope · min(x, 0); PyTorch's default slope is 0.01.
+    LeakyRelu(f32),
+    /// PyTorch's `GELU(approximate='tanh')`.
+    Gelu,
+    Tanh,
+    Sigmoid,
+}
+
+impl Activation {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Activation::Identity => 0,
+            Activation::Relu => 1,
+            Activation::LeakyRelu(_) => 2,
+            Activation::Gelu => 3,
+            Activation::Tanh => 4,
+            Activation::Sigmoid => 5,
+        }
+    }
+
+    pub(crate) fn slope(self) -> f32 {
+        match self {
+            Activation::LeakyRelu(slope) => slope,
+            _ => 0.0,
+        }
+    }
+
+    /// The f64 reference.
+    pub fn apply_f64(self, x: f64) -> f64 {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu(s) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    f64::from(s) * x
+                }
+            }
+            Activation::Gelu => 0.5 * x * (1.0 + (GELU_C * (x + GELU_K * x.powi(3))).tanh()),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        }
+    }
+
+    /// The f64 reference derivative, at the activation's input.
+    pub fn grad_f64(self, x: f64) -> f64 {
+        match self {
+            Activation::Identity => 1.0,
+            Activation::Relu => f64::from(u8::from(x > 0.0)),
+            Activation::LeakyRelu(s) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    f64::from(s)
+                }
+            }
+            Activation::Gelu => {
+                let t = (GELU_C * (x + GELU_K * x.powi(3))).tanh();
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_K * x * x)
+            }
+            Activation::Tanh => 1.0 - x.tanh().powi(2),
+            Activation::Sigmoid => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s)
+            }
+        }
+    }
+}
+
+const GELU_C: f64 = 0.797_884_560_802_865_4;
+const GELU_K: f64 = 0.044_715;
+
+/// Prepends the shared activation functions to a family's WGSL.
+fn with_activations(family: &str) -> String {
+    format!("{ACTIVATION_WGSL}\n{family}")
+}
+
+fn shape_error(op: &str, left: &[usize], right: &[usize]) -> Error {
+    Error::ShapeMismatch {
+        op: op.to_string(),
+        left: left.to_vec(),
+        right: right.to_vec(),
+    }
+}
+
+/// Fails unless `tensor` has exactly `shape`.
+fn expect_shape(op: &str, tensor: &Tensor, shape: &[usize]) -> Result<()> {
+    if tensor.shape() == shape {
+        Ok(())
+    } else {
+        Err(shape_error(op, tensor.shape(), shape))
+    }
+}
+
+/// Fails unless both tensors hold as many elements.
+fn expect_same_len(op: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.len() == b.len() {
+        Ok(())
+    } else {
+        Err(shape_error(op, a.shape(), b.shape()))
+    }
+}
+
+/// (rows, cols) of a 2-D tensor.
+fn matrix_dims(op: &str, tensor: &Tensor) -> Result<(usize, usize)> {
+    match *tensor.shape() {
+        [rows, cols] => Ok((rows, cols)),
+        _ => Err(Error::ShapeMismatch {
+            op: format!("{op} (expects a matrix)"),
+            left: tensor.shape().to_vec(),
+            right: vec![],
+        }),
+    }
+}
+
+/// Sizes go to WGSL as u32; anything larger could not be bound anyway.
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n)
+        .expect("tensor sizes fit in u32: buffers are checked against the binding limit")
+}

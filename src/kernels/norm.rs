@@ -1,0 +1,177 @@
+//! Launchers for `shaders/norm.wgsl`: BatchNorm1d forward (training and eval) and backward.
+
+use crate::error::Result;
+use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::kernels::{expect_shape, matrix_dims, to_u32};
+
+pub(crate) static SHADER: Shader = Shader {
+    name: "norm",
+    source: || include_str!("../../shaders/norm.wgsl").to_string(),
+};
+
+const BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+
+const fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        shader: &SHADER,
+        entry,
+        bindings: BINDINGS,
+    }
+}
+static FORWARD: KernelSpec = spec("batchnorm_forward");
+static BACKWARD: KernelSpec = spec("batchnorm_backward");
+static EVAL: KernelSpec = spec("batchnorm_eval");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct NormParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+/// BatchNorm1d's hyper-parameters (PyTorch's defaults: eps 1e-5, momentum 0.1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormConfig {
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+impl Default for BatchNormConfig {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+}
+
+/// Tensors of one BatchNorm1d layer over `[rows, cols]` activations.
+pub struct BatchNormTensors<'a> {
+    pub gamma: &'a Tensor,
+    pub beta: &'a Tensor,
+    /// `[2, cols]`: batch mean and 1/√(var + ε), written by the training forward.
+    pub saved: &'a Tensor,
+    /// `[2, cols]`: running_mean and running_var.
+    pub running: &'a Tensor,
+}
+
+fn launch(
+    gpu: &Gpu,
+    spec: &KernelSpec,
+    config: BatchNormConfig,
+    x: &Tensor,
+    binds: [&Tensor; 6],
+    groups: Option<[u32; 3]>,
+) -> Result<Dispatch> {
+    let (rows, cols) = matrix_dims(spec.entry, x)?;
+    let params = gpu.uniform(&NormParams {
+        rows: to_u32(rows),
+        cols: to_u32(cols),
+        eps: config.eps,
+        momentum: config.momentum,
+    });
+    let [b2, b3, b4, b5, b6, b7] = binds;
+    gpu.dispatch(
+        spec,
+        &[],
+        &[
+            Bind::Uniform(&params),
+            Bind::Tensor(x),
+            Bind::Tensor(b2),
+            Bind::Tensor(b3),
+            Bind::Tensor(b4),
+            Bind::Tensor(b5),
+            Bind::Tensor(b6),
+            Bind::Tensor(b7),
+        ],
+        groups.unwrap_or_else(|| grid_1d(cols, 1)),
+    )
+}
+
+fn check(x: &Tensor, t: &BatchNormTensors<'_>) -> Result<()> {
+    let (_, cols) = matrix_dims("batchnorm", x)?;
+    expect_shape("batchnorm gamma", t.gamma, &[cols])?;
+    expect_shape("batchnorm beta", t.beta, &[cols])?;
+    expect_shape("batchnorm saved", t.saved, &[2, cols])?;
+    expect_shape("batchnorm running", t.running, &[2, cols])
+}
+
+/// Training mode: `y = γ (x − μ_B)/√(σ²_B + ε) + β`; updates the running statistics.
+pub fn batchnorm_forward(
+    gpu: &Gpu,
+    config: BatchNormConfig,
+    x: &Tensor,
+    t: &BatchNormTensors<'_>,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    check(x, t)?;
+    expect_shape("batchnorm y", y, x.shape())?;
+    launch(
+        gpu,
+        &FORWARD,
+        config,
+        x,
+        [t.gamma, t.beta, x, y, t.saved, t.running],
+        None,
+    )
+}
+
+/// Eval mode: normalise with the running statistics.
+pub fn batchnorm_eval(
+    gpu: &Gpu,
+    config: BatchNormConfig,
+    x: &Tensor,
+    t: &BatchNormTensors<'_>,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    check(x, t)?;
+    expect_shape("batchnorm y", y, x.shape())?;
+    // Bindings 6 and 7 are unused in eval; they still need distinct writable buffers.
+    launch(
+        gpu,
+        &EVAL,
+        config,
+        x,
+        [t.gamma, t.beta, t.running, y, t.saved, t.saved],
+        Some(grid_1d(x.len(), 256)),
+    )
+}
+
+/// Gradients of the training forward: `dx`, and `dgamma`, `dbeta` (overwritten).
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward(
+    gpu: &Gpu,
+    config: BatchNormConfig,
+    x: &Tensor,
+    t: &BatchNormTensors<'_>,
+    dy: &Tensor,
+    dx: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+) -> Result<Dispatch> {
+    check(x, t)?;
+    expect_shape("batchnorm dy", dy, x.shape())?;
+    expect_shape("batchnorm dx", dx, x.shape())?;
+    expect_shape("batchnorm dgamma", dgamma, t.gamma.shape())?;
+    expect_shape("batchnorm dbeta", dbeta, t.beta.shape())?;
+    launch(
+        gpu,
+        &BACKWARD,
+        config,
+        x,
+        [t.gamma, t.saved, dy, dx, dgamma, dbeta],
+        None,
+    )
+}

@@ -1,0 +1,129 @@
+//! Launchers for `shaders/random.wgsl`: dropout and random image shifts, keyed by
+//! (seed, step, element) so that runs are reproducible and resumable.
+
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::kernels::{expect_same_len, to_u32};
+
+pub(crate) static SHADER: Shader = Shader {
+    name: "random",
+    source: || {
+        [
+            include_str!("../../shaders/step.wgsl"),
+            include_str!("../../shaders/random.wgsl"),
+        ]
+        .concat()
+    },
+};
+
+const BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::StepUniform,
+    Access::Read,
+    Access::ReadWrite,
+];
+static DROPOUT: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "dropout",
+    bindings: BINDINGS,
+};
+static RANDOM_SHIFT: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "random_shift",
+    bindings: BINDINGS,
+};
+
+/// Mirrors `RandomParams` in `shaders/random.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RandomParams {
+    pub n: u32,
+    pub salt: u32,
+    pub drop_threshold: u32,
+    pub keep_scale: f32,
+    pub height: u32,
+    pub width: u32,
+    pub max_shift: u32,
+    pub _pad: u32,
+}
+
+/// The u32 threshold under which a hash drops its element: p · 2³².
+pub fn drop_threshold(p: f32) -> u32 {
+    (f64::from(p) * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32
+}
+
+/// `out = x · mask / (1 − p)`, the mask drawn from (seed, step, salt, element). Also the
+/// backward: apply it to the output gradient with the same key.
+pub fn dropout(
+    gpu: &Gpu,
+    p: f32,
+    salt: u32,
+    step_ring: &wgpu::Buffer,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::InvalidArgument(format!(
+            "dropout probability {p} is outside [0, 1)"
+        )));
+    }
+    expect_same_len("dropout", x, out)?;
+    let params = gpu.uniform(&RandomParams {
+        n: to_u32(x.len()),
+        salt,
+        drop_threshold: drop_threshold(p),
+        keep_scale: 1.0 / (1.0 - p),
+        ..Default::default()
+    });
+    launch(gpu, &DROPOUT, &params, step_ring, x, out)
+}
+
+/// Shifts each `height × width` image of `x` by up to ±`max_shift` pixels, zero-filled.
+pub fn random_shift(
+    gpu: &Gpu,
+    (height, width): (usize, usize),
+    max_shift: u32,
+    salt: u32,
+    step_ring: &wgpu::Buffer,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    expect_same_len("random_shift", x, out)?;
+    if height * width == 0 || !x.len().is_multiple_of(height * width) {
+        return Err(Error::InvalidArgument(format!(
+            "random_shift: {:?} is not a stack of {height}×{width} images",
+            x.shape()
+        )));
+    }
+    let params = gpu.uniform(&RandomParams {
+        n: to_u32(x.len()),
+        salt,
+        height: to_u32(height),
+        width: to_u32(width),
+        max_shift,
+        ..Default::default()
+    });
+    launch(gpu, &RANDOM_SHIFT, &params, step_ring, x, out)
+}
+
+fn launch(
+    gpu: &Gpu,
+    spec: &KernelSpec,
+    params: &wgpu::Buffer,
+    step_ring: &wgpu::Buffer,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    gpu.dispatch(
+        spec,
+        &[],
+        &[
+            Bind::Uniform(params),
+            Bind::Step(step_ring),
+            Bind::Tensor(x),
+            Bind::Tensor(out),
+        ],
+        grid_1d(x.len(), 256),
+    )
+}

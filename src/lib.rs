@@ -1,0 +1,13 @@
+//! wgtrain: train neural networks on any GPU through wgpu and WGSL compute shaders.
+//!
+//! Layers, bottom up: [`gpu`] (device, tensors, dispatches) → [`kernels`] (one launcher per
+//! WGSL family) → graph, nn, optim → train.
+
+mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod optim;
+pub mod reference;
+
+pub use error::{Error, Result};
+pub use gpu::{Gpu, Tensor};

@@ -1,0 +1,307 @@
+//! Optimizer configurations (the formulas of `torch.optim`), their per-step host values, and
+//! learning-rate schedules. The update itself is one fused kernel (`kernels::optim`).
+
+mod schedule;
+
+pub use schedule::Schedule;
+
+use crate::error::{Error, Result};
+use crate::kernels::optim::{OptimParams, StepParams, UpdateRule};
+
+/// An optimizer with `torch.optim`'s hyper-parameters and defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// `torch.optim.SGD`
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        dampening: f32,
+        nesterov: bool,
+        weight_decay: f32,
+    },
+    /// `torch.optim.Adagrad`
+    Adagrad {
+        lr: f32,
+        lr_decay: f32,
+        weight_decay: f32,
+        eps: f32,
+    },
+    /// `torch.optim.RMSprop`
+    Rmsprop {
+        lr: f32,
+        alpha: f32,
+        eps: f32,
+        weight_decay: f32,
+        momentum: f32,
+        centered: bool,
+    },
+    /// `torch.optim.Adam`
+    Adam {
+        lr: f32,
+        betas: (f32, f32),
+        eps: f32,
+        weight_decay: f32,
+        amsgrad: bool,
+    },
+    /// `torch.optim.AdamW`: weight decay decoupled from the gradient.
+    AdamW {
+        lr: f32,
+        betas: (f32, f32),
+        eps: f32,
+        weight_decay: f32,
+        amsgrad: bool,
+    },
+}
+
+impl Optimizer {
+    pub fn sgd(lr: f32) -> Self {
+        Optimizer::Sgd {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+
+    pub fn momentum(lr: f32, momentum: f32) -> Self {
+        Optimizer::Sgd {
+            lr,
+            momentum,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+
+    pub fn nesterov(lr: f32, momentum: f32) -> Self {
+        Optimizer::Sgd {
+            lr,
+            momentum,
+            dampening: 0.0,
+            nesterov: true,
+            weight_decay: 0.0,
+        }
+    }
+
+    pub fn adagrad(lr: f32) -> Self {
+        Optimizer::Adagrad {
+            lr,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            eps: 1e-10,
+        }
+    }
+
+    pub fn rmsprop(lr: f32) -> Self {
+        Optimizer::Rmsprop {
+            lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+        }
+    }
+
+    pub fn adam(lr: f32) -> Self {
+        Optimizer::Adam {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+        }
+    }
+
+    /// AdamW with PyTorch's default weight decay of 0.01.
+    pub fn adamw(lr: f32) -> Self {
+        Optimizer::AdamW {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.01,
+            amsgrad: false,
+        }
+    }
+
+    /// The base learning rate.
+    pub fn lr(&self) -> f32 {
+        match *self {
+            Optimizer::Sgd { lr, .. }
+            | Optimizer::Adagrad { lr, .. }
+            | Optimizer::Rmsprop { lr, .. }
+            | Optimizer::Adam { lr, .. }
+            | Optimizer::AdamW { lr, .. } => lr,
+        }
+    }
+
+    /// Sets the weight decay (L2 penalty; decoupled for AdamW).
+    pub fn with_weight_decay(mut self, value: f32) -> Self {
+        match &mut self {
+            Optimizer::Sgd { weight_decay, .. }
+            | Optimizer::Adagrad { weight_decay, .. }
+            | Optimizer::Rmsprop { weight_decay, .. }
+            | Optimizer::Adam { weight_decay, .. }
+            | Optimizer::AdamW { weight_decay, .. } => *weight_decay = value,
+        }
+        self
+    }
+
+    /// Rejects hyper-parameters `torch.optim` rejects.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::InvalidArgument(format!("{what} in {self:?}")));
+        if !(self.lr() > 0.0 && self.lr().is_finite()) {
+            return bad("learning rate must be positive and finite");
+        }
+        match *self {
+            Optimizer::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                ..
+            } if nesterov && (momentum <= 0.0 || dampening != 0.0) => {
+                bad("Nesterov momentum requires a momentum and zero dampening")
+            }
+            Optimizer::Adam { betas, .. } | Optimizer::AdamW { betas, .. }
+                if !(0.0..1.0).contains(&betas.0) || !(0.0..1.0).contains(&betas.1) =>
+            {
+                bad("betas must lie in [0, 1)")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// State tensors per parameter, named as in `torch.optim`'s state dicts, in the order the
+    /// kernel binds them.
+    pub fn state_names(&self) -> &'static [&'static str] {
+        match *self {
+            Optimizer::Sgd { momentum, .. } if momentum != 0.0 => &["momentum_buffer"],
+            Optimizer::Sgd { .. } => &[],
+            Optimizer::Adagrad { .. } => &["sum"],
+            Optimizer::Rmsprop {
+                centered, momentum, ..
+            } => match (centered, momentum > 0.0) {
+                (false, false) => &["square_avg"],
+                (true, false) => &["square_avg", "grad_avg"],
+                (false, true) => &["square_avg", "", "momentum_buffer"],
+                (true, true) => &["square_avg", "grad_avg", "momentum_buffer"],
+            },
+            Optimizer::Adam { amsgrad, .. } | Optimizer::AdamW { amsgrad, .. } => {
+                if amsgrad {
+                    &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+                } else {
+                    &["exp_avg", "exp_avg_sq"]
+                }
+            }
+        }
+    }
+
+    /// The kernel and its fixed parameters; `l1` adds λ₁·sign(p) to the gradient.
+    pub fn kernel_params(&self, l1: f32) -> (UpdateRule, OptimParams) {
+        let base = OptimParams {
+            l1,
+            ..OptimParams::default()
+        };
+        match *self {
+            Optimizer::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+                ..
+            } => (
+                UpdateRule::Sgd,
+                OptimParams {
+                    flags: if nesterov { OptimParams::NESTEROV } else { 0 },
+                    beta1: momentum,
+                    dampening,
+                    weight_decay,
+                    ..base
+                },
+            ),
+            Optimizer::Adagrad {
+                weight_decay, eps, ..
+            } => (
+                UpdateRule::Adagrad,
+                OptimParams {
+                    eps,
+                    weight_decay,
+                    ..base
+                },
+            ),
+            Optimizer::Rmsprop {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+                ..
+            } => (
+                UpdateRule::Rmsprop,
+                OptimParams {
+                    flags: if centered { OptimParams::CENTERED } else { 0 },
+                    beta1: momentum,
+                    beta2: alpha,
+                    eps,
+                    weight_decay,
+                    ..base
+                },
+            ),
+            Optimizer::Adam {
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                ..
+            }
+            | Optimizer::AdamW {
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                ..
+            } => {
+                let decoupled = matches!(self, Optimizer::AdamW { .. });
+                let flags = if amsgrad { OptimParams::AMSGRAD } else { 0 }
+                    | if decoupled { OptimParams::DECOUPLED } else { 0 };
+                (
+                    UpdateRule::Adam,
+                    OptimParams {
+                        flags,
+                        beta1: betas.0,
+                        beta2: betas.1,
+                        eps,
+                        weight_decay,
+                        ..base
+                    },
+                )
+            }
+        }
+    }
+
+    /// The per-step uniform for 1-based step `t` at learning rate `lr`. Bias corrections are
+    /// computed here in f64, as WGPU_NOTES advises: `β^t` in f32 on the GPU drifts.
+    pub fn step_params(&self, t: u64, lr: f64, seed: u32) -> StepParams {
+        let t_f = t as f64;
+        let (lr, step_size, bc2_sqrt) = match *self {
+            Optimizer::Adagrad { lr_decay, .. } => {
+                (lr / (1.0 + (t_f - 1.0) * f64::from(lr_decay)), 0.0, 1.0)
+            }
+            Optimizer::Adam { betas, .. } | Optimizer::AdamW { betas, .. } => {
+                let bc1 = 1.0 - f64::from(betas.0).powf(t_f);
+                let bc2 = 1.0 - f64::from(betas.1).powf(t_f);
+                (lr, lr / bc1, bc2.sqrt())
+            }
+            _ => (lr, 0.0, 1.0),
+        };
+        StepParams {
+            step: u32::try_from(t).unwrap_or(u32::MAX),
+            seed,
+            lr: lr as f32,
+            step_size: step_size as f32,
+            bias_correction2_sqrt: bc2_sqrt as f32,
+            _pad: [0; 3],
+        }
+    }
+}

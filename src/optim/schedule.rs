@@ -1,0 +1,47 @@
+//! Learning-rate schedules, evaluated on the host per step (a few flops) and handed to the
+//! GPU through the step-uniform ring, so changing the rate never recompiles the plan.
+
+use std::f64::consts::PI;
+
+/// How the learning rate moves with the step; an optional linear warm-up comes first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    Constant,
+    /// `torch.optim.lr_scheduler.StepLR`: multiply by `gamma` every `step_size` steps.
+    Step {
+        step_size: u64,
+        gamma: f64,
+    },
+    /// `ExponentialLR`: multiply by `gamma` every step.
+    Exponential {
+        gamma: f64,
+    },
+    /// `CosineAnnealingLR` from the base rate down to `min_lr` over `total_steps`.
+    Cosine {
+        total_steps: u64,
+        min_lr: f64,
+    },
+}
+
+impl Schedule {
+    /// The rate at 1-based step `t`, with `warmup` steps of linear warm-up (t/warmup · lr).
+    pub fn lr_at(&self, base: f64, t: u64, warmup: u64) -> f64 {
+        if warmup > 0 && t <= warmup {
+            return base * t as f64 / warmup as f64;
+        }
+        let s = t.saturating_sub(warmup + 1);
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { step_size, gamma } => base * gamma.powf((s / step_size.max(1)) as f64),
+            Schedule::Exponential { gamma } => base * gamma.powf(s as f64),
+            Schedule::Cosine {
+                total_steps,
+                min_lr,
+            } => {
+                let span = total_steps.saturating_sub(warmup).max(1);
+                let progress = (s.min(span)) as f64 / span as f64;
+                min_lr + 0.5 * (base - min_lr) * (1.0 + (PI * progress).cos())
+            }
+        }
+    }
+}

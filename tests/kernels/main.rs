@@ -1,0 +1,13 @@
+//! Every kernel against its f64 reference at awkward shapes, on whatever adapter is present.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod data;
+mod elementwise;
+mod loss;
+mod matmul;
+mod norm;
+mod optim;
+mod random;
+mod reduce;

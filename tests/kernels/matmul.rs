@@ -1,0 +1,202 @@
+use wgtrain::kernels::Activation;
+use wgtrain::kernels::matmul::{Epilogue, Matmul, matmul_naive};
+use wgtrain::reference;
+
+use crate::common::*;
+
+/// (m, n, k): single elements, odd sizes, sizes just past the 64-wide tile and 16-deep slice,
+/// and one product above 2¹⁶ outputs.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (3, 5, 7),
+    (33, 65, 17),
+    (130, 67, 129),
+    (300, 257, 20),
+];
+
+/// Σ_p |op(a)[i,p]| |op(b)[p,j]|: the scale of the rounding error of element (i, j).
+fn magnitudes(a: &[f64], b: &[f64], mnk: (usize, usize, usize), ta: bool, tb: bool) -> Vec<f64> {
+    let abs = |x: &[f64]| x.iter().map(|v| v.abs()).collect::<Vec<_>>();
+    reference::matmul(&abs(a), &abs(b), mnk, ta, tb)
+}
+
+/// A k-term f32 dot product is within γ_k · Σ|a_p b_p| of the exact value, γ_k = k·u/(1 − k·u)
+/// (Higham, Accuracy and Stability, §3.1), whatever order the kernel adds in. Two more
+/// roundings (bias, accumulate) make it γ_{k+2}.
+fn dot_bound(k: usize, magnitude: f64) -> f64 {
+    let ku = (k + 2) as f64 * U;
+    ku / (1.0 - ku) * magnitude + f64::MIN_POSITIVE
+}
+
+#[test]
+fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
+    let mut rng = rng("matmul transposes");
+    for &(m, n, k) in SHAPES {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = rng.uniform(m * k, -1.0, 1.0);
+            let b = rng.uniform(k * n, -1.0, 1.0);
+            let a_shape = if ta { [k, m] } else { [m, k] };
+            let b_shape = if tb { [n, k] } else { [k, n] };
+            let c = poisoned(&[m, n]);
+            let op = Matmul {
+                trans_a: ta,
+                trans_b: tb,
+                ..Default::default()
+            };
+            let dispatch = op
+                .dispatch(gpu(), &upload(&a, &a_shape), &upload(&b, &b_shape), &c)
+                .expect("valid shapes");
+            run(&[&dispatch]);
+            let (a, b) = (f64s(&a), f64s(&b));
+            let want = reference::matmul(&a, &b, (m, n, k), ta, tb);
+            let mags = magnitudes(&a, &b, (m, n, k), ta, tb);
+            assert_within(
+                &format!("matmul {m}x{n}x{k} ta={ta} tb={tb}"),
+                &read(&c),
+                &want,
+                |i| dot_bound(k, mags[i]),
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_epilogue_bias_activation_and_accumulate() {
+    let mut rng = rng("matmul epilogue");
+    let acts = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::LeakyRelu(0.01),
+        Activation::Gelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+    ];
+    for &(m, n, k) in &SHAPES[1..4] {
+        for act in acts {
+            for accumulate in [false, true] {
+                let a = rng.uniform(m * k, -1.0, 1.0);
+                let b = rng.uniform(n * k, -1.0, 1.0);
+                let bias = rng.uniform(n, -1.0, 1.0);
+                let initial = rng.uniform(m * n, -1.0, 1.0);
+                let c = if accumulate {
+                    upload(&initial, &[m, n])
+                } else {
+                    poisoned(&[m, n])
+                };
+                let bias_t = upload(&bias, &[n]);
+                let op = Matmul {
+                    trans_b: true,
+                    epilogue: Epilogue::Activate {
+                        bias: Some(&bias_t),
+                        activation: act,
+                        accumulate,
+                    },
+                    ..Default::default()
+                };
+                let dispatch = op
+                    .dispatch(gpu(), &upload(&a, &[m, k]), &upload(&b, &[n, k]), &c)
+                    .expect("valid shapes");
+                run(&[&dispatch]);
+                let (a, b) = (f64s(&a), f64s(&b));
+                let product = reference::matmul(&a, &b, (m, n, k), false, true);
+                let mags = magnitudes(&a, &b, (m, n, k), false, true);
+                let pre: Vec<f64> = (0..m * n)
+                    .map(|i| {
+                        product[i]
+                            + f64::from(bias[i % n])
+                            + if accumulate {
+                                f64::from(initial[i])
+                            } else {
+                                0.0
+                            }
+                    })
+                    .collect();
+                let want: Vec<f64> = pre.iter().map(|&x| act.apply_f64(x)).collect();
+                // The pre-activation error (dot_bound plus |bias| + |c|) passes through the
+                // activation's slope (≤ 1.13, GELU's maximum), then the activation adds its own:
+                // exp and division cost a few ulps, 1e-6 relative and absolute covers them.
+                assert_within(
+                    &format!("matmul epilogue {act:?} acc={accumulate} {m}x{n}x{k}"),
+                    &read(&c),
+                    &want,
+                    |i| 1.13 * dot_bound(k, mags[i] + 2.0) + 1e-6 * (1.0 + want[i].abs()),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_activation_grad_epilogue_masks_the_product() {
+    let mut rng = rng("matmul activation grad");
+    for act in [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+    ] {
+        let (m, n, k) = (33, 65, 17);
+        let a = rng.uniform(m * k, -1.0, 1.0);
+        let b = rng.uniform(k * n, -1.0, 1.0);
+        let pre = rng.uniform(m * n, -3.0, 3.0);
+        let c = poisoned(&[m, n]);
+        let pre_t = upload(&pre, &[m, n]);
+        let op = Matmul {
+            epilogue: Epilogue::ActivationGrad {
+                pre: &pre_t,
+                activation: act,
+            },
+            ..Default::default()
+        };
+        let dispatch = op
+            .dispatch(gpu(), &upload(&a, &[m, k]), &upload(&b, &[k, n]), &c)
+            .expect("valid shapes");
+        run(&[&dispatch]);
+        let (a, b) = (f64s(&a), f64s(&b));
+        let product = reference::matmul(&a, &b, (m, n, k), false, false);
+        let mags = magnitudes(&a, &b, (m, n, k), false, false);
+        let want: Vec<f64> = (0..m * n)
+            .map(|i| product[i] * act.grad_f64(f64::from(pre[i])))
+            .collect();
+        // |act'| ≤ 1.13 scales the product's error; the derivative's own rounding (1e-6
+        // relative, as above) scales with the product.
+        assert_within(
+            &format!("matmul grad-mask {act:?}"),
+            &read(&c),
+            &want,
+            |i| 1.13 * dot_bound(k, mags[i]) + 1e-6 * mags[i],
+        );
+    }
+}
+
+#[test]
+fn naive_matmul_matches_f64() {
+    let mut rng = rng("matmul naive");
+    for &(m, n, k) in SHAPES {
+        let a = rng.uniform(m * k, -1.0, 1.0);
+        let b = rng.uniform(k * n, -1.0, 1.0);
+        let c = poisoned(&[m, n]);
+        let dispatch = matmul_naive(gpu(), &upload(&a, &[m, k]), &upload(&b, &[k, n]), &c)
+            .expect("valid shapes");
+        run(&[&dispatch]);
+        let (a, b) = (f64s(&a), f64s(&b));
+        let want = reference::matmul(&a, &b, (m, n, k), false, false);
+        let mags = magnitudes(&a, &b, (m, n, k), false, false);
+        assert_within("matmul naive", &read(&c), &want, |i| dot_bound(k, mags[i]));
+    }
+}
+
+#[test]
+fn matmul_rejects_mismatched_shapes() {
+    let a = poisoned(&[3, 4]);
+    let b = poisoned(&[5, 6]);
+    let c = poisoned(&[3, 6]);
+    let error = Matmul::default()
+        .dispatch(gpu(), &a, &b, &c)
+        .err()
+        .expect("k differs");
+    assert!(
+        matches!(error, wgtrain::Error::ShapeMismatch { .. }),
+        "{error}"
+    );
+}
