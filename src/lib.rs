@@ -3,11 +3,15 @@
 //! Layers, bottom up: [`gpu`] (device, tensors, dispatches) → [`kernels`] (one launcher per
 //! WGSL family) → graph, nn, optim → train.
 
+pub mod data;
 mod error;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
+pub mod nn;
 pub mod optim;
 pub mod reference;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, Tensor};

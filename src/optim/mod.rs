@@ -2,8 +2,10 @@
 //! learning-rate schedules. The update itself is one fused kernel (`kernels::optim`).
 
 mod schedule;
+mod state;
 
 pub use schedule::Schedule;
+pub use state::OptimizerState;
 
 use crate::error::{Error, Result};
 use crate::kernels::optim::{OptimParams, StepParams, UpdateRule};

@@ -1,0 +1,110 @@
+//! Datasets: IDX and CSV readers, standardisation, and upload to the device so batches are
+//! gathered on the GPU.
+
+mod device;
+
+pub use device::DeviceDataset;
+
+use crate::error::{Error, Result};
+
+/// Feature storage on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Features {
+    F32(Vec<f32>),
+    /// Bytes (images), multiplied by `scale` when gathered on the device.
+    U8 {
+        bytes: Vec<u8>,
+        scale: f32,
+    },
+}
+
+/// An in-memory dataset of `rows` samples with `cols` features each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub features: Features,
+    pub rows: usize,
+    pub cols: usize,
+    /// Class indices (`target_cols == 0`) or `rows × target_cols` regression targets.
+    pub targets: Vec<f32>,
+    pub target_cols: usize,
+    /// `(height, width)` when each row is an image, for shift augmentation.
+    pub image: Option<(usize, usize)>,
+}
+
+impl Dataset {
+    /// A classification dataset of f32 features.
+    pub fn classification(features: Vec<f32>, cols: usize, labels: Vec<u32>) -> Result<Self> {
+        Self::new(
+            Features::F32(features),
+            cols,
+            labels.iter().map(|&l| l as f32).collect(),
+            0,
+        )
+    }
+
+    /// A regression dataset of f32 features and `target_cols` targets per row.
+    pub fn regression(
+        features: Vec<f32>,
+        cols: usize,
+        targets: Vec<f32>,
+        target_cols: usize,
+    ) -> Result<Self> {
+        if target_cols == 0 {
+            return Err(Error::InvalidArgument(
+                "regression needs at least one target column".into(),
+            ));
+        }
+        Self::new(Features::F32(features), cols, targets, target_cols)
+    }
+
+    pub fn new(
+        features: Features,
+        cols: usize,
+        targets: Vec<f32>,
+        target_cols: usize,
+    ) -> Result<Self> {
+        let len = match &features {
+            Features::F32(v) => v.len(),
+            Features::U8 { bytes, .. } => bytes.len(),
+        };
+        if cols == 0 || len % cols != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{len} feature values do not split into rows of {cols}"
+            )));
+        }
+        let rows = len / cols;
+        if targets.len() != rows * target_cols.max(1) {
+            return Err(Error::InvalidArgument(format!(
+                "{} targets for {rows} rows",
+                targets.len()
+            )));
+        }
+        Ok(Self {
+            features,
+            rows,
+            cols,
+            targets,
+            target_cols,
+            image: None,
+        })
+    }
+
+    /// The number of classes (largest label + 1) of a classification dataset.
+    pub fn classes(&self) -> usize {
+        if self.target_cols > 0 {
+            return 0;
+        }
+        self.targets.iter().fold(0.0f32, |m, &t| m.max(t)) as usize + 1
+    }
+
+    /// Row `r`'s features as f32.
+    pub fn row(&self, r: usize) -> Vec<f32> {
+        match &self.features {
+            Features::F32(v) => v[r * self.cols..(r + 1) * self.cols].to_vec(),
+            Features::U8 { bytes, scale } => bytes[r * self.cols..(r + 1) * self.cols]
+                .iter()
+                .map(|&b| f32::from(b) * scale)
+                .collect(),
+        }
+    }
+}

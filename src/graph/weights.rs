@@ -1,0 +1,125 @@
+//! Parameters in one flat device buffer and gradients in a second with the same layout, so a
+//! single fused optimizer dispatch updates the whole model. Each parameter starts on a
+//! 64-float (256-byte) boundary, the alignment storage bindings need; the gaps hold zeros in
+//! both buffers and stay zero under every update rule.
+
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Tensor};
+use crate::graph::{Graph, Init};
+
+const ALIGN: usize = 64;
+
+/// The model's trainable parameters, their gradients, and its non-trainable buffers.
+pub struct Weights {
+    pub params: Tensor,
+    pub grads: Tensor,
+    pub param_views: Vec<Tensor>,
+    pub grad_views: Vec<Tensor>,
+    /// BatchNorm running statistics, `[2, features]`: running_mean then running_var.
+    pub buffers: Vec<Tensor>,
+    offsets: Vec<usize>,
+}
+
+impl Weights {
+    /// Initialises every parameter from a seeded generator, as PyTorch's defaults do.
+    pub fn init(gpu: &Gpu, graph: &Graph, seed: u64) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let values: Vec<Vec<f32>> = graph
+            .params
+            .iter()
+            .map(|p| match p.init {
+                Init::Uniform { bound } => (0..p.len())
+                    .map(|_| rng.random_range(-bound..=bound))
+                    .collect(),
+                Init::Constant(c) => vec![c; p.len()],
+            })
+            .collect();
+        Self::from_values(gpu, graph, &values)
+    }
+
+    /// Parameters from given values, in the graph's parameter order.
+    pub fn from_values(gpu: &Gpu, graph: &Graph, values: &[Vec<f32>]) -> Result<Self> {
+        let mut offsets = vec![];
+        let mut total = 0;
+        for p in &graph.params {
+            offsets.push(total);
+            total += p.len().div_ceil(ALIGN) * ALIGN;
+        }
+        let total = total.max(1);
+        let mut flat = vec![0.0f32; total];
+        if values.len() != graph.params.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} parameter tensors given for a model with {}",
+                values.len(),
+                graph.params.len()
+            )));
+        }
+        for ((p, v), &offset) in graph.params.iter().zip(values).zip(&offsets) {
+            if v.len() != p.len() {
+                return Err(Error::ShapeMismatch {
+                    op: format!("parameter {}", p.name),
+                    left: p.shape.clone(),
+                    right: vec![v.len()],
+                });
+            }
+            flat[offset..offset + v.len()].copy_from_slice(v);
+        }
+        let params = gpu.tensor(&flat, &[total])?;
+        let grads = gpu.zeros(&[total])?;
+        let views = |t: &Tensor| -> Result<Vec<Tensor>> {
+            graph
+                .params
+                .iter()
+                .zip(&offsets)
+                .map(|(p, &o)| t.view(o, &p.shape))
+                .collect()
+        };
+        let buffers = graph
+            .buffers
+            .iter()
+            .map(|b| {
+                gpu.tensor(
+                    &[vec![0.0; b.features], vec![1.0; b.features]].concat(),
+                    &[2, b.features],
+                )
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            param_views: views(&params)?,
+            grad_views: views(&grads)?,
+            params,
+            grads,
+            buffers,
+            offsets,
+        })
+    }
+
+    /// Each parameter's values, in graph order (one readback of the flat buffer).
+    pub fn read_params(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        self.split(&gpu.read(&self.params)?)
+    }
+
+    /// Each parameter's gradient from the last step, in graph order.
+    pub fn read_grads(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        self.split(&gpu.read(&self.grads)?)
+    }
+
+    /// Cuts a flat host copy into per-parameter vectors.
+    pub fn split(&self, flat: &[f32]) -> Result<Vec<Vec<f32>>> {
+        Ok(self
+            .param_views
+            .iter()
+            .zip(&self.offsets)
+            .map(|(v, &o)| flat[o..o + v.len()].to_vec())
+            .collect())
+    }
+
+    /// Total bytes of the flat parameter buffer.
+    pub fn byte_len(&self) -> u64 {
+        self.params.byte_len()
+    }
+}

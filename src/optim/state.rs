@@ -1,0 +1,72 @@
+//! Optimizer state on the device: the state tensors (`exp_avg`, ...) as flat buffers with the
+//! parameters' layout, the clip coefficient, and the dispatches of one update (optional
+//! gradient clipping by global norm, then the fused rule).
+
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::graph::Weights;
+use crate::kernels::optim::{UpdateBuffers, update};
+use crate::kernels::reduce;
+use crate::optim::Optimizer;
+
+/// Everything an optimizer adds to a training step.
+pub struct OptimizerState {
+    pub optimizer: Optimizer,
+    /// Flat state tensors in the kernel's binding order; unused ones are one-element stand-ins.
+    pub states: Vec<Tensor>,
+    dispatches: Vec<Dispatch>,
+}
+
+impl OptimizerState {
+    pub fn new(
+        gpu: &Gpu,
+        weights: &Weights,
+        optimizer: Optimizer,
+        l1: f32,
+        clip_norm: Option<f32>,
+        step_ring: &wgpu::Buffer,
+    ) -> Result<Self> {
+        optimizer.validate()?;
+        let n = weights.params.len();
+        let names = optimizer.state_names();
+        let states: Vec<Tensor> = (0..3)
+            .map(|i| {
+                let used = names.get(i).is_some_and(|name| !name.is_empty());
+                gpu.zeros(&[if used { n } else { 1 }])
+            })
+            .collect::<Result<_>>()?;
+        let clip = gpu.tensor(&[0.0, 1.0], &[2])?;
+        let mut dispatches = match clip_norm {
+            Some(max_norm) => reduce::clip_coefficient(gpu, max_norm, &weights.grads, &clip)?,
+            None => vec![],
+        };
+        let (rule, params) = optimizer.kernel_params(l1);
+        dispatches.push(update(
+            gpu,
+            rule,
+            params,
+            &UpdateBuffers {
+                step_ring,
+                grad: &weights.grads,
+                clip: &clip,
+                param: &weights.params,
+                states: [&states[0], &states[1], &states[2]],
+            },
+        )?);
+        Ok(Self {
+            optimizer,
+            states,
+            dispatches,
+        })
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, slot: u32) {
+        for dispatch in &self.dispatches {
+            dispatch.record(pass, slot);
+        }
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len()
+    }
+}

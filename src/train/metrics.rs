@@ -1,0 +1,115 @@
+//! Evaluation metrics: accuracy, per-class and macro precision/recall/F1 and the confusion
+//! matrix for classifiers; MSE, MAE and R² for regression.
+
+/// Metrics of a classifier, from predicted and true class indices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassificationMetrics {
+    /// `confusion[true][predicted]`
+    pub confusion: Vec<Vec<u64>>,
+    pub accuracy: f64,
+    pub precision: Vec<f64>,
+    pub recall: Vec<f64>,
+    pub f1: Vec<f64>,
+    pub macro_precision: f64,
+    pub macro_recall: f64,
+    pub macro_f1: f64,
+}
+
+impl ClassificationMetrics {
+    /// A class never predicted has precision 0, and one never present has recall 0 (scikit-
+    /// learn's `zero_division=0`), so no metric is NaN.
+    pub fn new(predicted: &[usize], actual: &[usize], classes: usize) -> Self {
+        let mut confusion = vec![vec![0u64; classes]; classes];
+        for (&p, &a) in predicted.iter().zip(actual) {
+            if p < classes && a < classes {
+                confusion[a][p] += 1;
+            }
+        }
+        let ratio = |num: u64, den: u64| {
+            if den == 0 {
+                0.0
+            } else {
+                num as f64 / den as f64
+            }
+        };
+        let correct: u64 = (0..classes).map(|c| confusion[c][c]).sum();
+        let precision: Vec<f64> = (0..classes)
+            .map(|c| ratio(confusion[c][c], (0..classes).map(|a| confusion[a][c]).sum()))
+            .collect();
+        let recall: Vec<f64> = (0..classes)
+            .map(|c| ratio(confusion[c][c], confusion[c].iter().sum()))
+            .collect();
+        let f1: Vec<f64> = precision
+            .iter()
+            .zip(&recall)
+            .map(|(&p, &r)| {
+                if p + r == 0.0 {
+                    0.0
+                } else {
+                    2.0 * p * r / (p + r)
+                }
+            })
+            .collect();
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        Self {
+            accuracy: ratio(correct, predicted.len() as u64),
+            macro_precision: mean(&precision),
+            macro_recall: mean(&recall),
+            macro_f1: mean(&f1),
+            confusion,
+            precision,
+            recall,
+            f1,
+        }
+    }
+
+    /// Class indices from `[rows, classes]` scores (first index on ties).
+    pub fn argmax(outputs: &[f32], classes: usize) -> Vec<usize> {
+        outputs
+            .chunks(classes.max(1))
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+            })
+            .collect()
+    }
+}
+
+/// Metrics of a regressor over all target values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegressionMetrics {
+    pub mse: f64,
+    pub mae: f64,
+    /// 1 − SS_res / SS_tot; 0 when the targets are constant.
+    pub r2: f64,
+}
+
+impl RegressionMetrics {
+    pub fn new(predicted: &[f32], actual: &[f32]) -> Self {
+        let n = predicted.len().max(1) as f64;
+        let mean = actual.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let (mut ss_res, mut abs, mut ss_tot) = (0.0, 0.0, 0.0);
+        for (&p, &a) in predicted.iter().zip(actual) {
+            let d = f64::from(p) - f64::from(a);
+            ss_res += d * d;
+            abs += d.abs();
+            ss_tot += (f64::from(a) - mean).powi(2);
+        }
+        Self {
+            mse: ss_res / n,
+            mae: abs / n,
+            r2: if ss_tot == 0.0 {
+                0.0
+            } else {
+                1.0 - ss_res / ss_tot
+            },
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The training loop: plans per batch size, batches gathered on the GPU, several steps per
+//! submission, per-step losses copied into a ring read back asynchronously, schedules fed
+//! through the step-uniform ring, and evaluation.
+
+mod metrics;
+
+pub use metrics::{ClassificationMetrics, RegressionMetrics};
+
+use std::collections::{HashMap, VecDeque};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::data::DeviceDataset;
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
+use crate::graph::{Graph, Mode, Plan, Weights};
+use crate::kernels::data::gather_rows;
+use crate::kernels::random::random_shift;
+use crate::optim::{Optimizer, OptimizerState, Schedule};
+
+/// How to train.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub optimizer: Optimizer,
+    /// λ₁ of an L1 penalty added to the gradient (0: none).
+    pub l1: f32,
+    /// Clip gradients to this global L2 norm, as `torch.nn.utils.clip_grad_norm_`.
+    pub clip_norm: Option<f32>,
+    pub schedule: Schedule,
+    pub warmup_steps: u64,
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub seed: u64,
+    /// Steps recorded into one submission; the host waits for none of them.
+    pub steps_per_submit: usize,
+    /// Random image shifts of up to ± this many pixels (0: none); needs image rows.
+    pub augment_shift: u32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            optimizer: Optimizer::adam(1e-3),
+            l1: 0.0,
+            clip_norm: None,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            batch_size: 64,
+            shuffle: true,
+            seed: 0,
+            steps_per_submit: 16,
+            augment_shift: 0,
+        }
+    }
+}
+
+/// One optimizer step as reported to callbacks and `--log-steps`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepLog {
+    pub epoch: usize,
+    pub step: u64,
+    pub loss: f32,
+    pub lr: f64,
+}
+
+/// Loss and outputs of a pass over a dataset in eval mode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    /// `[rows, outputs]`, in dataset order.
+    pub outputs: Vec<f32>,
+}
+
+/// A model, its optimizer, and everything compiled to train it.
+pub struct Trainer {
+    gpu: Gpu,
+    pub graph: Graph,
+    pub weights: Weights,
+    optimizer: OptimizerState,
+    pub config: TrainConfig,
+    step_ring: wgpu::Buffer,
+    loss_ring: Tensor,
+    plans: HashMap<(usize, Mode), Plan>,
+    /// Gather (and augmentation) dispatches per (dataset, batch offset, batch size, mode).
+    gathers: HashMap<(usize, usize, usize, Mode), Vec<Dispatch>>,
+    scratch: HashMap<usize, Tensor>,
+    /// Optimizer steps taken so far.
+    pub step: u64,
+    /// Steps the whole run will take (for cosine schedules); set by the caller.
+    pub total_steps: u64,
+}
+
+impl Trainer {
+    pub fn new(gpu: &Gpu, graph: Graph, weights: Weights, config: TrainConfig) -> Result<Self> {
+        if config.batch_size == 0 {
+            return Err(Error::InvalidArgument(
+                "batch size must be at least 1".into(),
+            ));
+        }
+        let slots = config.steps_per_submit.max(1);
+        let step_ring = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgtrain step ring"),
+            size: slots as u64 * STEP_SLOT_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let optimizer = OptimizerState::new(
+            gpu,
+            &weights,
+            config.optimizer,
+            config.l1,
+            config.clip_norm,
+            &step_ring,
+        )?;
+        Ok(Self {
+            gpu: gpu.clone(),
+            loss_ring: gpu.zeros(&[slots])?,
+            graph,
+            weights,
+            optimizer,
+            config,
+            step_ring,
+            plans: HashMap::new(),
+            gathers: HashMap::new(),
+            scratch: HashMap::new(),
+            step: 0,
+            total_steps: 0,
+        })
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    pub fn optimizer_state(&self) -> &OptimizerState {
+        &self.optimizer
+    }
+
+    /// The compiled plan for `batch` in `mode` (compiled on first use).
+    pub fn plan(&mut self, batch: usize, mode: Mode) -> Result<&Plan> {
+        if !self.plans.contains_key(&(batch, mode)) {
+            let plan = Plan::compile(
+                &self.gpu,
+                &self.graph,
+                &self.weights,
+                &self.step_ring,
+                batch,
+                mode,
+            )?;
+            self.plans.insert((batch, mode), plan);
+        }
+        Ok(&self.plans[&(batch, mode)])
+    }
+
+    /// The learning rate at 1-based step `t`.
+    pub fn lr_at(&self, t: u64) -> f64 {
+        let schedule = match self.config.schedule {
+            Schedule::Cosine { min_lr, .. } => Schedule::Cosine {
+                total_steps: self.total_steps.max(t),
+                min_lr,
+            },
+            other => other,
+        };
+        schedule.lr_at(
+            f64::from(self.config.optimizer.lr()),
+            t,
+            self.config.warmup_steps,
+        )
+    }
+
+    fn write_step_params(&self, slot: usize, t: u64) {
+        let params = self
+            .config
+            .optimizer
+            .step_params(t, self.lr_at(t), self.config.seed as u32);
+        self.gpu.queue().write_buffer(
+            &self.step_ring,
+            slot as u64 * STEP_SLOT_BYTES,
+            bytemuck::bytes_of(&params),
+        );
+    }
+
+    /// One training step on host data: `x` is `[batch, in]`, `y` the targets. Waits for the
+    /// loss (tests and small programs; `fit_epoch` never waits per step).
+    pub fn train_batch(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
+        self.batch_step(x, y, true)
+    }
+
+    /// Forward and backward without the update: leaves ∂L/∂params in `weights.grads`.
+    pub fn compute_gradients(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
+        self.batch_step(x, y, false)
+    }
+
+    fn batch_step(&mut self, x: &[f32], y: &[f32], update: bool) -> Result<f32> {
+        let features = self.graph.input_features().unwrap_or(1);
+        let batch = x.len() / features.max(1);
+        self.plan(batch, Mode::Train)?;
+        let plan = &self.plans[&(batch, Mode::Train)];
+        self.gpu.write(plan.input(), x)?;
+        self.gpu.write(plan.target(), y)?;
+        let t = self.step + 1;
+        self.write_step_params(0, t);
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            plan.record(&mut pass, 0);
+            if update {
+                self.optimizer.record(&mut pass, 0);
+            }
+        }
+        self.gpu.queue().submit([encoder.finish()]);
+        if update {
+            self.step = t;
+        }
+        let loss = self.gpu.read(plan.loss())?[0];
+        if !loss.is_finite() {
+            return Err(Error::NonFinite {
+                what: "loss".into(),
+                step: t,
+            });
+        }
+        Ok(loss)
+    }
+
+    fn gather_dispatches(
+        &mut self,
+        data: &DeviceDataset,
+        offset: usize,
+        batch: usize,
+        mode: Mode,
+    ) -> Result<()> {
+        let key = (data.id, offset, batch, mode);
+        if self.gathers.contains_key(&key) {
+            return Ok(());
+        }
+        self.plan(batch, mode)?;
+        let plan = &self.plans[&(batch, mode)];
+        let gpu = &self.gpu;
+        let target_cols = data.target_cols.max(1);
+        let target = plan.target().reshape(&[batch, target_cols])?;
+        let mut dispatches = vec![];
+        let shift = self.config.augment_shift;
+        if let (Mode::Train, true, Some(image)) = (mode, shift > 0, data.image) {
+            let staging = match self.scratch.get(&batch) {
+                Some(t) => t.clone(),
+                None => gpu.uninit(plan.input().shape())?,
+            };
+            self.scratch.insert(batch, staging.clone());
+            dispatches.push(gather_rows(
+                gpu,
+                data.format,
+                data.rows,
+                &data.features,
+                &data.order,
+                offset,
+                &staging,
+            )?);
+            dispatches.push(random_shift(
+                gpu,
+                image,
+                shift,
+                0x5817,
+                &self.step_ring,
+                &staging,
+                plan.input(),
+            )?);
+        } else {
+            dispatches.push(gather_rows(
+                gpu,
+                data.format,
+                data.rows,
+                &data.features,
+                &data.order,
+                offset,
+                plan.input(),
+            )?);
+        }
+        dispatches.push(gather_rows(
+            gpu,
+            crate::kernels::data::RowFormat::F32,
+            data.rows,
+            &data.targets,
+            &data.order,
+            offset,
+            &target,
+        )?);
+        self.gathers.insert(key, dispatches);
+        Ok(())
+    }
+
+    /// One epoch over `data`: shuffled (seeded by seed and epoch) unless configured not to, the
+    /// last partial batch included. `on_step` sees each step's loss as it arrives.
+    pub fn fit_epoch(
+        &mut self,
+        data: &DeviceDataset,
+        epoch: usize,
+        on_step: &mut dyn FnMut(&StepLog),
+    ) -> Result<f64> {
+        let mut order: Vec<u32> = (0..data.rows as u32).collect();
+        if self.config.shuffle {
+            order.shuffle(&mut StdRng::seed_from_u64(
+                self.config.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ));
+        }
+        data.set_order(&self.gpu, &order)?;
+        let bs = self.config.batch_size;
+        let batches: Vec<(usize, usize)> = (0..data.rows)
+            .step_by(bs)
+            .map(|o| (o, bs.min(data.rows - o)))
+            .collect();
+        for &(offset, batch) in &batches {
+            self.gather_dispatches(data, offset, batch, Mode::Train)?;
+        }
+        let key_of = |offset, batch| (data.id, offset, batch, Mode::Train);
+        let mut pending: VecDeque<(u64, Vec<usize>, PendingRead)> = VecDeque::new();
+        let mut total = 0.0;
+        let per_submit = self.config.steps_per_submit.max(1);
+        for chunk in batches.chunks(per_submit) {
+            let first = self.step + 1;
+            for j in 0..chunk.len() {
+                self.write_step_params(j, first + j as u64);
+            }
+            let mut encoder = self
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
+            for (j, &(offset, batch)) in chunk.iter().enumerate() {
+                let plan = &self.plans[&(batch, Mode::Train)];
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    for d in &self.gathers[&key_of(offset, batch)] {
+                        d.record(&mut pass, j as u32);
+                    }
+                    plan.record(&mut pass, j as u32);
+                    self.optimizer.record(&mut pass, j as u32);
+                }
+                let loss = plan.loss();
+                encoder.copy_buffer_to_buffer(
+                    loss.buffer(),
+                    loss.byte_offset(),
+                    self.loss_ring.buffer(),
+                    4 * j as u64,
+                    4,
+                );
+            }
+            self.gpu.queue().submit([encoder.finish()]);
+            self.step += chunk.len() as u64;
+            pending.push_back((
+                first,
+                chunk.iter().map(|&(_, b)| b).collect(),
+                self.gpu
+                    .read_async(self.loss_ring.buffer(), 0, 4 * chunk.len() as u64),
+            ));
+            // Keep a few submissions in flight; report losses that have landed.
+            while pending.len() > 2 {
+                let (first, sizes, read) = pending.pop_front().expect("queue is non-empty");
+                total += self.report(epoch, first, &sizes, read.wait(&self.gpu)?, on_step)?;
+            }
+        }
+        while let Some((first, sizes, read)) = pending.pop_front() {
+            total += self.report(epoch, first, &sizes, read.wait(&self.gpu)?, on_step)?;
+        }
+        // Each batch's loss is a mean over its rows: weight by rows for the epoch's mean.
+        let mean = total / data.rows.max(1) as f64;
+        Ok(mean)
+    }
+
+    /// Hands each step's loss to `on_step`; returns Σ loss · batch rows.
+    fn report(
+        &self,
+        epoch: usize,
+        first: u64,
+        sizes: &[usize],
+        bytes: Vec<u8>,
+        on_step: &mut dyn FnMut(&StepLog),
+    ) -> Result<f64> {
+        let losses: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        let mut weighted = 0.0;
+        for (j, (&loss, &rows)) in losses.iter().zip(sizes).enumerate() {
+            let step = first + j as u64;
+            if !loss.is_finite() {
+                return Err(Error::NonFinite {
+                    what: "loss".into(),
+                    step,
+                });
+            }
+            on_step(&StepLog {
+                epoch,
+                step,
+                loss,
+                lr: self.lr_at(step),
+            });
+            weighted += f64::from(loss) * rows as f64;
+        }
+        Ok(weighted)
+    }
+
+    /// Loss and outputs over `data` in eval mode (running statistics, no dropout).
+    pub fn evaluate(&mut self, data: &DeviceDataset) -> Result<Evaluation> {
+        let identity: Vec<u32> = (0..data.rows as u32).collect();
+        data.set_order(&self.gpu, &identity)?;
+        let bs = self.config.batch_size;
+        let mut outputs = Vec::with_capacity(data.rows * self.graph.output_features().unwrap_or(0));
+        let mut total = 0.0;
+        for offset in (0..data.rows).step_by(bs) {
+            let batch = bs.min(data.rows - offset);
+            self.gather_dispatches(data, offset, batch, Mode::Eval)?;
+            let plan = &self.plans[&(batch, Mode::Eval)];
+            let gathers = &self.gathers[&(data.id, offset, batch, Mode::Eval)];
+            let all: Vec<&Dispatch> = gathers.iter().collect();
+            let mut encoder = self
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for d in all {
+                    d.record(&mut pass, 0);
+                }
+                plan.record(&mut pass, 0);
+            }
+            self.gpu.queue().submit([encoder.finish()]);
+            outputs.extend(self.gpu.read(plan.output())?);
+            total += f64::from(self.gpu.read(plan.loss())?[0]) * batch as f64;
+        }
+        Ok(Evaluation {
+            loss: total / data.rows.max(1) as f64,
+            outputs,
+        })
+    }
+}

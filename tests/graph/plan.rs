@@ -1,0 +1,52 @@
+use wgtrain::graph::{Mode, Weights};
+use wgtrain::kernels::Activation;
+use wgtrain::kernels::loss::Loss;
+use wgtrain::nn::Sequential;
+use wgtrain::train::{TrainConfig, Trainer};
+
+use crate::common::*;
+
+#[test]
+fn the_mlp_bench_step_is_fourteen_dispatches_with_shared_buffers() {
+    // BENCH.md's mlp-bench: 784 → 1024 → ReLU → 1024 → ReLU → 10, cross-entropy, Adam.
+    let model = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
+    let graph = model.build(Loss::CrossEntropy).expect("valid");
+    let weights = Weights::init(gpu(), &graph, 0).expect("weights");
+    let mut trainer = Trainer::new(gpu(), graph, weights, TrainConfig::default()).expect("trainer");
+    let optimizer_dispatches = trainer.optimizer_state().dispatch_count();
+    let plan = trainer.plan(256, Mode::Train).expect("plan");
+    let stats = plan.stats();
+    eprintln!(
+        "mlp-bench b256: {} plan dispatches + {optimizer_dispatches} optimizer: {:?}; values {} bytes, allocated {} bytes",
+        stats.dispatches,
+        plan.labels(),
+        stats.value_bytes,
+        stats.allocated_bytes
+    );
+    // forward 3 matmuls; loss 2; backward: dW, db, dX for layers 3 and 2, dW and db for layer 1.
+    assert_eq!(stats.dispatches, 13);
+    assert_eq!(optimizer_dispatches, 1);
+    assert!(
+        stats.allocated_bytes < stats.value_bytes,
+        "liveness should share some buffers"
+    );
+}
+
+#[test]
+fn shape_errors_name_the_op_and_both_shapes() {
+    let mut graph = wgtrain::graph::Graph::new();
+    let x = graph.input(5).expect("input");
+    let w = graph.param("0.weight", &[3, 4], wgtrain::graph::Init::Constant(0.0));
+    let error = graph
+        .linear(x, w, None, Activation::Identity)
+        .expect_err("in features differ");
+    let message = error.to_string();
+    assert!(
+        matches!(error, wgtrain::Error::ShapeMismatch { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("linear") && message.contains("[3, 4]") && message.contains("[5]"),
+        "{message}"
+    );
+}

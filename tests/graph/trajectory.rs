@@ -1,0 +1,93 @@
+use wgtrain::graph::Weights;
+use wgtrain::kernels::Activation;
+use wgtrain::kernels::loss::Loss;
+use wgtrain::nn::Sequential;
+use wgtrain::optim::Optimizer;
+use wgtrain::reference::{self, OptimizerReference};
+use wgtrain::train::{TrainConfig, Trainer};
+
+use crate::common::*;
+
+fn optimizers() -> [(&'static str, Optimizer); 8] {
+    [
+        ("sgd", Optimizer::sgd(0.1)),
+        ("momentum", Optimizer::momentum(0.05, 0.9)),
+        ("nesterov", Optimizer::nesterov(0.05, 0.9)),
+        ("adagrad", Optimizer::adagrad(0.05)),
+        ("rmsprop", Optimizer::rmsprop(0.005)),
+        ("adam", Optimizer::adam(0.01)),
+        (
+            "adam amsgrad",
+            Optimizer::Adam {
+                lr: 0.01,
+                betas: (0.9, 0.999),
+                eps: 1e-8,
+                weight_decay: 1e-3,
+                amsgrad: true,
+            },
+        ),
+        ("adamw", Optimizer::adamw(0.01)),
+    ]
+}
+
+#[test]
+fn fifty_steps_match_an_f64_implementation_for_every_optimizer() {
+    let mut rng = rng("trajectories");
+    let model = Sequential::mlp(4, &[6], 3, Activation::Tanh, 0.0, false);
+    let (batch, loss) = (8, Loss::CrossEntropy);
+    let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..4)
+        .map(|_| (rng.uniform(batch * 4, -1.0, 1.0), rng.below(batch, 3)))
+        .collect();
+    for (name, optimizer) in optimizers() {
+        let graph = model.build(loss).expect("valid model");
+        let weights = Weights::init(gpu(), &graph, 7).expect("weights");
+        let mut params: Vec<Vec<f64>> = weights
+            .read_params(gpu())
+            .expect("read")
+            .iter()
+            .map(|p| f64s(p))
+            .collect();
+        let config = TrainConfig {
+            optimizer,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(gpu(), graph, weights, config).expect("trainer");
+        let mut states: Vec<OptimizerReference> = params
+            .iter()
+            .map(|p| OptimizerReference::new(optimizer, 0.0, p.len()))
+            .collect();
+        for step in 0..50 {
+            let (x, y) = &batches[step % batches.len()];
+            let (x64, y64) = (f64s(x), f64s(y));
+            let f = |p: &[Vec<f64>]| reference::sequential_loss(&model, p, &x64, &y64, loss);
+            let want_loss = f(&params);
+            let grads = reference::finite_difference_grads(&params, f);
+            for ((p, g), state) in params.iter_mut().zip(&grads).zip(&mut states) {
+                state.step(f64::from(optimizer.lr()), p, g);
+            }
+            let got = trainer.train_batch(x, y).expect("step");
+            // The loss is a mean of 8 log-sum-exps over 3 classes of an f32 forward: its
+            // relative error is ~10 u per stage; the weights' f32 drift below adds more, so 1e-4.
+            assert_close(
+                &format!("{name} loss at step {step}"),
+                &[got],
+                &[want_loss],
+                1e-5,
+                1e-4,
+            );
+        }
+        let got = trainer.weights.read_params(gpu()).expect("read");
+        for (t, (g, want)) in got.iter().zip(&params).enumerate() {
+            // 50 updates, each with f32 gradients good to ~1e-5 relative, move weights of order
+            // 1 by ≤ 50 · lr · 1e-5 · |update| plus the update's rounding: 2e-4 covers all of
+            // them (adaptive rules scale steps to ~lr, which is ≤ 0.1).
+            assert_close(
+                &format!("{name} parameter {t} after 50 steps"),
+                g,
+                want,
+                2e-4,
+                2e-4,
+            );
+        }
+    }
+}
