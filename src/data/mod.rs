@@ -1,9 +1,13 @@
 //! Datasets: IDX and CSV readers, standardisation, and upload to the device so batches are
 //! gathered on the GPU.
 
+mod csv;
 mod device;
+mod idx;
 
+pub use self::csv::{Standardizer, Task, load_csv, parse_csv};
 pub use device::DeviceDataset;
+pub use idx::{IdxArray, Split, load_idx_pair, load_mnist, mnist_files, parse_idx, read_idx};
 
 use crate::error::{Error, Result};
 

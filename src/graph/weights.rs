@@ -118,6 +118,11 @@ impl Weights {
             .collect())
     }
 
+    /// Element offset of each parameter inside the flat buffers.
+    pub fn offsets(&self) -> &[usize] {
+        &self.offsets
+    }
+
     /// Total bytes of the flat parameter buffer.
     pub fn byte_len(&self) -> u64 {
         self.params.byte_len()

@@ -19,7 +19,7 @@ const BINDINGS: &[Access] = &[
 ];
 
 /// A training objective, averaged over the batch as PyTorch's `reduction='mean'`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
     /// `nn.CrossEntropyLoss` on logits; targets are class indices.
     CrossEntropy,

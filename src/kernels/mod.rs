@@ -35,7 +35,7 @@ pub fn shader_sources() -> Vec<(&'static str, String)> {
 }
 
 /// An elementwise nonlinearity. Codes are shared with `shaders/activation.wgsl`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
     Identity,
     Relu,

@@ -8,7 +8,7 @@ use crate::kernels::loss::Loss;
 use crate::kernels::norm::BatchNormConfig;
 
 /// One layer of a [`Sequential`], as PyTorch's module of the same name.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
     Linear { out_features: usize, bias: bool },
     Activation(Activation),
@@ -17,7 +17,7 @@ pub enum Layer {
 }
 
 /// `nn.Sequential` over `[batch, features]` inputs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sequential {
     pub in_features: usize,
     pub layers: Vec<Layer>,

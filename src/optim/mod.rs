@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::kernels::optim::{OptimParams, StepParams, UpdateRule};
 
 /// An optimizer with `torch.optim`'s hyper-parameters and defaults.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Optimizer {
     /// `torch.optim.SGD`
     Sgd {
@@ -125,6 +125,29 @@ impl Optimizer {
             weight_decay: 0.01,
             amsgrad: false,
         }
+    }
+
+    /// The optimizer the CLI calls `name` (sgd, momentum, nesterov, adagrad, rmsprop, adam,
+    /// adamw), with `torch.optim`'s defaults for everything not given.
+    pub fn from_name(name: &str, lr: f32, momentum: f32, weight_decay: f32) -> Result<Self> {
+        let optimizer = match name {
+            "sgd" => Optimizer::sgd(lr),
+            "momentum" => Optimizer::momentum(lr, momentum),
+            "nesterov" => Optimizer::nesterov(lr, momentum),
+            "adagrad" => Optimizer::adagrad(lr),
+            "rmsprop" => Optimizer::rmsprop(lr),
+            "adam" => Optimizer::adam(lr),
+            "adamw" => Optimizer::adamw(lr),
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown optimizer {other:?}: choose sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw"
+                )));
+            }
+        };
+        // AdamW's decay is decoupled and defaults to 0.01; a given value replaces it.
+        let optimizer = if weight_decay != 0.0 || name != "adamw" { optimizer.with_weight_decay(weight_decay) } else { optimizer };
+        optimizer.validate()?;
+        Ok(optimizer)
     }
 
     /// The base learning rate.

@@ -4,7 +4,7 @@
 use std::f64::consts::PI;
 
 /// How the learning rate moves with the step; an optional linear warm-up comes first.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Schedule {
     Constant,
     /// `torch.optim.lr_scheduler.StepLR`: multiply by `gamma` every `step_size` steps.

@@ -113,3 +113,31 @@ impl RegressionMetrics {
         }
     }
 }
+
+impl std::fmt::Display for ClassificationMetrics {
+    /// Accuracy, macro scores, per-class scores and the confusion matrix (rows: true class).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "accuracy {:.2}%", 100.0 * self.accuracy)?;
+        writeln!(
+            f,
+            "macro precision {:.4}  recall {:.4}  F1 {:.4}",
+            self.macro_precision, self.macro_recall, self.macro_f1
+        )?;
+        writeln!(f, "class  precision  recall  F1")?;
+        for c in 0..self.confusion.len() {
+            writeln!(f, "{c:>5}  {:>9.4}  {:>6.4}  {:.4}", self.precision[c], self.recall[c], self.f1[c])?;
+        }
+        writeln!(f, "confusion matrix (rows: true class, columns: predicted)")?;
+        write!(f, "     ")?;
+        for c in 0..self.confusion.len() {
+            write!(f, "{c:>5}")?;
+        }
+        for (c, row) in self.confusion.iter().enumerate() {
+            write!(f, "\n{c:>5}")?;
+            for n in row {
+                write!(f, "{n:>5}")?;
+            }
+        }
+        Ok(())
+    }
+}

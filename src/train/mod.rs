@@ -2,9 +2,12 @@
 //! submission, per-step losses copied into a ring read back asynchronously, schedules fed
 //! through the step-uniform ring, and evaluation.
 
+pub mod checkpoint;
 mod metrics;
+mod progress;
 
 pub use metrics::{ClassificationMetrics, RegressionMetrics};
+pub use progress::EpochProgress;
 
 use std::collections::{HashMap, VecDeque};
 

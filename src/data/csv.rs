@@ -1,0 +1,132 @@
+//! CSV with a header row, numeric features and one named target column.
+
+use std::path::Path;
+
+use crate::data::{Dataset, Features};
+use crate::error::{Error, Result};
+
+/// What the target column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Class indices 0..classes.
+    Classify,
+    Regress,
+}
+
+fn invalid(path: &Path, location: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::InvalidData {
+        file: path.to_path_buf(),
+        location: location.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads `path`; `target` names the target column (the last column when `None`).
+pub fn load_csv(path: &Path, target: Option<&str>, task: Task) -> Result<Dataset> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_csv(path, &bytes, target, task)
+}
+
+/// Parses CSV bytes; `path` only names the source in errors.
+pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) -> Result<Dataset> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(bytes);
+    let headers = reader
+        .headers()
+        .map_err(|e| invalid(path, "line 1", format!("unreadable header: {e}")))?
+        .clone();
+    if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+        return Err(invalid(path, "line 1", "empty file: expected a header row"));
+    }
+    if headers.len() < 2 {
+        return Err(invalid(path, "line 1", "need at least one feature column and a target column"));
+    }
+    let target_index = match target {
+        Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
+            invalid(path, "line 1", format!("unknown target column {name:?}; columns are {:?}", headers.iter().collect::<Vec<_>>()))
+        })?,
+        None => headers.len() - 1,
+    };
+    let mut features = vec![];
+    let mut targets = vec![];
+    for (row, record) in reader.records().enumerate() {
+        let line = row + 2;
+        let record = record.map_err(|e| match e.kind() {
+            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                invalid(path, format!("line {line}"), format!("ragged row: {len} fields, the header has {expected_len}"))
+            }
+            _ => invalid(path, format!("line {line}"), e.to_string()),
+        })?;
+        for (col, cell) in record.iter().enumerate() {
+            let value: f32 = cell.parse().map_err(|_| {
+                invalid(path, format!("line {line}, column {:?}", &headers[col]), format!("{cell:?} is not a number"))
+            })?;
+            if !value.is_finite() {
+                return Err(invalid(path, format!("line {line}, column {:?}", &headers[col]), format!("{cell:?} is not finite")));
+            }
+            if col == target_index {
+                if task == Task::Classify && (value < 0.0 || value.fract() != 0.0 || value > 65_535.0) {
+                    return Err(invalid(
+                        path,
+                        format!("line {line}, column {:?}", &headers[col]),
+                        format!("label {cell:?} is not a class index (0, 1, 2, ...)"),
+                    ));
+                }
+                targets.push(value);
+            } else {
+                features.push(value);
+            }
+        }
+    }
+    if targets.is_empty() {
+        return Err(invalid(path, "line 2", "no data rows after the header"));
+    }
+    let target_cols = match task {
+        Task::Classify => 0,
+        Task::Regress => 1,
+    };
+    Dataset::new(Features::F32(features), headers.len() - 1, targets, target_cols)
+}
+
+/// Per-feature z-scores from the training set (mean and population standard deviation), to be
+/// applied unchanged to test data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standardizer {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Standardizer {
+    pub fn fit(data: &Dataset) -> Self {
+        let (rows, cols) = (data.rows.max(1), data.cols);
+        let mut mean = vec![0.0f64; cols];
+        let mut sq = vec![0.0f64; cols];
+        for r in 0..data.rows {
+            for (c, v) in data.row(r).into_iter().enumerate() {
+                mean[c] += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= rows as f64);
+        for r in 0..data.rows {
+            for (c, v) in data.row(r).into_iter().enumerate() {
+                sq[c] += (f64::from(v) - mean[c]).powi(2);
+            }
+        }
+        // A constant column keeps std 1, so it maps to 0 instead of NaN.
+        let std = sq.iter().map(|s| (s / rows as f64).sqrt()).map(|s| if s > 0.0 { s as f32 } else { 1.0 }).collect();
+        Self {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// Rewrites `data`'s features as z-scores (bytes become f32).
+    pub fn apply(&self, data: &mut Dataset) {
+        let values: Vec<f32> = (0..data.rows)
+            .flat_map(|r| data.row(r).into_iter().enumerate().map(|(c, v)| (v - self.mean[c]) / self.std[c]).collect::<Vec<_>>())
+            .collect();
+        data.features = Features::F32(values);
+    }
+}

@@ -1,0 +1,148 @@
+//! MNIST's IDX format (raw or gzip): a magic of two zero bytes, a type byte (0x08 = u8), a
+//! dimension count, big-endian u32 dimensions, then the row-major payload.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::data::{Dataset, Features};
+use crate::error::{Error, Result};
+
+/// An IDX array of bytes with its dimensions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdxArray {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+fn invalid(path: &Path, location: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::InvalidData {
+        file: path.to_path_buf(),
+        location: location.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads a file, inflating it when it starts with gzip's magic.
+pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = vec![];
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| invalid(path, "gzip stream", format!("corrupt gzip data: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses an IDX file of unsigned bytes.
+pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    parse_idx(path, &read_maybe_gzip(path)?)
+}
+
+/// Parses IDX bytes; `path` only names the source in errors.
+pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
+    if bytes.is_empty() {
+        return Err(invalid(path, "byte 0", "empty file"));
+    }
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        return Err(invalid(path, "byte 0", "bad magic: not an IDX file (expected 00 00 08 <ndim>)"));
+    }
+    if bytes[2] != 0x08 {
+        return Err(invalid(path, "byte 2", format!("unsupported IDX element type 0x{:02x} (only unsigned bytes, 0x08)", bytes[2])));
+    }
+    let ndim = usize::from(bytes[3]);
+    if ndim == 0 {
+        return Err(invalid(path, "byte 3", "an IDX array needs at least one dimension"));
+    }
+    let header = 4 + 4 * ndim;
+    if bytes.len() < header {
+        return Err(invalid(path, format!("byte {}", bytes.len()), format!("truncated header: {ndim} dimensions need {header} bytes")));
+    }
+    let dims: Vec<usize> = (0..ndim)
+        .map(|i| {
+            let at = 4 + 4 * i;
+            u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
+        })
+        .collect();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| invalid(path, "byte 4", format!("dimensions {dims:?} overflow")))?;
+    let payload = bytes.len() - header;
+    if payload < expected {
+        return Err(invalid(
+            path,
+            format!("byte {}", bytes.len()),
+            format!("truncated payload: header promises {dims:?} = {expected} bytes, file holds {payload}"),
+        ));
+    }
+    if payload > expected {
+        return Err(invalid(path, format!("byte {}", header + expected), format!("{} bytes after the {expected}-byte payload", payload - expected)));
+    }
+    Ok(IdxArray {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
+}
+
+/// Which half of an MNIST-style directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// The image and label files of `split` in `dir`, under MNIST's own names (`.gz` or not).
+pub fn mnist_files(dir: &Path, split: Split) -> (PathBuf, PathBuf) {
+    let prefix = match split {
+        Split::Train => "train",
+        Split::Test => "t10k",
+    };
+    let pick = |name: String| {
+        let gz = dir.join(format!("{name}.gz"));
+        if gz.exists() { gz } else { dir.join(name) }
+    };
+    (pick(format!("{prefix}-images-idx3-ubyte")), pick(format!("{prefix}-labels-idx1-ubyte")))
+}
+
+/// Loads MNIST-style images (scaled to [0, 1] on the device) and labels 0-9.
+pub fn load_mnist(dir: &Path, split: Split) -> Result<Dataset> {
+    let (images_path, labels_path) = mnist_files(dir, split);
+    load_idx_pair(&images_path, &labels_path, 10)
+}
+
+/// An image file (`[n, h, w]`) and a label file (`[n]`, each < `classes`).
+pub fn load_idx_pair(images_path: &Path, labels_path: &Path, classes: usize) -> Result<Dataset> {
+    let images = read_idx(images_path)?;
+    let labels = read_idx(labels_path)?;
+    let &[n, h, w] = &images.dims[..] else {
+        return Err(invalid(images_path, "header", format!("expected [images, height, width], found {:?}", images.dims)));
+    };
+    if labels.dims != [n] {
+        return Err(invalid(labels_path, "header", format!("expected [{n}] labels to match {images_path:?}, found {:?}", labels.dims)));
+    }
+    if let Some(i) = labels.data.iter().position(|&l| usize::from(l) >= classes) {
+        return Err(invalid(
+            labels_path,
+            format!("byte {} (label {i})", 8 + i),
+            format!("label {} out of range 0..{classes}", labels.data[i]),
+        ));
+    }
+    let targets = labels.data.iter().map(|&l| f32::from(l)).collect();
+    let mut data = Dataset::new(
+        Features::U8 {
+            bytes: images.data,
+            scale: 1.0 / 255.0,
+        },
+        h * w,
+        targets,
+        0,
+    )?;
+    data.image = Some((h, w));
+    Ok(data)
+}

@@ -1,0 +1,216 @@
+//! Checkpoints as safetensors in PyTorch's `nn.Sequential` names and layouts (`0.weight` is
+//! `[out, in]`; BatchNorm1d has `weight`, `bias`, `running_mean`, `running_var`,
+//! `num_batches_tracked`), with optimizer state as `optim.<param>.<state>` and the architecture
+//! and training state as JSON metadata. Written atomically: a temp file beside the target,
+//! fsync'd, then renamed over it, so a crash mid-write leaves the previous checkpoint whole.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::kernels::loss::Loss;
+use crate::nn::Sequential;
+use crate::optim::Optimizer;
+use crate::train::Trainer;
+
+/// Where training stood when a checkpoint was written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub step: u64,
+    pub seed: u64,
+    pub optimizer: Optimizer,
+}
+
+/// The JSON stored under the `wgtrain` metadata key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    pub model: Sequential,
+    pub loss: Loss,
+}
+
+/// A loaded checkpoint: tensors by name, plus what the metadata says.
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    pub architecture: Option<Architecture>,
+    pub training: Option<TrainingState>,
+}
+
+fn invalid(path: &Path, location: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::InvalidData {
+        file: path.to_path_buf(),
+        location: location.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Writes `trainer`'s parameters, buffers and optimizer state to `path`, atomically.
+pub fn save(path: &Path, trainer: &Trainer, architecture: &Architecture, training: &TrainingState) -> Result<()> {
+    let gpu = trainer.gpu();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = vec![];
+    let f32_bytes = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+    let params = trainer.weights.read_params(gpu)?;
+    for (spec, values) in trainer.graph.params().iter().zip(&params) {
+        tensors.push((spec.name.clone(), spec.shape.clone(), f32_bytes(values), Dtype::F32));
+    }
+    for (spec, buffer) in trainer.graph.buffers().iter().zip(&trainer.weights.buffers) {
+        let stats = gpu.read(buffer)?;
+        let (mean, var) = stats.split_at(spec.features);
+        tensors.push((format!("{}.running_mean", spec.module), vec![spec.features], f32_bytes(mean), Dtype::F32));
+        tensors.push((format!("{}.running_var", spec.module), vec![spec.features], f32_bytes(var), Dtype::F32));
+        let tracked = i64::try_from(training.step).unwrap_or(i64::MAX);
+        tensors.push((format!("{}.num_batches_tracked", spec.module), vec![], tracked.to_le_bytes().to_vec(), Dtype::I64));
+    }
+    let state = trainer.optimizer_state();
+    for (name, flat) in state.optimizer.state_names().iter().zip(&state.states) {
+        if name.is_empty() {
+            continue;
+        }
+        let per_param = trainer.weights.split(&gpu.read(flat)?)?;
+        for (spec, values) in trainer.graph.params().iter().zip(&per_param) {
+            tensors.push((format!("optim.{}.{name}", spec.name), spec.shape.clone(), f32_bytes(values), Dtype::F32));
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, bytes, dtype)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| Error::InvalidArgument(format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let metadata = HashMap::from([
+        ("format".to_string(), "wgtrain".to_string()),
+        ("architecture".to_string(), to_json(architecture)?),
+        ("training".to_string(), to_json(training)?),
+    ]);
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    write_atomically(path, &bytes)
+}
+
+fn to_json(value: &impl Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+/// Temp file in the same directory (so the rename is atomic), fsync, rename, fsync the
+/// directory so the rename itself is durable.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            d.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(io)
+}
+
+/// Reads a safetensors checkpoint (ours or PyTorch's `save_file` of a `state_dict`).
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (_, metadata) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
+    let meta = metadata.metadata().clone().unwrap_or_default();
+    let parse = |key: &str| -> Result<Option<String>> { Ok(meta.get(key).cloned()) };
+    let architecture = parse("architecture")?
+        .map(|s| serde_json::from_str(&s).map_err(|e| invalid(path, "metadata.architecture", e.to_string())))
+        .transpose()?;
+    let training = parse("training")?
+        .map(|s| serde_json::from_str(&s).map_err(|e| invalid(path, "metadata.training", e.to_string())))
+        .transpose()?;
+    let mut tensors = HashMap::new();
+    for name in file.names() {
+        let view = file.tensor(name).map_err(|e| invalid(path, format!("tensor {name}"), e.to_string()))?;
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => bytemuck::pod_collect_to_vec(view.data()),
+            Dtype::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(view.data()).iter().map(|&v| v as f32).collect(),
+            other => return Err(invalid(path, format!("tensor {name}"), format!("dtype {other:?} is not supported (f32 expected)"))),
+        };
+        tensors.insert(name.to_string(), (view.shape().to_vec(), values));
+    }
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        tensors,
+        architecture,
+        training,
+    })
+}
+
+impl Checkpoint {
+    /// The tensor `name` with exactly `shape`, or an error naming the file and tensor.
+    pub fn expect(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
+        let (found, values) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| invalid(&self.path, format!("tensor {name}"), "missing"))?;
+        if found != shape {
+            return Err(invalid(&self.path, format!("tensor {name}"), format!("shape {found:?}, the model needs {shape:?}")));
+        }
+        Ok(values)
+    }
+
+    /// Loads parameters and BatchNorm buffers into `trainer` (as `--init` does).
+    pub fn load_weights(&self, trainer: &mut Trainer) -> Result<()> {
+        let gpu = trainer.gpu().clone();
+        let mut flat = vec![0.0f32; trainer.weights.params.len()];
+        let offsets = trainer.weights.offsets().to_vec();
+        for (spec, &offset) in trainer.graph.params().iter().zip(&offsets) {
+            flat[offset..offset + spec.len()].copy_from_slice(self.expect(&spec.name, &spec.shape)?);
+        }
+        gpu.write(&trainer.weights.params, &flat)?;
+        for (spec, buffer) in trainer.graph.buffers().iter().zip(&trainer.weights.buffers) {
+            let mean = self.expect(&format!("{}.running_mean", spec.module), &[spec.features])?;
+            let var = self.expect(&format!("{}.running_var", spec.module), &[spec.features])?;
+            gpu.write(buffer, &[mean, var].concat())?;
+        }
+        Ok(())
+    }
+
+    /// Loads everything `--resume` needs: weights, optimizer state and the step counter.
+    pub fn load_training_state(&self, trainer: &mut Trainer) -> Result<TrainingState> {
+        let training = self
+            .training
+            .clone()
+            .ok_or_else(|| invalid(&self.path, "metadata.training", "missing: this checkpoint cannot be resumed"))?;
+        self.load_weights(trainer)?;
+        let gpu = trainer.gpu().clone();
+        let offsets = trainer.weights.offsets().to_vec();
+        let names = trainer.optimizer_state().optimizer.state_names();
+        for (name, flat_tensor) in names.iter().zip(&trainer.optimizer_state().states) {
+            if name.is_empty() {
+                continue;
+            }
+            let mut flat = vec![0.0f32; flat_tensor.len()];
+            for (spec, &offset) in trainer.graph.params().iter().zip(&offsets) {
+                flat[offset..offset + spec.len()].copy_from_slice(self.expect(&format!("optim.{}.{name}", spec.name), &spec.shape)?);
+            }
+            gpu.write(flat_tensor, &flat)?;
+        }
+        trainer.step = training.step;
+        Ok(training)
+    }
+}
