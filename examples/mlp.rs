@@ -58,12 +58,21 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let gpu = Gpu::new()?;
-    println!("adapter: {} ({:?})", gpu.adapter_info().name, gpu.adapter_info().backend);
+    println!(
+        "adapter: {} ({:?})",
+        gpu.adapter_info().name,
+        gpu.adapter_info().backend
+    );
 
     // Pixels stay bytes on the GPU (4× less memory) and are scaled to [0, 1] when gathered.
     let train = load_mnist(&args.data_dir, Split::Train)?;
     let test = load_mnist(&args.data_dir, Split::Test)?;
-    println!("data: {} training and {} test images from {}", train.rows, test.rows, args.data_dir.display());
+    println!(
+        "data: {} training and {} test images from {}",
+        train.rows,
+        test.rows,
+        args.data_dir.display()
+    );
 
     let model = Sequential::mlp(784, &args.hidden, 10, Activation::Relu, args.dropout, false);
     let graph = model.build(Loss::CrossEntropy)?;
@@ -85,18 +94,33 @@ fn run(args: Args) -> Result<()> {
         let loss = trainer.fit_epoch(&train, epoch, &mut |log| progress.step(log))?;
         let eval = trainer.evaluate(&test_data)?;
         let accuracy = accuracy(&eval.outputs, &test.targets);
-        progress.finish(loss, &format!("  test loss {:.4}  test accuracy {:.2}%", eval.loss, 100.0 * accuracy));
+        progress.finish(
+            loss,
+            &format!(
+                "  test loss {:.4}  test accuracy {:.2}%",
+                eval.loss,
+                100.0 * accuracy
+            ),
+        );
     }
 
     let eval = trainer.evaluate(&test_data)?;
     let predicted = ClassificationMetrics::argmax(&eval.outputs, 10);
     let actual: Vec<usize> = test.targets.iter().map(|&t| t as usize).collect();
-    println!("\ntest set ({} images)\n{}", test.rows, ClassificationMetrics::new(&predicted, &actual, 10));
+    println!(
+        "\ntest set ({} images)\n{}",
+        test.rows,
+        ClassificationMetrics::new(&predicted, &actual, 10)
+    );
     Ok(())
 }
 
 fn accuracy(outputs: &[f32], labels: &[f32]) -> f64 {
     let predicted = ClassificationMetrics::argmax(outputs, 10);
-    let correct = predicted.iter().zip(labels).filter(|(p, l)| **p == **l as usize).count();
+    let correct = predicted
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
     correct as f64 / labels.len().max(1) as f64
 }

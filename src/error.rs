@@ -46,6 +46,9 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    #[error("wrong result: {0}")]
+    WrongResult(String),
+
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 

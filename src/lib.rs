@@ -3,6 +3,7 @@
 //! Layers, bottom up: [`gpu`] (device, tensors, dispatches) → [`kernels`] (one launcher per
 //! WGSL family) → graph, nn, optim → train.
 
+pub mod bench;
 pub mod data;
 mod error;
 pub mod gpu;

@@ -32,7 +32,10 @@ pub fn load_csv(path: &Path, target: Option<&str>, task: Task) -> Result<Dataset
 
 /// Parses CSV bytes; `path` only names the source in errors.
 pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) -> Result<Dataset> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
     let headers = reader
         .headers()
         .map_err(|e| invalid(path, "line 1", format!("unreadable header: {e}")))?
@@ -41,11 +44,22 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
         return Err(invalid(path, "line 1", "empty file: expected a header row"));
     }
     if headers.len() < 2 {
-        return Err(invalid(path, "line 1", "need at least one feature column and a target column"));
+        return Err(invalid(
+            path,
+            "line 1",
+            "need at least one feature column and a target column",
+        ));
     }
     let target_index = match target {
         Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
-            invalid(path, "line 1", format!("unknown target column {name:?}; columns are {:?}", headers.iter().collect::<Vec<_>>()))
+            invalid(
+                path,
+                "line 1",
+                format!(
+                    "unknown target column {name:?}; columns are {:?}",
+                    headers.iter().collect::<Vec<_>>()
+                ),
+            )
         })?,
         None => headers.len() - 1,
     };
@@ -54,20 +68,34 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
     for (row, record) in reader.records().enumerate() {
         let line = row + 2;
         let record = record.map_err(|e| match e.kind() {
-            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-                invalid(path, format!("line {line}"), format!("ragged row: {len} fields, the header has {expected_len}"))
-            }
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => invalid(
+                path,
+                format!("line {line}"),
+                format!("ragged row: {len} fields, the header has {expected_len}"),
+            ),
             _ => invalid(path, format!("line {line}"), e.to_string()),
         })?;
         for (col, cell) in record.iter().enumerate() {
             let value: f32 = cell.parse().map_err(|_| {
-                invalid(path, format!("line {line}, column {:?}", &headers[col]), format!("{cell:?} is not a number"))
+                invalid(
+                    path,
+                    format!("line {line}, column {:?}", &headers[col]),
+                    format!("{cell:?} is not a number"),
+                )
             })?;
             if !value.is_finite() {
-                return Err(invalid(path, format!("line {line}, column {:?}", &headers[col]), format!("{cell:?} is not finite")));
+                return Err(invalid(
+                    path,
+                    format!("line {line}, column {:?}", &headers[col]),
+                    format!("{cell:?} is not finite"),
+                ));
             }
             if col == target_index {
-                if task == Task::Classify && (value < 0.0 || value.fract() != 0.0 || value > 65_535.0) {
+                if task == Task::Classify
+                    && (value < 0.0 || value.fract() != 0.0 || value > 65_535.0)
+                {
                     return Err(invalid(
                         path,
                         format!("line {line}, column {:?}", &headers[col]),
@@ -87,12 +115,17 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
         Task::Classify => 0,
         Task::Regress => 1,
     };
-    Dataset::new(Features::F32(features), headers.len() - 1, targets, target_cols)
+    Dataset::new(
+        Features::F32(features),
+        headers.len() - 1,
+        targets,
+        target_cols,
+    )
 }
 
 /// Per-feature z-scores from the training set (mean and population standard deviation), to be
 /// applied unchanged to test data.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Standardizer {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
@@ -115,7 +148,11 @@ impl Standardizer {
             }
         }
         // A constant column keeps std 1, so it maps to 0 instead of NaN.
-        let std = sq.iter().map(|s| (s / rows as f64).sqrt()).map(|s| if s > 0.0 { s as f32 } else { 1.0 }).collect();
+        let std = sq
+            .iter()
+            .map(|s| (s / rows as f64).sqrt())
+            .map(|s| if s > 0.0 { s as f32 } else { 1.0 })
+            .collect();
         Self {
             mean: mean.iter().map(|&m| m as f32).collect(),
             std,
@@ -125,7 +162,13 @@ impl Standardizer {
     /// Rewrites `data`'s features as z-scores (bytes become f32).
     pub fn apply(&self, data: &mut Dataset) {
         let values: Vec<f32> = (0..data.rows)
-            .flat_map(|r| data.row(r).into_iter().enumerate().map(|(c, v)| (v - self.mean[c]) / self.std[c]).collect::<Vec<_>>())
+            .flat_map(|r| {
+                data.row(r)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(c, v)| (v - self.mean[c]) / self.std[c])
+                    .collect::<Vec<_>>()
+            })
             .collect();
         data.features = Features::F32(values);
     }

@@ -50,18 +50,37 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
         return Err(invalid(path, "byte 0", "empty file"));
     }
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
-        return Err(invalid(path, "byte 0", "bad magic: not an IDX file (expected 00 00 08 <ndim>)"));
+        return Err(invalid(
+            path,
+            "byte 0",
+            "bad magic: not an IDX file (expected 00 00 08 <ndim>)",
+        ));
     }
     if bytes[2] != 0x08 {
-        return Err(invalid(path, "byte 2", format!("unsupported IDX element type 0x{:02x} (only unsigned bytes, 0x08)", bytes[2])));
+        return Err(invalid(
+            path,
+            "byte 2",
+            format!(
+                "unsupported IDX element type 0x{:02x} (only unsigned bytes, 0x08)",
+                bytes[2]
+            ),
+        ));
     }
     let ndim = usize::from(bytes[3]);
     if ndim == 0 {
-        return Err(invalid(path, "byte 3", "an IDX array needs at least one dimension"));
+        return Err(invalid(
+            path,
+            "byte 3",
+            "an IDX array needs at least one dimension",
+        ));
     }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        return Err(invalid(path, format!("byte {}", bytes.len()), format!("truncated header: {ndim} dimensions need {header} bytes")));
+        return Err(invalid(
+            path,
+            format!("byte {}", bytes.len()),
+            format!("truncated header: {ndim} dimensions need {header} bytes"),
+        ));
     }
     let dims: Vec<usize> = (0..ndim)
         .map(|i| {
@@ -78,11 +97,20 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
         return Err(invalid(
             path,
             format!("byte {}", bytes.len()),
-            format!("truncated payload: header promises {dims:?} = {expected} bytes, file holds {payload}"),
+            format!(
+                "truncated payload: header promises {dims:?} = {expected} bytes, file holds {payload}"
+            ),
         ));
     }
     if payload > expected {
-        return Err(invalid(path, format!("byte {}", header + expected), format!("{} bytes after the {expected}-byte payload", payload - expected)));
+        return Err(invalid(
+            path,
+            format!("byte {}", header + expected),
+            format!(
+                "{} bytes after the {expected}-byte payload",
+                payload - expected
+            ),
+        ));
     }
     Ok(IdxArray {
         dims,
@@ -107,7 +135,10 @@ pub fn mnist_files(dir: &Path, split: Split) -> (PathBuf, PathBuf) {
         let gz = dir.join(format!("{name}.gz"));
         if gz.exists() { gz } else { dir.join(name) }
     };
-    (pick(format!("{prefix}-images-idx3-ubyte")), pick(format!("{prefix}-labels-idx1-ubyte")))
+    (
+        pick(format!("{prefix}-images-idx3-ubyte")),
+        pick(format!("{prefix}-labels-idx1-ubyte")),
+    )
 }
 
 /// Loads MNIST-style images (scaled to [0, 1] on the device) and labels 0-9.
@@ -121,10 +152,21 @@ pub fn load_idx_pair(images_path: &Path, labels_path: &Path, classes: usize) -> 
     let images = read_idx(images_path)?;
     let labels = read_idx(labels_path)?;
     let &[n, h, w] = &images.dims[..] else {
-        return Err(invalid(images_path, "header", format!("expected [images, height, width], found {:?}", images.dims)));
+        return Err(invalid(
+            images_path,
+            "header",
+            format!("expected [images, height, width], found {:?}", images.dims),
+        ));
     };
     if labels.dims != [n] {
-        return Err(invalid(labels_path, "header", format!("expected [{n}] labels to match {images_path:?}, found {:?}", labels.dims)));
+        return Err(invalid(
+            labels_path,
+            "header",
+            format!(
+                "expected [{n}] labels to match {images_path:?}, found {:?}",
+                labels.dims
+            ),
+        ));
     }
     if let Some(i) = labels.data.iter().position(|&l| usize::from(l) >= classes) {
         return Err(invalid(

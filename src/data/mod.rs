@@ -101,6 +101,28 @@ impl Dataset {
         self.targets.iter().fold(0.0f32, |m, &t| m.max(t)) as usize + 1
     }
 
+    /// Moves the rows from `at` on into a new dataset (a validation split).
+    pub fn split_off(&mut self, at: usize) -> Result<Dataset> {
+        let at = at.min(self.rows);
+        let tail_features = match &mut self.features {
+            Features::F32(v) => Features::F32(v.split_off(at * self.cols)),
+            Features::U8 { bytes, scale } => Features::U8 {
+                bytes: bytes.split_off(at * self.cols),
+                scale: *scale,
+            },
+        };
+        let tail_targets = self.targets.split_off(at * self.target_cols.max(1));
+        self.rows = at;
+        let mut tail = Dataset::new(tail_features, self.cols, tail_targets, self.target_cols)?;
+        tail.image = self.image;
+        Ok(tail)
+    }
+
+    /// Class labels as indices (classification datasets).
+    pub fn labels(&self) -> Vec<usize> {
+        self.targets.iter().map(|&t| t as usize).collect()
+    }
+
     /// Row `r`'s features as f32.
     pub fn row(&self, r: usize) -> Vec<f32> {
         match &self.features {

@@ -145,7 +145,11 @@ impl Optimizer {
             }
         };
         // AdamW's decay is decoupled and defaults to 0.01; a given value replaces it.
-        let optimizer = if weight_decay != 0.0 || name != "adamw" { optimizer.with_weight_decay(weight_decay) } else { optimizer };
+        let optimizer = if weight_decay != 0.0 || name != "adamw" {
+            optimizer.with_weight_decay(weight_decay)
+        } else {
+            optimizer
+        };
         optimizer.validate()?;
         Ok(optimizer)
     }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::data::Standardizer;
 use crate::error::{Error, Result};
 use crate::kernels::loss::Loss;
 use crate::nn::Sequential;
@@ -33,6 +34,9 @@ pub struct TrainingState {
 pub struct Architecture {
     pub model: Sequential,
     pub loss: Loss,
+    /// The z-scores applied to inputs in training, to apply again at eval and predict time.
+    #[serde(default)]
+    pub standardize: Option<Standardizer>,
 }
 
 /// A loaded checkpoint: tensors by name, plus what the metadata says.
@@ -52,21 +56,46 @@ fn invalid(path: &Path, location: impl Into<String>, reason: impl Into<String>) 
 }
 
 /// Writes `trainer`'s parameters, buffers and optimizer state to `path`, atomically.
-pub fn save(path: &Path, trainer: &Trainer, architecture: &Architecture, training: &TrainingState) -> Result<()> {
+pub fn save(
+    path: &Path,
+    trainer: &Trainer,
+    architecture: &Architecture,
+    training: &TrainingState,
+) -> Result<()> {
     let gpu = trainer.gpu();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = vec![];
     let f32_bytes = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
     let params = trainer.weights.read_params(gpu)?;
     for (spec, values) in trainer.graph.params().iter().zip(&params) {
-        tensors.push((spec.name.clone(), spec.shape.clone(), f32_bytes(values), Dtype::F32));
+        tensors.push((
+            spec.name.clone(),
+            spec.shape.clone(),
+            f32_bytes(values),
+            Dtype::F32,
+        ));
     }
     for (spec, buffer) in trainer.graph.buffers().iter().zip(&trainer.weights.buffers) {
         let stats = gpu.read(buffer)?;
         let (mean, var) = stats.split_at(spec.features);
-        tensors.push((format!("{}.running_mean", spec.module), vec![spec.features], f32_bytes(mean), Dtype::F32));
-        tensors.push((format!("{}.running_var", spec.module), vec![spec.features], f32_bytes(var), Dtype::F32));
+        tensors.push((
+            format!("{}.running_mean", spec.module),
+            vec![spec.features],
+            f32_bytes(mean),
+            Dtype::F32,
+        ));
+        tensors.push((
+            format!("{}.running_var", spec.module),
+            vec![spec.features],
+            f32_bytes(var),
+            Dtype::F32,
+        ));
         let tracked = i64::try_from(training.step).unwrap_or(i64::MAX);
-        tensors.push((format!("{}.num_batches_tracked", spec.module), vec![], tracked.to_le_bytes().to_vec(), Dtype::I64));
+        tensors.push((
+            format!("{}.num_batches_tracked", spec.module),
+            vec![],
+            tracked.to_le_bytes().to_vec(),
+            Dtype::I64,
+        ));
     }
     let state = trainer.optimizer_state();
     for (name, flat) in state.optimizer.state_names().iter().zip(&state.states) {
@@ -75,7 +104,12 @@ pub fn save(path: &Path, trainer: &Trainer, architecture: &Architecture, trainin
         }
         let per_param = trainer.weights.split(&gpu.read(flat)?)?;
         for (spec, values) in trainer.graph.params().iter().zip(&per_param) {
-            tensors.push((format!("optim.{}.{name}", spec.name), spec.shape.clone(), f32_bytes(values), Dtype::F32));
+            tensors.push((
+                format!("optim.{}.{name}", spec.name),
+                spec.shape.clone(),
+                f32_bytes(values),
+                Dtype::F32,
+            ));
         }
     }
     let views: Vec<(String, TensorView<'_>)> = tensors
@@ -91,7 +125,8 @@ pub fn save(path: &Path, trainer: &Trainer, architecture: &Architecture, trainin
         ("architecture".to_string(), to_json(architecture)?),
         ("training".to_string(), to_json(training)?),
     ]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     write_atomically(path, &bytes)
 }
 
@@ -106,8 +141,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
@@ -131,24 +172,41 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         path: path.to_path_buf(),
         source,
     })?;
-    let (_, metadata) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
     let meta = metadata.metadata().clone().unwrap_or_default();
     let parse = |key: &str| -> Result<Option<String>> { Ok(meta.get(key).cloned()) };
     let architecture = parse("architecture")?
-        .map(|s| serde_json::from_str(&s).map_err(|e| invalid(path, "metadata.architecture", e.to_string())))
+        .map(|s| {
+            serde_json::from_str(&s)
+                .map_err(|e| invalid(path, "metadata.architecture", e.to_string()))
+        })
         .transpose()?;
     let training = parse("training")?
-        .map(|s| serde_json::from_str(&s).map_err(|e| invalid(path, "metadata.training", e.to_string())))
+        .map(|s| {
+            serde_json::from_str(&s).map_err(|e| invalid(path, "metadata.training", e.to_string()))
+        })
         .transpose()?;
     let mut tensors = HashMap::new();
     for name in file.names() {
-        let view = file.tensor(name).map_err(|e| invalid(path, format!("tensor {name}"), e.to_string()))?;
+        let view = file
+            .tensor(name)
+            .map_err(|e| invalid(path, format!("tensor {name}"), e.to_string()))?;
         let values: Vec<f32> = match view.dtype() {
             Dtype::F32 => bytemuck::pod_collect_to_vec(view.data()),
-            Dtype::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(view.data()).iter().map(|&v| v as f32).collect(),
-            other => return Err(invalid(path, format!("tensor {name}"), format!("dtype {other:?} is not supported (f32 expected)"))),
+            Dtype::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(view.data())
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
+            other => {
+                return Err(invalid(
+                    path,
+                    format!("tensor {name}"),
+                    format!("dtype {other:?} is not supported (f32 expected)"),
+                ));
+            }
         };
         tensors.insert(name.to_string(), (view.shape().to_vec(), values));
     }
@@ -168,7 +226,11 @@ impl Checkpoint {
             .get(name)
             .ok_or_else(|| invalid(&self.path, format!("tensor {name}"), "missing"))?;
         if found != shape {
-            return Err(invalid(&self.path, format!("tensor {name}"), format!("shape {found:?}, the model needs {shape:?}")));
+            return Err(invalid(
+                &self.path,
+                format!("tensor {name}"),
+                format!("shape {found:?}, the model needs {shape:?}"),
+            ));
         }
         Ok(values)
     }
@@ -179,7 +241,8 @@ impl Checkpoint {
         let mut flat = vec![0.0f32; trainer.weights.params.len()];
         let offsets = trainer.weights.offsets().to_vec();
         for (spec, &offset) in trainer.graph.params().iter().zip(&offsets) {
-            flat[offset..offset + spec.len()].copy_from_slice(self.expect(&spec.name, &spec.shape)?);
+            flat[offset..offset + spec.len()]
+                .copy_from_slice(self.expect(&spec.name, &spec.shape)?);
         }
         gpu.write(&trainer.weights.params, &flat)?;
         for (spec, buffer) in trainer.graph.buffers().iter().zip(&trainer.weights.buffers) {
@@ -192,10 +255,13 @@ impl Checkpoint {
 
     /// Loads everything `--resume` needs: weights, optimizer state and the step counter.
     pub fn load_training_state(&self, trainer: &mut Trainer) -> Result<TrainingState> {
-        let training = self
-            .training
-            .clone()
-            .ok_or_else(|| invalid(&self.path, "metadata.training", "missing: this checkpoint cannot be resumed"))?;
+        let training = self.training.clone().ok_or_else(|| {
+            invalid(
+                &self.path,
+                "metadata.training",
+                "missing: this checkpoint cannot be resumed",
+            )
+        })?;
         self.load_weights(trainer)?;
         let gpu = trainer.gpu().clone();
         let offsets = trainer.weights.offsets().to_vec();
@@ -206,7 +272,9 @@ impl Checkpoint {
             }
             let mut flat = vec![0.0f32; flat_tensor.len()];
             for (spec, &offset) in trainer.graph.params().iter().zip(&offsets) {
-                flat[offset..offset + spec.len()].copy_from_slice(self.expect(&format!("optim.{}.{name}", spec.name), &spec.shape)?);
+                flat[offset..offset + spec.len()].copy_from_slice(
+                    self.expect(&format!("optim.{}.{name}", spec.name), &spec.shape)?,
+                );
             }
             gpu.write(flat_tensor, &flat)?;
         }

@@ -125,7 +125,11 @@ impl std::fmt::Display for ClassificationMetrics {
         )?;
         writeln!(f, "class  precision  recall  F1")?;
         for c in 0..self.confusion.len() {
-            writeln!(f, "{c:>5}  {:>9.4}  {:>6.4}  {:.4}", self.precision[c], self.recall[c], self.f1[c])?;
+            writeln!(
+                f,
+                "{c:>5}  {:>9.4}  {:>6.4}  {:.4}",
+                self.precision[c], self.recall[c], self.f1[c]
+            )?;
         }
         writeln!(f, "confusion matrix (rows: true class, columns: predicted)")?;
         write!(f, "     ")?;

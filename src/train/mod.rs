@@ -4,9 +4,11 @@
 
 pub mod checkpoint;
 mod metrics;
+mod plot;
 mod progress;
 
 pub use metrics::{ClassificationMetrics, RegressionMetrics};
+pub use plot::plot_curves;
 pub use progress::EpochProgress;
 
 use std::collections::{HashMap, VecDeque};
@@ -316,46 +318,15 @@ impl Trainer {
             .step_by(bs)
             .map(|o| (o, bs.min(data.rows - o)))
             .collect();
-        for &(offset, batch) in &batches {
-            self.gather_dispatches(data, offset, batch, Mode::Train)?;
-        }
-        let key_of = |offset, batch| (data.id, offset, batch, Mode::Train);
         let mut pending: VecDeque<(u64, Vec<usize>, PendingRead)> = VecDeque::new();
         let mut total = 0.0;
-        let per_submit = self.config.steps_per_submit.max(1);
-        for chunk in batches.chunks(per_submit) {
+        for chunk in batches.chunks(self.config.steps_per_submit.max(1)) {
             let first = self.step + 1;
-            for j in 0..chunk.len() {
-                self.write_step_params(j, first + j as u64);
-            }
-            let mut encoder = self
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            for (j, &(offset, batch)) in chunk.iter().enumerate() {
-                let plan = &self.plans[&(batch, Mode::Train)];
-                {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    for d in &self.gathers[&key_of(offset, batch)] {
-                        d.record(&mut pass, j as u32);
-                    }
-                    plan.record(&mut pass, j as u32);
-                    self.optimizer.record(&mut pass, j as u32);
-                }
-                let loss = plan.loss();
-                encoder.copy_buffer_to_buffer(
-                    loss.buffer(),
-                    loss.byte_offset(),
-                    self.loss_ring.buffer(),
-                    4 * j as u64,
-                    4,
-                );
-            }
-            self.gpu.queue().submit([encoder.finish()]);
-            self.step += chunk.len() as u64;
+            self.submit_steps(data, chunk)?;
+            let sizes = chunk.iter().map(|&(_, b)| b).collect();
             pending.push_back((
                 first,
-                chunk.iter().map(|&(_, b)| b).collect(),
+                sizes,
                 self.gpu
                     .read_async(self.loss_ring.buffer(), 0, 4 * chunk.len() as u64),
             ));
@@ -371,6 +342,74 @@ impl Trainer {
         // Each batch's loss is a mean over its rows: weight by rows for the epoch's mean.
         let mean = total / data.rows.max(1) as f64;
         Ok(mean)
+    }
+
+    /// Records one training step per `(offset, batch)` of `data`'s current order into one
+    /// submission, each step's loss copied into slot j of the loss ring. Does not wait.
+    fn submit_steps(&mut self, data: &DeviceDataset, batches: &[(usize, usize)]) -> Result<()> {
+        for &(offset, batch) in batches {
+            self.gather_dispatches(data, offset, batch, Mode::Train)?;
+        }
+        let first = self.step + 1;
+        for j in 0..batches.len() {
+            self.write_step_params(j, first + j as u64);
+        }
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        for (j, &(offset, batch)) in batches.iter().enumerate() {
+            let plan = &self.plans[&(batch, Mode::Train)];
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for d in &self.gathers[&(data.id, offset, batch, Mode::Train)] {
+                    d.record(&mut pass, j as u32);
+                }
+                plan.record(&mut pass, j as u32);
+                self.optimizer.record(&mut pass, j as u32);
+            }
+            let loss = plan.loss();
+            encoder.copy_buffer_to_buffer(
+                loss.buffer(),
+                loss.byte_offset(),
+                self.loss_ring.buffer(),
+                4 * j as u64,
+                4,
+            );
+        }
+        self.gpu.queue().submit([encoder.finish()]);
+        self.step += batches.len() as u64;
+        self.gpu.take_fault()
+    }
+
+    /// `steps` training steps cycling through `data` in order, `batch` rows each, reading back
+    /// only the last loss: the timed loop of the mlp-bench benchmark.
+    pub fn run_steps(&mut self, data: &DeviceDataset, batch: usize, steps: usize) -> Result<f32> {
+        let per_epoch = (data.rows / batch.max(1)).max(1);
+        let all: Vec<(usize, usize)> = (0..steps)
+            .map(|s| ((s % per_epoch) * batch, batch))
+            .collect();
+        let mut last = 0;
+        for chunk in all.chunks(self.config.steps_per_submit.max(1)) {
+            self.submit_steps(data, chunk)?;
+            last = chunk.len();
+        }
+        let bytes = self
+            .gpu
+            .read_async(
+                self.loss_ring.buffer(),
+                4 * last.saturating_sub(1) as u64,
+                4,
+            )
+            .wait(&self.gpu)?;
+        let loss = bytemuck::pod_read_unaligned::<f32>(&bytes[..4]);
+        if !loss.is_finite() {
+            return Err(Error::NonFinite {
+                what: "loss".into(),
+                step: self.step,
+            });
+        }
+        Ok(loss)
     }
 
     /// Hands each step's loss to `on_step`; returns Σ loss · batch rows.

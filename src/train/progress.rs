@@ -40,11 +40,16 @@ impl EpochProgress {
         self.loss_sum += f64::from(log.loss);
         self.steps += 1;
         self.bar.inc(1);
-        self.bar.set_message(format!("loss {:.4}  {:.0} samples/s", self.loss_sum / self.steps as f64, self.samples_per_second()));
+        self.bar.set_message(format!(
+            "loss {:.4}  {:.0} samples/s",
+            self.loss_sum / self.steps as f64,
+            self.samples_per_second()
+        ));
     }
 
     fn samples_per_second(&self) -> f64 {
-        (self.steps as usize * self.batch_size) as f64 / self.start.elapsed().as_secs_f64().max(1e-9)
+        (self.steps as usize * self.batch_size) as f64
+            / self.start.elapsed().as_secs_f64().max(1e-9)
     }
 
     /// Clears the bar and prints one line: the epoch, its mean loss, throughput and `extra`.

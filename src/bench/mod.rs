@@ -1,0 +1,408 @@
+//! The portable benchmark suite of BENCH.md: matmul, elementwise, optimizer, dispatch cost
+//! and the mlp-bench training step. Every kernel's output is checked against an f64 reference
+//! before it is timed: a fast wrong kernel is refused, not scored.
+
+mod timer;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::json;
+
+pub use timer::{Clock, median, time_pass};
+
+use crate::data::{Dataset, DeviceDataset};
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::graph::Weights;
+use crate::kernels::loss::Loss;
+use crate::kernels::matmul::{Matmul, matmul_naive};
+use crate::kernels::optim::{UpdateBuffers, update};
+use crate::kernels::{Activation, elementwise};
+use crate::nn::Sequential;
+use crate::optim::Optimizer;
+use crate::train::{TrainConfig, Trainer};
+
+/// `wgtrain bench` / `cargo run --release --example bench` flags.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct BenchArgs {
+    /// Also write one JSON object per measurement to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Small sizes: the whole suite in about a minute on lavapipe.
+    #[arg(long)]
+    pub quick: bool,
+    /// Time the one-output-per-thread matmul at every size too, and print the ratio.
+    #[arg(long)]
+    pub compare_naive: bool,
+}
+
+/// One figure of the suite.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    pub name: &'static str,
+    pub params: String,
+    pub figure: f64,
+    pub unit: &'static str,
+    pub clock: Clock,
+    /// A second figure of the same run (µs per update, samples/s, ratio to naive).
+    pub extra: Option<(f64, &'static str)>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let info = gpu.adapter_info().clone();
+    println!(
+        "adapter {} ({:?}, {} {})",
+        info.name, info.backend, info.driver, info.driver_info
+    );
+    let cpu = info.device_type == wgpu::DeviceType::Cpu;
+    let mut results = vec![];
+    let mut show = |m: Measurement| {
+        let extra = m
+            .extra
+            .map(|(v, u)| format!("  {v:>10.2} {u}"))
+            .unwrap_or_default();
+        println!(
+            "{:<12} {:<34} {:>12.2} {:<10} [{}]{extra}",
+            m.name,
+            m.params,
+            m.figure,
+            m.unit,
+            m.clock.name()
+        );
+        results.push(m);
+    };
+    let mut rng = StdRng::seed_from_u64(1);
+
+    let squares: &[usize] = match (args.quick, cpu) {
+        (true, _) => &[256, 512],
+        (false, true) => &[256, 1024],
+        (false, false) => &[256, 1024, 4096, 8192],
+    };
+    for &n in squares {
+        let compare = args.compare_naive || args.quick || n <= 1024;
+        show(bench_matmul(
+            &gpu,
+            &mut rng,
+            (n, n, n),
+            (false, false),
+            compare,
+        )?);
+    }
+    let batches: &[usize] = if args.quick || cpu {
+        &[256]
+    } else {
+        &[256, 16384]
+    };
+    for &b in batches {
+        // The three products of the mlp-bench first layer: forward, dX, dW.
+        for (label, mnk, transposes) in [
+            ("fwd", (b, 1024, 784), (false, true)),
+            ("dX", (b, 784, 1024), (false, false)),
+            ("dW", (1024, 784, b), (true, false)),
+        ] {
+            let mut m = bench_matmul(&gpu, &mut rng, mnk, transposes, args.compare_naive)?;
+            m.params = format!("{label} b{b} {}x{}x{}", mnk.0, mnk.1, mnk.2);
+            show(m);
+        }
+    }
+    show(bench_relu(
+        &gpu,
+        &mut rng,
+        if args.quick { 1 << 20 } else { 1 << 26 },
+    )?);
+    show(bench_adam(
+        &gpu,
+        &mut rng,
+        if args.quick { 1 << 20 } else { 1 << 24 },
+    )?);
+    for m in bench_dispatch(&gpu)? {
+        show(m);
+    }
+    let mlp_batches: &[usize] = if args.quick {
+        &[64, 256]
+    } else {
+        &[64, 256, 1024, 4096, 16384]
+    };
+    for &b in mlp_batches {
+        show(bench_mlp_step(&gpu, &mut rng, b, args.quick || cpu)?);
+    }
+
+    if let Some(path) = &args.json {
+        let lines: Vec<String> = results
+            .iter()
+            .map(|m| {
+                json!({"name": m.name, "params": m.params, "figure": m.figure, "unit": m.unit, "clock": m.clock.name(),
+                       "extra": m.extra.map(|(v, u)| json!({"figure": v, "unit": u})),
+                       "adapter": info.name, "backend": format!("{:?}", info.backend), "driver": info.driver,
+                       "driver_info": info.driver_info})
+                .to_string()
+            })
+            .collect();
+        crate::train::checkpoint::write_atomically(path, (lines.join("\n") + "\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+fn uniform(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// Refuses a matmul result that differs from f64 at any of `samples` random elements by more
+/// than γ_{k+2}·Σ|a||b| (the f32 rounding bound of a k-term dot product, any order).
+pub fn check_matmul(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    (m, n, k): (usize, usize, usize),
+    (trans_a, trans_b): (bool, bool),
+    samples: usize,
+) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(7);
+    for s in 0..samples {
+        let (i, j) = if s == 0 {
+            (m - 1, n - 1)
+        } else {
+            (rng.random_range(0..m), rng.random_range(0..n))
+        };
+        let (mut exact, mut magnitude) = (0.0f64, 0.0f64);
+        for p in 0..k {
+            let av = f64::from(if trans_a { a[p * m + i] } else { a[i * k + p] });
+            let bv = f64::from(if trans_b { b[j * k + p] } else { b[p * n + j] });
+            exact += av * bv;
+            magnitude += (av * bv).abs();
+        }
+        let ku = (k + 2) as f64 * 5.960_464_477_539_063e-8;
+        let got = f64::from(c[i * n + j]);
+        let error = (got - exact).abs();
+        if error.is_nan() || error > ku / (1.0 - ku) * magnitude {
+            return Err(Error::WrongResult(format!(
+                "matmul {m}x{n}x{k}: c[{i}, {j}] = {got}, f64 reference {exact}: refused before timing"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn bench_matmul(
+    gpu: &Gpu,
+    rng: &mut StdRng,
+    (m, n, k): (usize, usize, usize),
+    (ta, tb): (bool, bool),
+    compare_naive: bool,
+) -> Result<Measurement> {
+    let (a, b) = (uniform(rng, m * k), uniform(rng, k * n));
+    let at = gpu.tensor(&a, &if ta { [k, m] } else { [m, k] })?;
+    let bt = gpu.tensor(&b, &if tb { [n, k] } else { [k, n] })?;
+    let c = gpu.filled(&[m, n], f32::NAN)?;
+    let tiled = Matmul {
+        trans_a: ta,
+        trans_b: tb,
+        ..Default::default()
+    }
+    .dispatch(gpu, &at, &bt, &c)?;
+    let flops = 2.0 * (m * n * k) as f64;
+    let (seconds, clock) = checked_timing(gpu, &tiled, &c, |out| {
+        check_matmul(&a, &b, out, (m, n, k), (ta, tb), 64)
+    })?;
+    let mut measurement = Measurement {
+        name: "matmul",
+        params: format!("{m}x{n}x{k}"),
+        figure: flops / seconds / 1e9,
+        unit: "GFLOP/s",
+        clock,
+        extra: None,
+    };
+    if compare_naive && !ta && !tb {
+        let naive_c = gpu.filled(&[m, n], f32::NAN)?;
+        let naive = matmul_naive(gpu, &at, &bt, &naive_c)?;
+        let (naive_seconds, _) = checked_timing(gpu, &naive, &naive_c, |out| {
+            check_matmul(&a, &b, out, (m, n, k), (false, false), 64)
+        })?;
+        measurement.extra = Some((naive_seconds / seconds, "× naive"));
+    }
+    Ok(measurement)
+}
+
+/// Runs `dispatch` once, checks its output, then times it (warm-up 2, 10 repetitions; fewer
+/// for dispatches over a second, which lavapipe reaches at large sizes).
+fn checked_timing(
+    gpu: &Gpu,
+    dispatch: &Dispatch,
+    out: &Tensor,
+    check: impl Fn(&[f32]) -> Result<()>,
+) -> Result<(f64, Clock)> {
+    let start = Instant::now();
+    gpu.run(&[dispatch])?;
+    check(&gpu.read(out)?)?;
+    let once = start.elapsed().as_secs_f64();
+    let reps = if once > 1.0 { 3 } else { 10 };
+    time_pass(gpu, if once > 1.0 { 0 } else { 2 }, reps, &|pass| {
+        dispatch.record(pass, 0)
+    })
+}
+
+fn bench_relu(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measurement> {
+    let x = uniform(rng, n);
+    let (xt, y) = (gpu.tensor(&x, &[n])?, gpu.filled(&[n], f32::NAN)?);
+    let dispatch = elementwise::activation_forward(gpu, Activation::Relu, &xt, &y)?;
+    let (seconds, clock) = checked_timing(gpu, &dispatch, &y, |out| {
+        match out.iter().zip(&x).position(|(&o, &v)| o != v.max(0.0)) {
+            Some(i) => Err(Error::WrongResult(format!(
+                "relu: y[{i}] = {} for x = {}",
+                out[i], x[i]
+            ))),
+            None => Ok(()),
+        }
+    })?;
+    Ok(Measurement {
+        name: "elementwise",
+        params: format!("relu n=2^{}", n.trailing_zeros()),
+        figure: 8.0 * n as f64 / seconds / 1e9,
+        unit: "GB/s",
+        clock,
+        extra: None,
+    })
+}
+
+fn bench_adam(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measurement> {
+    let optimizer = Optimizer::adam(1e-3);
+    let (p0, g) = (uniform(rng, n), uniform(rng, n));
+    let (param, grad) = (gpu.tensor(&p0, &[n])?, gpu.tensor(&g, &[n])?);
+    let states = [gpu.zeros(&[n])?, gpu.zeros(&[n])?, gpu.zeros(&[1])?];
+    let clip = gpu.tensor(&[0.0, 1.0], &[2])?;
+    let ring = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: crate::gpu::STEP_SLOT_BYTES,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.queue().write_buffer(
+        &ring,
+        0,
+        bytemuck::bytes_of(&optimizer.step_params(1, 1e-3, 0)),
+    );
+    let (rule, params) = optimizer.kernel_params(0.0);
+    let buffers = UpdateBuffers {
+        step_ring: &ring,
+        grad: &grad,
+        clip: &clip,
+        param: &param,
+        states: [&states[0], &states[1], &states[2]],
+    };
+    let dispatch = update(gpu, rule, params, &buffers)?;
+    let mut reference = crate::reference::OptimizerReference::new(optimizer, 0.0, 64);
+    let mut want: Vec<f64> = p0[..64].iter().map(|&v| f64::from(v)).collect();
+    reference.step(
+        1e-3,
+        &mut want,
+        &g[..64].iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+    );
+    let (seconds, clock) = checked_timing(gpu, &dispatch, &param, |out| {
+        // The first Adam step moves each parameter by ≈ lr; 1e-6 is far below that.
+        match (0..64).find(|&i| (f64::from(out[i]) - want[i]).abs() > 1e-6) {
+            Some(i) => Err(Error::WrongResult(format!(
+                "adam: p[{i}] = {} vs {}",
+                out[i], want[i]
+            ))),
+            None => Ok(()),
+        }
+    })?;
+    // Reads p, g, m, v and writes p, m, v: 7 floats per parameter.
+    Ok(Measurement {
+        name: "optimizer",
+        params: format!("adam n=2^{}", n.trailing_zeros()),
+        figure: 28.0 * n as f64 / seconds / 1e9,
+        unit: "GB/s",
+        clock,
+        extra: Some((seconds * 1e6, "µs/update")),
+    })
+}
+
+fn bench_dispatch(gpu: &Gpu) -> Result<Vec<Measurement>> {
+    let x = gpu.tensor(&[1.0; 64], &[64])?;
+    let y = gpu.zeros(&[64])?;
+    let tiny = elementwise::scale(gpu, 2.0, &x, &y)?;
+    let (seconds, clock) = time_pass(gpu, 1, 5, &|pass| {
+        for _ in 0..1000 {
+            tiny.record(pass, 0);
+        }
+    })?;
+    let mut submits = vec![];
+    for _ in 0..50 {
+        let start = Instant::now();
+        gpu.run(&[&tiny])?;
+        gpu.wait()?;
+        submits.push(start.elapsed().as_secs_f64());
+    }
+    Ok(vec![
+        Measurement {
+            name: "dispatch",
+            params: "1000 in one pass".into(),
+            figure: seconds / 1000.0 * 1e6,
+            unit: "µs each",
+            clock,
+            extra: None,
+        },
+        Measurement {
+            name: "dispatch",
+            params: "submit + wait".into(),
+            figure: median(&mut submits) * 1e6,
+            unit: "µs",
+            clock: Clock::Wall,
+            extra: None,
+        },
+    ])
+}
+
+/// BENCH.md's mlp-bench: 784 → 1024 → ReLU → 1024 → ReLU → 10, cross-entropy, Adam, 8
+/// resident batches (fewer when 8 would not fit one binding), 10 warm-up steps, then ≥ 200
+/// timed steps (fewer when a step takes over 10 ms, or in quick mode), wall clock from the
+/// first submit to the last loss read back.
+fn bench_mlp_step(gpu: &Gpu, rng: &mut StdRng, batch: usize, short: bool) -> Result<Measurement> {
+    let row_bytes = 784 * 4;
+    let resident = (gpu.max_binding_bytes() as usize / (batch * row_bytes)).clamp(1, 8);
+    let rows = resident * batch;
+    let x: Vec<f32> = (0..rows * 784)
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let labels: Vec<u32> = (0..rows).map(|_| rng.random_range(0..10)).collect();
+    let data = DeviceDataset::upload(gpu, &Dataset::classification(x, 784, labels)?)?;
+    let model = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
+    let graph = model.build(Loss::CrossEntropy)?;
+    let weights = Weights::init(gpu, &graph, 0)?;
+    let config = TrainConfig {
+        optimizer: Optimizer::adam(1e-3),
+        batch_size: batch,
+        shuffle: false,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(gpu, graph, weights, config)?;
+    let start = Instant::now();
+    trainer.run_steps(&data, batch, 1)?;
+    let first_step = start.elapsed().as_secs_f64();
+    let warm = Instant::now();
+    trainer.run_steps(&data, batch, 9)?;
+    let per_step = warm.elapsed().as_secs_f64() / 9.0;
+    let budget = if short { 3.0 } else { 20.0 };
+    let steps = if per_step > 0.01 {
+        ((budget / per_step) as usize).clamp(10, 200)
+    } else {
+        200
+    };
+    let timed = Instant::now();
+    trainer.run_steps(&data, batch, steps)?;
+    let seconds = timed.elapsed().as_secs_f64();
+    let steps_per_second = steps as f64 / seconds;
+    Ok(Measurement {
+        name: "mlp-bench",
+        params: format!("b{batch} ({steps} steps, first {first_step:.2}s)"),
+        figure: steps_per_second,
+        unit: "steps/s",
+        clock: Clock::Wall,
+        extra: Some((steps_per_second * batch as f64, "samples/s")),
+    })
+}

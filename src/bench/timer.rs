@@ -1,0 +1,90 @@
+//! GPU timing: timestamp queries around each repetition's compute pass where the adapter has
+//! them (lavapipe and the H100 both do), else wall clock around submit + wait. Medians, after
+//! warm-up, so one slow repetition does not move the figure.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+
+/// How a figure was timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    Timestamps,
+    Wall,
+}
+
+impl Clock {
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Timestamps => "timestamp",
+            Clock::Wall => "wall",
+        }
+    }
+}
+
+/// Median seconds of one compute pass filled by `record`, over `reps` repetitions after
+/// `warmup` untimed ones.
+pub fn time_pass(
+    gpu: &Gpu,
+    warmup: usize,
+    reps: usize,
+    record: &dyn Fn(&mut wgpu::ComputePass<'_>),
+) -> Result<(f64, Clock)> {
+    let run = |n: usize, query: Option<&wgpu::QuerySet>| {
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        for i in 0..n {
+            let timestamp_writes = query.map(|q| wgpu::ComputePassTimestampWrites {
+                query_set: q,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes,
+            });
+            record(&mut pass);
+        }
+        encoder
+    };
+    gpu.queue().submit([run(warmup, None).finish()]);
+    gpu.wait()?;
+    let reps = reps.max(1);
+    if !gpu.has_timestamps() {
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let start = Instant::now();
+            gpu.queue().submit([run(1, None).finish()]);
+            gpu.wait()?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        return Ok((median(&mut times), Clock::Wall));
+    }
+    let query = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("wgtrain bench"),
+        ty: wgpu::QueryType::Timestamp,
+        count: 2 * reps as u32,
+    });
+    let resolved = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgtrain bench timestamps"),
+        size: 16 * reps as u64,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut encoder = run(reps, Some(&query));
+    encoder.resolve_query_set(&query, 0..2 * reps as u32, &resolved, 0);
+    gpu.queue().submit([encoder.finish()]);
+    let bytes = gpu.read_async(&resolved, 0, 16 * reps as u64).wait(gpu)?;
+    let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+    let period = f64::from(gpu.queue().get_timestamp_period()) * 1e-9;
+    let mut times: Vec<f64> = ticks
+        .chunks(2)
+        .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
+        .collect();
+    Ok((median(&mut times), Clock::Timestamps))
+}
+
+pub fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}

@@ -1,0 +1,190 @@
+//! The `wgtrain` command-line program: info, train, eval, predict, bench.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "wgtrain",
+    version,
+    about = "Train neural networks on any GPU through wgpu"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the GPU adapter wgtrain picks, its backend, driver, features and limits.
+    Info,
+    /// Train a model on IDX or CSV data.
+    Train(Box<TrainArgs>),
+    /// Evaluate a saved model on a dataset.
+    Eval(EvalArgs),
+    /// Write a saved model's predictions for a dataset as CSV.
+    Predict(PredictArgs),
+    /// Run the benchmark suite (see BENCH.md).
+    Bench(wgtrain::bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Idx,
+    Csv,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TaskArg {
+    Classify,
+    Regress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LossArg {
+    CrossEntropy,
+    Mse,
+    Bce,
+    Huber,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Step,
+    Exp,
+    Cosine,
+}
+
+/// Where data comes from and how to read it.
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// A CSV file, or a directory of MNIST-style IDX files.
+    #[arg(long)]
+    data: PathBuf,
+    /// Default: csv for *.csv, else idx.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// The CSV target column (default: the last).
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long, value_enum, default_value = "classify")]
+    task: TaskArg,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Test data (CSV file or IDX directory); for IDX the default is `--data`'s t10k files.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// Hold out this fraction of the training rows for validation.
+    #[arg(long, default_value_t = 0.0)]
+    val_split: f64,
+    /// Hidden layer widths; "" or "none" for a linear / logistic model.
+    #[arg(long, default_value = "256,128")]
+    layers: String,
+    #[arg(long, default_value = "relu")]
+    activation: String,
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    #[arg(long)]
+    batchnorm: bool,
+    /// Default: cross-entropy to classify, mse to regress.
+    #[arg(long, value_enum)]
+    loss: Option<LossArg>,
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 0.0)]
+    l1: f32,
+    #[arg(long)]
+    clip_norm: Option<f32>,
+    /// step: ×0.1 every 10 epochs; exp: ×0.95 per epoch; cosine: to 0 over the run.
+    #[arg(long, value_enum, default_value = "constant")]
+    schedule: ScheduleArg,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Feed batches in file order (the last partial batch included).
+    #[arg(long)]
+    no_shuffle: bool,
+    /// z-score features with the training set's mean and population std.
+    #[arg(long)]
+    standardize: bool,
+    /// Initial weights from a safetensors file (PyTorch names and layouts).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Save the model and training state here after every epoch (atomically).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint, up to --epochs in total.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// One JSON line per optimizer step: {"epoch":E,"step":S,"loss":L,"lr":LR}.
+    #[arg(long)]
+    log_steps: Option<PathBuf>,
+    #[arg(long)]
+    metrics_json: Option<PathBuf>,
+    /// Loss curves as SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long)]
+    metrics_json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info => commands::info(),
+        Command::Train(args) => commands::train(&args),
+        Command::Eval(args) => commands::eval(&args),
+        Command::Predict(args) => commands::predict(&args),
+        Command::Bench(args) => wgtrain::bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
