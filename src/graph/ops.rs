@@ -118,14 +118,8 @@ pub(crate) fn forward(ctx: &Ctx<'_>, node: NodeId, training: bool) -> Result<Vec
             buffer,
             config,
         } => {
-            let saved_eval;
-            let saved = if training {
-                ctx.get(Value::Saved(node))?
-            } else {
-                // Eval reads no batch statistics; the binding still needs a buffer.
-                saved_eval = ctx.buffers[buffer].clone();
-                &saved_eval
-            };
+            // Eval uses no batch statistics: the running ones stand in for them.
+            let saved = if training { ctx.get(Value::Saved(node))? } else { &ctx.buffers[buffer] };
             let tensors = BatchNormTensors {
                 gamma: &ctx.params[gamma.0],
                 beta: &ctx.params[beta.0],

@@ -128,7 +128,7 @@ pub fn batchnorm_forward(
     )
 }
 
-/// Eval mode: normalise with the running statistics.
+/// Eval mode: normalise with the running statistics (`t.saved` is not used).
 pub fn batchnorm_eval(
     gpu: &Gpu,
     config: BatchNormConfig,
@@ -138,13 +138,14 @@ pub fn batchnorm_eval(
 ) -> Result<Dispatch> {
     check(x, t)?;
     expect_shape("batchnorm y", y, x.shape())?;
-    // Bindings 6 and 7 are unused in eval; they still need distinct writable buffers.
+    // Bindings 6 and 7 are unused in eval but must be bound: y again, as writable as at 5
+    // (any other buffer already bound read-only here would be a usage conflict).
     launch(
         gpu,
         &EVAL,
         config,
         x,
-        [t.gamma, t.beta, t.running, y, t.saved, t.saved],
+        [t.gamma, t.beta, t.running, y, y, y],
         Some(grid_1d(x.len(), 256)),
     )
 }

@@ -1,0 +1,46 @@
+//! The `wgtrain` program end to end: checkpoints PyTorch can read, `--init` from PyTorch's
+//! layout, resume equal to an uninterrupted run, and clear errors for broken inputs.
+
+mod checkpoints;
+mod errors;
+mod resume;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh directory under the target dir for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+    dir
+}
+
+pub fn wgtrain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("running wgtrain")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A small, learnable classification CSV: 3 features, label = which feature is largest.
+pub fn write_classification_csv(path: &Path, rows: usize) {
+    let mut text = String::from("a,b,c,label\n");
+    for r in 0..rows {
+        let v: Vec<f32> = (0..3)
+            .map(|c| (((r * 7 + c * 13) % 17) as f32) / 17.0)
+            .collect();
+        let label = (0..3).fold(0, |best, c| if v[c] > v[best] { c } else { best });
+        text += &format!("{},{},{},{label}\n", v[0], v[1], v[2]);
+    }
+    std::fs::write(path, text).expect("writing a CSV");
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("scratch paths are UTF-8")
+}
