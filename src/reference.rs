@@ -362,3 +362,35 @@ pub fn finite_difference_grads(
     }
     grads
 }
+
+/// Least squares with an intercept: β minimising ‖[X 1]·β − y‖², through the normal equations
+/// in f64 (Gauss-Jordan with partial pivoting); `β[cols]` is the intercept.
+#[allow(clippy::needless_range_loop)] // index loops read closest to the algebra
+pub fn least_squares(x: &[f64], y: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let n = cols + 1;
+    let feature = |r: usize, c: usize| if c == cols { 1.0 } else { x[r * cols + c] };
+    let mut a = vec![vec![0.0; n + 1]; n];
+    for r in 0..rows {
+        for i in 0..n {
+            for j in 0..n {
+                a[i][j] += feature(r, i) * feature(r, j);
+            }
+            a[i][n] += feature(r, i) * y[r];
+        }
+    }
+    for i in 0..n {
+        let pivot = (i..n)
+            .max_by(|&p, &q| a[p][i].abs().total_cmp(&a[q][i].abs()))
+            .unwrap_or(i);
+        a.swap(i, pivot);
+        for r in 0..n {
+            if r != i {
+                let f = a[r][i] / a[i][i];
+                for c in i..=n {
+                    a[r][c] -= f * a[i][c];
+                }
+            }
+        }
+    }
+    (0..n).map(|i| a[i][n] / a[i][i]).collect()
+}

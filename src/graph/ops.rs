@@ -119,7 +119,11 @@ pub(crate) fn forward(ctx: &Ctx<'_>, node: NodeId, training: bool) -> Result<Vec
             config,
         } => {
             // Eval uses no batch statistics: the running ones stand in for them.
-            let saved = if training { ctx.get(Value::Saved(node))? } else { &ctx.buffers[buffer] };
+            let saved = if training {
+                ctx.get(Value::Saved(node))?
+            } else {
+                &ctx.buffers[buffer]
+            };
             let tensors = BatchNormTensors {
                 gamma: &ctx.params[gamma.0],
                 beta: &ctx.params[beta.0],

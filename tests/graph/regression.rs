@@ -1,45 +1,13 @@
-// Index loops read closest to the linear algebra they implement.
-#![allow(clippy::needless_range_loop)]
-
 use wgtrain::data::{Dataset, DeviceDataset};
 use wgtrain::graph::Weights;
 use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
 use wgtrain::optim::Optimizer;
+use wgtrain::reference;
 use wgtrain::train::{TrainConfig, Trainer};
 
 use crate::common::*;
-
-/// Solves the least-squares problem [X 1]·β = y through the normal equations in f64.
-fn least_squares(x: &[f64], y: &[f64], rows: usize, cols: usize) -> Vec<f64> {
-    let n = cols + 1;
-    let feature = |r: usize, c: usize| if c == cols { 1.0 } else { x[r * cols + c] };
-    let mut a = vec![vec![0.0; n + 1]; n];
-    for r in 0..rows {
-        for i in 0..n {
-            for j in 0..n {
-                a[i][j] += feature(r, i) * feature(r, j);
-            }
-            a[i][n] += feature(r, i) * y[r];
-        }
-    }
-    for i in 0..n {
-        let pivot = (i..n)
-            .max_by(|&p, &q| a[p][i].abs().total_cmp(&a[q][i].abs()))
-            .unwrap_or(i);
-        a.swap(i, pivot);
-        for r in 0..n {
-            if r != i {
-                let f = a[r][i] / a[i][i];
-                for c in i..=n {
-                    a[r][c] -= f * a[i][c];
-                }
-            }
-        }
-    }
-    (0..n).map(|i| a[i][n] / a[i][i]).collect()
-}
 
 #[test]
 fn linear_regression_reaches_the_least_squares_optimum() {
@@ -51,7 +19,7 @@ fn linear_regression_reaches_the_least_squares_optimum() {
     let y: Vec<f32> = (0..rows)
         .map(|r| (0..cols).map(|c| truth[c] * x[r * cols + c]).sum::<f32>() + 0.7 + noise[r])
         .collect();
-    let beta = least_squares(&f64s(&x), &f64s(&y), rows, cols);
+    let beta = reference::least_squares(&f64s(&x), &f64s(&y), rows, cols);
     let optimum_mse = (0..rows)
         .map(|r| {
             let fit: f64 = (0..cols)
