@@ -7,8 +7,8 @@
 //
 // Bindings: 0 params (uniform), 1 a (read, M·K), 2 b (read, K·N), 3 bias (read, N; or aux,
 //           M·N), 4 c (read_write, M·N).
-// Grid: (ceil(N / 64), ceil(M / 64)) workgroups of 16×16 threads; each thread owns a 4×4
-// block of C. The three transposes of a Linear layer's forward and backward are override
+// Grid: (ceil(N / 64), ceil(M / 64)) workgroups of 16×16 threads for `matmul` (each thread
+// a 4×4 block of C), (ceil(N / 128), ceil(M / 128)) for `matmul_128` (8×8 per thread). The three transposes of a Linear layer's forward and backward are override
 // constants, so each variant compiles to a branch-free inner loop.
 
 struct MatmulParams {
@@ -104,6 +104,91 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             c[index] = v;
         }
     }
+}
+
+// The large-tile variant: 128×128 of C per workgroup, 16-deep slices of K (2 × 16 × 128 floats
+// = 16 KiB of workgroup memory, WebGPU's default limit exactly), each of the 256
+// threads an 8×8 block held in 16 named vec4 accumulators (arrays of accumulators spill on
+// some drivers; named registers do not). Per step of K a thread loads 4 vec4s from workgroup
+// memory for 64 multiply-adds, four times the 64×64 kernel's ratio. A thread's rows are
+// ty·4..+4 and 64 + ty·4..+4, its columns likewise, so each half-tile is read contiguously.
+const BIG: u32 = 128u;
+const BIG_DEPTH: u32 = 16u;
+var<workgroup> big_a: array<vec4<f32>, 512>; // [kk][row / 4], 16 × 32
+var<workgroup> big_b: array<vec4<f32>, 512>; // [kk][col / 4], 16 × 32
+
+fn store_big(row: u32, col: u32, v: vec4<f32>) {
+    if row >= params.m { return; }
+    for (var j = 0u; j < 4u; j++) {
+        let c_col = col + j;
+        if c_col >= params.n { return; }
+        let index = row * params.n + c_col;
+        var x = v[j];
+        if GRAD_MASK {
+            x *= activate_grad(bias[index], ACT, params.slope);
+        } else {
+            if ACCUMULATE { x += c[index]; }
+            if HAS_BIAS { x += bias[c_col]; }
+            x = activate(x, ACT, params.slope);
+        }
+        c[index] = x;
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let thread = lid.y * 16u + lid.x;
+    let row0 = wid.y * BIG;
+    let col0 = wid.x * BIG;
+    var c00 = vec4<f32>(0.0); var c01 = vec4<f32>(0.0);
+    var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
+    var c40 = vec4<f32>(0.0); var c41 = vec4<f32>(0.0);
+    var c50 = vec4<f32>(0.0); var c51 = vec4<f32>(0.0);
+    var c60 = vec4<f32>(0.0); var c61 = vec4<f32>(0.0);
+    var c70 = vec4<f32>(0.0); var c71 = vec4<f32>(0.0);
+
+    for (var k0 = 0u; k0 < params.k; k0 += BIG_DEPTH) {
+        for (var i = 0u; i < 8u; i++) {
+            let e = thread + i * 256u;
+            var r: u32; var kk: u32;
+            if TRANS_A { kk = e / BIG; r = e % BIG; } else { r = e / BIG_DEPTH; kk = e % BIG_DEPTH; }
+            big_a[kk * 32u + r / 4u][r % 4u] = load_a(row0 + r, k0 + kk);
+            var col: u32; var kb: u32;
+            if TRANS_B { col = e / BIG_DEPTH; kb = e % BIG_DEPTH; } else { kb = e / BIG; col = e % BIG; }
+            big_b[kb * 32u + col / 4u][col % 4u] = load_b(k0 + kb, col0 + col);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BIG_DEPTH; kk++) {
+            let a0 = big_a[kk * 32u + lid.y];
+            let a1 = big_a[kk * 32u + 16u + lid.y];
+            let b0 = big_b[kk * 32u + lid.x];
+            let b1 = big_b[kk * 32u + 16u + lid.x];
+            c00 += a0.x * b0; c01 += a0.x * b1;
+            c10 += a0.y * b0; c11 += a0.y * b1;
+            c20 += a0.z * b0; c21 += a0.z * b1;
+            c30 += a0.w * b0; c31 += a0.w * b1;
+            c40 += a1.x * b0; c41 += a1.x * b1;
+            c50 += a1.y * b0; c51 += a1.y * b1;
+            c60 += a1.z * b0; c61 += a1.z * b1;
+            c70 += a1.w * b0; c71 += a1.w * b1;
+        }
+        workgroupBarrier();
+    }
+
+    let r0 = row0 + lid.y * 4u;
+    let r1 = row0 + 64u + lid.y * 4u;
+    let q0 = col0 + lid.x * 4u;
+    let q1 = col0 + 64u + lid.x * 4u;
+    store_big(r0, q0, c00); store_big(r0, q1, c01);
+    store_big(r0 + 1u, q0, c10); store_big(r0 + 1u, q1, c11);
+    store_big(r0 + 2u, q0, c20); store_big(r0 + 2u, q1, c21);
+    store_big(r0 + 3u, q0, c30); store_big(r0 + 3u, q1, c31);
+    store_big(r1, q0, c40); store_big(r1, q1, c41);
+    store_big(r1 + 1u, q0, c50); store_big(r1 + 1u, q1, c51);
+    store_big(r1 + 2u, q0, c60); store_big(r1 + 2u, q1, c61);
+    store_big(r1 + 3u, q0, c70); store_big(r1 + 3u, q1, c71);
 }
 
 // The reference point for benchmarks: one output per thread, no reuse, no transposes.

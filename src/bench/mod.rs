@@ -2,8 +2,6 @@
 //! and the mlp-bench training step. Every kernel's output is checked against an f64 reference
 //! before it is timed: a fast wrong kernel is refused, not scored.
 
-mod timer;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -11,11 +9,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
-pub use timer::{Clock, median, time_pass};
-
 use crate::data::{Dataset, DeviceDataset};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Clock, Dispatch, Gpu, Tensor, median, time_pass};
 use crate::graph::Weights;
 use crate::kernels::loss::Loss;
 use crate::kernels::matmul::{Matmul, matmul_naive};
@@ -105,7 +101,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ("dW", (1024, 784, b), (true, false)),
         ] {
             let mut m = bench_matmul(&gpu, &mut rng, mnk, transposes, args.compare_naive)?;
-            m.params = format!("{label} b{b} {}x{}x{}", mnk.0, mnk.1, mnk.2);
+            m.params = format!("{label} b{b} {}", m.params);
             show(m);
         }
     }
@@ -208,9 +204,10 @@ fn bench_matmul(
     let (seconds, clock) = checked_timing(gpu, &tiled, &c, |out| {
         check_matmul(&a, &b, out, (m, n, k), (ta, tb), 64)
     })?;
+    let tile = gpu.matmul_tile((m, n, k), (ta, tb))?;
     let mut measurement = Measurement {
         name: "matmul",
-        params: format!("{m}x{n}x{k}"),
+        params: format!("{m}x{n}x{k} {tile:?}"),
         figure: flops / seconds / 1e9,
         unit: "GFLOP/s",
         clock,

@@ -16,6 +16,9 @@ pub struct Gpu {
     pub(crate) inner: Arc<GpuInner>,
 }
 
+/// A product's shape rounded up to powers of two, and its transposes.
+pub(crate) type MatmulClass = (usize, usize, usize, (bool, bool));
+
 pub(crate) struct GpuInner {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -24,6 +27,8 @@ pub(crate) struct GpuInner {
     pub features: wgpu::Features,
     pub pool: Arc<Mutex<BufferPool>>,
     pub pipelines: Mutex<PipelineCache>,
+    /// Matmul tile chosen per shape class by a short timing at first use.
+    pub tiles: Mutex<std::collections::HashMap<MatmulClass, crate::kernels::matmul::Tile>>,
     /// Set by the device-lost callback and the uncaptured-error handler; checked after waits,
     /// because wgpu reports both out of band.
     pub fault: Arc<Mutex<Option<Error>>>,
@@ -111,6 +116,7 @@ impl Gpu {
                 features,
                 pool: Arc::default(),
                 pipelines: Mutex::default(),
+                tiles: Mutex::default(),
                 fault,
             }),
         })

@@ -6,9 +6,11 @@ pub(crate) mod kernel;
 pub(crate) mod pool;
 mod readback;
 mod tensor;
+mod timer;
 
 pub use context::Gpu;
 pub use kernel::{Dispatch, STEP_SLOT_BYTES};
 pub use pool::PoolStats;
 pub use readback::PendingRead;
 pub use tensor::Tensor;
+pub use timer::{Clock, median, time_pass};

@@ -24,14 +24,38 @@ static TILED: KernelSpec = KernelSpec {
     entry: "matmul",
     bindings: BINDINGS,
 };
+static TILED_128: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "matmul_128",
+    bindings: BINDINGS,
+};
 static NAIVE: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "matmul_naive",
     bindings: BINDINGS,
 };
 
-/// Output tile edge of one workgroup (see the shader).
-const TILE: usize = 64;
+/// The output tile of one workgroup (see the shader).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Tile {
+    /// Chosen per shape: the large tile where both output dimensions fill it, by a short
+    /// timing of both at first use of each shape class (cached on the `Gpu`).
+    #[default]
+    Auto,
+    /// 64×64, 4×4 per thread: small and skinny products.
+    T64,
+    /// 128×128, 8×8 per thread: large products.
+    T128,
+}
+
+impl Tile {
+    fn edge(self) -> usize {
+        match self {
+            Tile::T128 => 128,
+            _ => 64,
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -69,6 +93,7 @@ pub struct Matmul<'a> {
     /// `b` is stored `[n, k]` (a Linear layer's weight in PyTorch's layout).
     pub trans_b: bool,
     pub epilogue: Epilogue<'a>,
+    pub tile: Tile,
 }
 
 impl Matmul<'_> {
@@ -131,9 +156,18 @@ impl Matmul<'_> {
             ),
             ("ACT", f64::from(activation.code())),
         ];
-        let groups = [to_u32(n.div_ceil(TILE)), to_u32(m.div_ceil(TILE)), 1];
+        let tile = match self.tile {
+            Tile::Auto => gpu.matmul_tile((m, n, k), (self.trans_a, self.trans_b))?,
+            fixed => fixed,
+        };
+        let edge = tile.edge();
+        let groups = [to_u32(n.div_ceil(edge)), to_u32(m.div_ceil(edge)), 1];
         gpu.dispatch(
-            &TILED,
+            if tile == Tile::T128 {
+                &TILED_128
+            } else {
+                &TILED
+            },
             &constants,
             &[
                 Bind::Uniform(&params),
@@ -186,5 +220,62 @@ fn stored_dims((rows, cols): (usize, usize), transposed: bool) -> (usize, usize)
         (cols, rows)
     } else {
         (rows, cols)
+    }
+}
+
+impl Gpu {
+    /// The faster tile for products of this shape class on this adapter: timed once per class
+    /// (sizes rounded to powers of two), then cached. Products that cannot fill a 128×128
+    /// tile use 64×64 without timing.
+    pub(crate) fn matmul_tile(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        transposes: (bool, bool),
+    ) -> Result<Tile> {
+        if m < 128 || n < 128 {
+            return Ok(Tile::T64);
+        }
+        let class = (
+            m.next_power_of_two(),
+            n.next_power_of_two(),
+            k.next_power_of_two(),
+            transposes,
+        );
+        if let Some(&tile) = self
+            .inner
+            .tiles
+            .lock()
+            .map_err(|_| Error::Gpu("tile cache poisoned".into()))?
+            .get(&class)
+        {
+            return Ok(tile);
+        }
+        let (a, b, c) = (
+            self.zeros(&[m, k])?,
+            self.zeros(&[k, n])?,
+            self.uninit(&[m, n])?,
+        );
+        let (a, b) = (
+            if transposes.0 { a.reshape(&[k, m])? } else { a },
+            if transposes.1 { b.reshape(&[n, k])? } else { b },
+        );
+        let mut best = (f64::INFINITY, Tile::T64);
+        for tile in [Tile::T64, Tile::T128] {
+            let op = Matmul {
+                trans_a: transposes.0,
+                trans_b: transposes.1,
+                tile,
+                ..Default::default()
+            };
+            let dispatch = op.dispatch(self, &a, &b, &c)?;
+            let (seconds, _) = crate::gpu::time_pass(self, 1, 3, &|pass| dispatch.record(pass, 0))?;
+            if seconds < best.0 {
+                best = (seconds, tile);
+            }
+        }
+        if let Ok(mut tiles) = self.inner.tiles.lock() {
+            tiles.insert(class, best.1);
+        }
+        Ok(best.1)
     }
 }

@@ -1,5 +1,5 @@
 use wgtrain::kernels::Activation;
-use wgtrain::kernels::matmul::{Epilogue, Matmul, matmul_naive};
+use wgtrain::kernels::matmul::{Epilogue, Matmul, Tile, matmul_naive};
 use wgtrain::reference;
 
 use crate::common::*;
@@ -31,7 +31,10 @@ fn dot_bound(k: usize, magnitude: f64) -> f64 {
 #[test]
 fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
     let mut rng = rng("matmul transposes");
-    for &(m, n, k) in SHAPES {
+    for (&(m, n, k), tile) in SHAPES
+        .iter()
+        .flat_map(|s| [(s, Tile::T64), (s, Tile::T128)])
+    {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             let a = rng.uniform(m * k, -1.0, 1.0);
             let b = rng.uniform(k * n, -1.0, 1.0);
@@ -41,6 +44,7 @@ fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
             let op = Matmul {
                 trans_a: ta,
                 trans_b: tb,
+                tile,
                 ..Default::default()
             };
             let dispatch = op
@@ -71,7 +75,10 @@ fn matmul_epilogue_bias_activation_and_accumulate() {
         Activation::Tanh,
         Activation::Sigmoid,
     ];
-    for &(m, n, k) in &SHAPES[1..4] {
+    for (&(m, n, k), tile) in SHAPES[1..]
+        .iter()
+        .flat_map(|s| [(s, Tile::T64), (s, Tile::T128)])
+    {
         for act in acts {
             for accumulate in [false, true] {
                 let a = rng.uniform(m * k, -1.0, 1.0);
@@ -86,6 +93,7 @@ fn matmul_epilogue_bias_activation_and_accumulate() {
                 let bias_t = upload(&bias, &[n]);
                 let op = Matmul {
                     trans_b: true,
+                    tile,
                     epilogue: Epilogue::Activate {
                         bias: Some(&bias_t),
                         activation: act,
@@ -129,19 +137,24 @@ fn matmul_epilogue_bias_activation_and_accumulate() {
 #[test]
 fn matmul_activation_grad_epilogue_masks_the_product() {
     let mut rng = rng("matmul activation grad");
-    for act in [
+    let acts = [
         Activation::Relu,
         Activation::Gelu,
         Activation::Tanh,
         Activation::Sigmoid,
-    ] {
-        let (m, n, k) = (33, 65, 17);
+    ];
+    for (act, tile) in acts
+        .into_iter()
+        .flat_map(|a| [(a, Tile::T64), (a, Tile::T128)])
+    {
+        let (m, n, k) = (33, 130, 17);
         let a = rng.uniform(m * k, -1.0, 1.0);
         let b = rng.uniform(k * n, -1.0, 1.0);
         let pre = rng.uniform(m * n, -3.0, 3.0);
         let c = poisoned(&[m, n]);
         let pre_t = upload(&pre, &[m, n]);
         let op = Matmul {
+            tile,
             epilogue: Epilogue::ActivationGrad {
                 pre: &pre_t,
                 activation: act,
