@@ -167,6 +167,8 @@ impl Gpu {
 
     /// Returns (and clears) an error that wgpu reported out of band since the last check.
     pub(crate) fn take_fault(&self) -> Result<()> {
+        // A poll runs pending callbacks, the device-lost one among them.
+        let _ = self.inner.device.poll(wgpu::PollType::Poll);
         let fault = self
             .inner
             .fault
@@ -194,9 +196,14 @@ impl Gpu {
     }
 }
 
+/// Keeps the first error, except that a lost device outranks anything: errors that follow a
+/// loss (invalid buffers, failed maps) are symptoms, the loss is the cause.
 fn record_fault(slot: &Mutex<Option<Error>>, error: Error) {
     if let Ok(mut slot) = slot.lock() {
-        slot.get_or_insert(error);
+        let lost = matches!(error, Error::DeviceLost(_));
+        if lost || slot.is_none() {
+            *slot = Some(error);
+        }
     }
 }
 

@@ -13,6 +13,29 @@ use crate::graph::{Graph, Init};
 
 const ALIGN: usize = 64;
 
+/// Where each parameter starts in the flat buffers.
+fn param_offsets(graph: &Graph) -> Vec<usize> {
+    graph
+        .params
+        .iter()
+        .scan(0, |next, p| {
+            let offset = *next;
+            *next += p.len().div_ceil(ALIGN) * ALIGN;
+            Some(offset)
+        })
+        .collect()
+}
+
+/// Elements of the flat buffers (at least one, so an empty model still binds).
+fn flat_len(graph: &Graph) -> usize {
+    graph
+        .params
+        .iter()
+        .map(|p| p.len().div_ceil(ALIGN) * ALIGN)
+        .sum::<usize>()
+        .max(1)
+}
+
 /// The model's trainable parameters, their gradients, and its non-trainable buffers.
 pub struct Weights {
     pub params: Tensor,
@@ -27,6 +50,8 @@ pub struct Weights {
 impl Weights {
     /// Initialises every parameter from a seeded generator, as PyTorch's defaults do.
     pub fn init(gpu: &Gpu, graph: &Graph, seed: u64) -> Result<Self> {
+        // Refuse an impossible model before drawing (or uploading) anything.
+        gpu.check_size("the flat parameter buffer", 4 * flat_len(graph) as u64)?;
         let mut rng = StdRng::seed_from_u64(seed);
         let values: Vec<Vec<f32>> = graph
             .params
@@ -43,13 +68,8 @@ impl Weights {
 
     /// Parameters from given values, in the graph's parameter order.
     pub fn from_values(gpu: &Gpu, graph: &Graph, values: &[Vec<f32>]) -> Result<Self> {
-        let mut offsets = vec![];
-        let mut total = 0;
-        for p in &graph.params {
-            offsets.push(total);
-            total += p.len().div_ceil(ALIGN) * ALIGN;
-        }
-        let total = total.max(1);
+        let offsets = param_offsets(graph);
+        let total = flat_len(graph);
         let mut flat = vec![0.0f32; total];
         if values.len() != graph.params.len() {
             return Err(Error::InvalidArgument(format!(

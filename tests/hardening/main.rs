@@ -1,0 +1,156 @@
+//! Hardening: determinism, limits, a lost device, bounded memory.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use wgtrain::data::{Dataset, DeviceDataset};
+use wgtrain::graph::Weights;
+use wgtrain::kernels::Activation;
+use wgtrain::kernels::loss::Loss;
+use wgtrain::nn::Sequential;
+use wgtrain::train::{TrainConfig, Trainer};
+use wgtrain::{Error, Gpu};
+
+use common::*;
+
+fn small_problem(rng: &mut Rand, rows: usize) -> Dataset {
+    Dataset::classification(
+        rng.uniform(rows * 6, -1.0, 1.0),
+        6,
+        rng.below(rows, 3).iter().map(|&l| l as u32).collect(),
+    )
+    .expect("dataset")
+}
+
+fn trainer(gpu: &Gpu, model: &Sequential, seed: u64) -> Trainer {
+    let graph = model.build(Loss::CrossEntropy).expect("valid");
+    let weights = Weights::init(gpu, &graph, seed).expect("weights");
+    let config = TrainConfig {
+        batch_size: 16,
+        seed,
+        ..TrainConfig::default()
+    };
+    Trainer::new(gpu, graph, weights, config).expect("trainer")
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_losses_and_weights() {
+    let mut rng = rng("determinism");
+    let data = DeviceDataset::upload(gpu(), &small_problem(&mut rng, 100)).expect("upload");
+    // Dropout and BatchNorm included: their randomness and reductions must replay exactly.
+    let model = Sequential::mlp(6, &[16, 8], 3, Activation::Gelu, 0.2, true);
+    let run = || {
+        let mut t = trainer(gpu(), &model, 11);
+        let mut losses = vec![];
+        for epoch in 0..3 {
+            t.fit_epoch(&data, epoch, &mut |log| losses.push(log.loss.to_bits()))
+                .expect("epoch");
+        }
+        let weights: Vec<u32> = t
+            .weights
+            .read_params(gpu())
+            .expect("read")
+            .concat()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        (losses, weights)
+    };
+    let (first, second) = (run(), run());
+    assert_eq!(first.0.len(), 21);
+    assert_eq!(first, second, "same seed, same adapter: same bits");
+}
+
+#[test]
+fn a_model_over_the_adapter_limit_is_refused_before_any_gpu_work() {
+    let allowed = gpu().max_binding_bytes();
+    // One weight matrix one row larger than a binding can hold.
+    let width = (allowed / (4 * 64)) as usize + 1;
+    let graph = Sequential::mlp(64, &[width], 2, Activation::Relu, 0.0, false)
+        .build(Loss::CrossEntropy)
+        .expect("valid");
+    let before = gpu().pool_stats();
+    match Weights::init(gpu(), &graph, 0) {
+        Err(Error::OverLimit {
+            requested,
+            allowed: limit,
+            ..
+        }) => {
+            assert!(requested > limit, "{requested} vs {limit}");
+            assert_eq!(limit, allowed);
+        }
+        other => panic!("expected OverLimit, got {:?}", other.err()),
+    }
+    assert_eq!(gpu().pool_stats(), before, "nothing was allocated");
+
+    // A batch too large for the activations: refused when the plan is compiled.
+    let graph = Sequential::mlp(64, &[256], 2, Activation::Relu, 0.0, false)
+        .build(Loss::CrossEntropy)
+        .expect("valid");
+    let weights = Weights::init(gpu(), &graph, 0).expect("small weights fit");
+    let mut t = Trainer::new(gpu(), graph, weights, TrainConfig::default()).expect("trainer");
+    let batch = (allowed / (4 * 256)) as usize + 1;
+    let error = t
+        .plan(batch, wgtrain::graph::Mode::Train)
+        .err()
+        .expect("too large a batch");
+    assert!(matches!(error, Error::OverLimit { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("bytes but the adapter allows at most"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_destroyed_device_reports_device_lost_instead_of_hanging() {
+    let gpu = Gpu::new().expect("adapter");
+    let mut rng = rng("device lost");
+    let model = Sequential::mlp(6, &[8], 3, Activation::Relu, 0.0, false);
+    let mut t = trainer(&gpu, &model, 1);
+    let (x, y) = (rng.uniform(16 * 6, -1.0, 1.0), rng.below(16, 3));
+    t.train_batch(&x, &y).expect("a healthy step");
+    gpu.device().destroy();
+    let started = std::time::Instant::now();
+    let error = t.train_batch(&x, &y).expect_err("the device is gone");
+    eprintln!("after destroy: {error}");
+    assert!(matches!(error, Error::DeviceLost(_)), "{error}");
+    assert!(started.elapsed().as_secs() < 30, "reported, not hung");
+}
+
+#[test]
+fn two_thousand_steps_allocate_nothing_after_warm_up() {
+    let mut rng = rng("bounded memory");
+    let data = DeviceDataset::upload(gpu(), &small_problem(&mut rng, 160)).expect("upload");
+    let model = Sequential::mlp(6, &[32], 3, Activation::Relu, 0.1, false);
+    let mut t = trainer(gpu(), &model, 2);
+    let rss = || -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 4096
+    };
+    for epoch in 0..20 {
+        t.fit_epoch(&data, epoch, &mut |_| {}).expect("warm-up");
+    }
+    let (pool, memory) = (gpu().pool_stats(), rss());
+    for epoch in 20..220 {
+        t.fit_epoch(&data, epoch, &mut |_| {}).expect("epoch");
+    }
+    assert_eq!(t.step, 2200);
+    assert_eq!(
+        gpu().pool_stats(),
+        pool,
+        "no buffer was created in 2000 steps"
+    );
+    let growth = rss().saturating_sub(memory);
+    // Allocator noise is a few pages; a per-step leak of even 1 KiB would be 2 MB.
+    assert!(
+        growth < 2 << 20,
+        "host RSS grew by {growth} bytes over 2000 steps"
+    );
+}
