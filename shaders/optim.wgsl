@@ -9,7 +9,8 @@
 
 struct OptimParams {
     n: u32,
-    // bit 0 nesterov, bit 1 centered, bit 2 amsgrad, bit 3 decoupled weight decay (AdamW)
+    // bit 0 nesterov, bit 1 centered, bit 2 amsgrad, bit 3 decoupled weight decay (AdamW),
+    // bit 4 skip the update when the gradient norm (clip[0]) is not finite
     flags: u32,
     // SGD/RMSProp momentum μ, or Adam's β1
     beta1: f32,
@@ -25,6 +26,7 @@ const NESTEROV: u32 = 1u;
 const CENTERED: u32 = 2u;
 const AMSGRAD: u32 = 4u;
 const DECOUPLED: u32 = 8u;
+const SKIP_NONFINITE: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> params: OptimParams;
 @group(0) @binding(1) var<uniform> step: StepParams;
@@ -41,6 +43,12 @@ fn index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 
 fn has(flag: u32) -> bool { return (params.flags & flag) != 0u; }
 
+// Whether this step's update must not happen. The exponent bits decide finiteness: the
+// compiler may assume floats are finite, so isnan-style tests can be folded away.
+fn skipped() -> bool {
+    return has(SKIP_NONFINITE) && (bitcast<u32>(clip[0]) & 0x7f800000u) == 0x7f800000u;
+}
+
 // The gradient after clipping and the coupled penalties: g + λ₂·p + λ₁·sign(p).
 // (L1 is not part of torch.optim; it is added the same way as weight decay.)
 fn penalized_grad(i: u32, p: f32) -> f32 {
@@ -54,7 +62,7 @@ fn penalized_grad(i: u32, p: f32) -> f32 {
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = index(gid, groups);
-    if i >= params.n { return; }
+    if i >= params.n || skipped() { return; }
     let p = param[i];
     var g = penalized_grad(i, p);
     if params.beta1 != 0.0 {
@@ -71,7 +79,7 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
 @compute @workgroup_size(256)
 fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = index(gid, groups);
-    if i >= params.n { return; }
+    if i >= params.n || skipped() { return; }
     let p = param[i];
     let g = penalized_grad(i, p);
     let sum = state_a[i] + g * g;
@@ -86,7 +94,7 @@ fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = index(gid, groups);
-    if i >= params.n { return; }
+    if i >= params.n || skipped() { return; }
     let p = param[i];
     let g = penalized_grad(i, p);
     let alpha = params.beta2;
@@ -116,7 +124,7 @@ fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = index(gid, groups);
-    if i >= params.n { return; }
+    if i >= params.n || skipped() { return; }
     var p = param[i];
     if has(DECOUPLED) { p *= 1.0 - step.lr * params.weight_decay; }
     let g = penalized_grad(i, p);

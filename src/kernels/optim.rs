@@ -79,6 +79,8 @@ impl OptimParams {
     pub const CENTERED: u32 = 2;
     pub const AMSGRAD: u32 = 4;
     pub const DECOUPLED: u32 = 8;
+    /// Leave parameters and state untouched when the gradient norm is not finite.
+    pub const SKIP_NONFINITE: u32 = 16;
 }
 
 /// Mirrors `StepParams` in `shaders/step.wgsl`: one slot of the step-uniform ring.

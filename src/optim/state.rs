@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::graph::Weights;
-use crate::kernels::optim::{UpdateBuffers, update};
+use crate::kernels::optim::{OptimParams, UpdateBuffers, update};
 use crate::kernels::reduce;
 use crate::optim::Optimizer;
 
@@ -18,12 +18,14 @@ pub struct OptimizerState {
 }
 
 impl OptimizerState {
+    /// `clip_norm` clips by global norm; `skip_nonfinite` leaves a step with a non-finite
+    /// gradient undone instead of applying it.
     pub fn new(
         gpu: &Gpu,
         weights: &Weights,
-        optimizer: Optimizer,
-        l1: f32,
+        (optimizer, l1): (Optimizer, f32),
         clip_norm: Option<f32>,
+        skip_nonfinite: bool,
         step_ring: &wgpu::Buffer,
     ) -> Result<Self> {
         optimizer.validate()?;
@@ -36,11 +38,17 @@ impl OptimizerState {
             })
             .collect::<Result<_>>()?;
         let clip = gpu.tensor(&[0.0, 1.0], &[2])?;
-        let mut dispatches = match clip_norm {
+        // Skipping non-finite steps needs the gradient norm every step; without clipping, a
+        // max norm of f32::MAX keeps the coefficient at 1.
+        let max_norm = clip_norm.or(skip_nonfinite.then_some(f32::MAX));
+        let mut dispatches = match max_norm {
             Some(max_norm) => reduce::clip_coefficient(gpu, max_norm, &weights.grads, &clip)?,
             None => vec![],
         };
-        let (rule, params) = optimizer.kernel_params(l1);
+        let (rule, mut params) = optimizer.kernel_params(l1);
+        if skip_nonfinite {
+            params.flags |= OptimParams::SKIP_NONFINITE;
+        }
         dispatches.push(update(
             gpu,
             rule,

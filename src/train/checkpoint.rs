@@ -23,6 +23,9 @@ use crate::train::Trainer;
 pub struct TrainingState {
     /// Epochs completed.
     pub epoch: usize,
+    /// Batches of the next epoch already done (a checkpoint taken mid-epoch).
+    #[serde(default)]
+    pub batch: usize,
     /// Optimizer steps taken.
     pub step: u64,
     pub seed: u64,
@@ -172,9 +175,14 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         path: path.to_path_buf(),
         source,
     })?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes)
+    parse(path, &bytes)
+}
+
+/// Parses checkpoint bytes; `path` only names the source in errors.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
-    let file = SafeTensors::deserialize(&bytes)
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
     let meta = metadata.metadata().clone().unwrap_or_default();
     let parse = |key: &str| -> Result<Option<String>> { Ok(meta.get(key).cloned()) };

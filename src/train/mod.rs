@@ -42,6 +42,9 @@ pub struct TrainConfig {
     pub steps_per_submit: usize,
     /// Random image shifts of up to ± this many pixels (0: none); needs image rows.
     pub augment_shift: u32,
+    /// Skip updates whose gradient is not finite (and report their loss) instead of stopping
+    /// with `Error::NonFinite`.
+    pub skip_nonfinite: bool,
 }
 
 impl Default for TrainConfig {
@@ -57,6 +60,7 @@ impl Default for TrainConfig {
             seed: 0,
             steps_per_submit: 16,
             augment_shift: 0,
+            skip_nonfinite: false,
         }
     }
 }
@@ -114,9 +118,9 @@ impl Trainer {
         let optimizer = OptimizerState::new(
             gpu,
             &weights,
-            config.optimizer,
-            config.l1,
+            (config.optimizer, config.l1),
             config.clip_norm,
+            config.skip_nonfinite,
             &step_ring,
         )?;
         Ok(Self {
@@ -298,14 +302,39 @@ impl Trainer {
         Ok(())
     }
 
+    /// The batches of one epoch over `rows` rows, as `(offset, size)`: the last one partial.
+    pub fn epoch_batches(&self, rows: usize) -> Vec<(usize, usize)> {
+        let bs = self.config.batch_size;
+        (0..rows)
+            .step_by(bs)
+            .map(|o| (o, bs.min(rows - o)))
+            .collect()
+    }
+
     /// One epoch over `data`: shuffled (seeded by seed and epoch) unless configured not to, the
-    /// last partial batch included. `on_step` sees each step's loss as it arrives.
+    /// last partial batch included. `on_step` sees each step's loss as it arrives. Returns the
+    /// epoch's mean loss.
     pub fn fit_epoch(
         &mut self,
         data: &DeviceDataset,
         epoch: usize,
         on_step: &mut dyn FnMut(&StepLog),
     ) -> Result<f64> {
+        let batches = self.epoch_batches(data.rows).len();
+        let (loss_rows, rows) = self.fit_batches(data, epoch, 0..batches, on_step)?;
+        Ok(loss_rows / rows.max(1) as f64)
+    }
+
+    /// Batches `range` of epoch `epoch` (the order depends only on seed and epoch, so an epoch
+    /// can be split at any batch and resumed). Returns Σ loss·rows and the rows seen; every
+    /// loss has been checked finite when it returns, so a checkpoint taken now is a good one.
+    pub fn fit_batches(
+        &mut self,
+        data: &DeviceDataset,
+        epoch: usize,
+        range: std::ops::Range<usize>,
+        on_step: &mut dyn FnMut(&StepLog),
+    ) -> Result<(f64, usize)> {
         let mut order: Vec<u32> = (0..data.rows as u32).collect();
         if self.config.shuffle {
             order.shuffle(&mut StdRng::seed_from_u64(
@@ -313,11 +342,10 @@ impl Trainer {
             ));
         }
         data.set_order(&self.gpu, &order)?;
-        let bs = self.config.batch_size;
-        let batches: Vec<(usize, usize)> = (0..data.rows)
-            .step_by(bs)
-            .map(|o| (o, bs.min(data.rows - o)))
-            .collect();
+        let all = self.epoch_batches(data.rows);
+        let batches = all.get(range.clone()).ok_or_else(|| {
+            Error::InvalidArgument(format!("batches {range:?} of an epoch of {}", all.len()))
+        })?;
         let mut pending: VecDeque<(u64, Vec<usize>, PendingRead)> = VecDeque::new();
         let mut total = 0.0;
         for chunk in batches.chunks(self.config.steps_per_submit.max(1)) {
@@ -339,9 +367,7 @@ impl Trainer {
         while let Some((first, sizes, read)) = pending.pop_front() {
             total += self.report(epoch, first, &sizes, read.wait(&self.gpu)?, on_step)?;
         }
-        // Each batch's loss is a mean over its rows: weight by rows for the epoch's mean.
-        let mean = total / data.rows.max(1) as f64;
-        Ok(mean)
+        Ok((total, batches.iter().map(|&(_, b)| b).sum()))
     }
 
     /// Records one training step per `(offset, batch)` of `data`'s current order into one
@@ -426,10 +452,21 @@ impl Trainer {
         for (j, (&loss, &rows)) in losses.iter().zip(sizes).enumerate() {
             let step = first + j as u64;
             if !loss.is_finite() {
-                return Err(Error::NonFinite {
-                    what: "loss".into(),
+                if !self.config.skip_nonfinite {
+                    return Err(Error::NonFinite {
+                        what: "loss".into(),
+                        step,
+                    });
+                }
+                // The optimizer left this step undone on the GPU (its gradient was not
+                // finite); report it and leave it out of the mean.
+                on_step(&StepLog {
+                    epoch,
                     step,
+                    loss,
+                    lr: self.lr_at(step),
                 });
+                continue;
             }
             on_step(&StepLog {
                 epoch,

@@ -2,7 +2,9 @@
 //! layout, resume equal to an uninterrupted run, and clear errors for broken inputs.
 
 mod checkpoints;
+mod crash;
 mod errors;
+mod nonfinite;
 mod resume;
 
 use std::path::{Path, PathBuf};

@@ -333,13 +333,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         batch_size: args.batch_size,
         shuffle: !args.no_shuffle,
         seed,
+        skip_nonfinite: args.skip_nonfinite,
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(&gpu, graph, weights, config)?;
     trainer.total_steps = args.epochs as u64 * steps_per_epoch;
-    let mut start_epoch = 0;
+    let (mut start_epoch, mut start_batch) = (0, 0);
     if let Some(c) = &resumed {
-        start_epoch = c.load_training_state(&mut trainer)?.epoch;
+        let state = c.load_training_state(&mut trainer)?;
+        (start_epoch, start_batch) = (state.epoch, state.batch);
     } else if let Some(path) = &args.init {
         checkpoint::load(path)?.load_weights(&mut trainer)?;
     }
@@ -356,27 +358,62 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         .transpose()?;
     let mut curves: Vec<(String, Vec<(f64, f64)>)> =
         vec![("train".into(), vec![]), ("validation".into(), vec![])];
-    for epoch in start_epoch..args.epochs {
-        let mut progress = EpochProgress::new(
-            epoch,
-            args.epochs,
-            steps_per_epoch as usize,
-            args.batch_size,
-        );
-        let mut log_error = Ok(());
-        let loss = trainer.fit_epoch(&train_data, epoch, &mut |step| {
-            progress.step(step);
-            if let Some(log) = &mut log
-                && log_error.is_ok()
-            {
-                // Written by hand to keep the documented key order.
-                log_error = log.line(&format!(
-                    "{{\"epoch\":{},\"step\":{},\"loss\":{},\"lr\":{}}}",
-                    step.epoch, step.step, step.loss, step.lr
-                ));
+    let batches = trainer.epoch_batches(train.rows).len();
+    let segment = if args.save_every > 0 {
+        args.save_every
+    } else {
+        batches
+    };
+    let save = |trainer: &Trainer, epoch: usize, batch: usize| -> Result<()> {
+        match &args.save {
+            Some(path) => {
+                let state = TrainingState {
+                    epoch,
+                    batch,
+                    step: trainer.step,
+                    seed,
+                    optimizer,
+                };
+                checkpoint::save(path, trainer, &architecture, &state)
             }
-        })?;
+            None => Ok(()),
+        }
+    };
+    for epoch in start_epoch..args.epochs {
+        let mut progress = EpochProgress::new(epoch, args.epochs, batches, args.batch_size);
+        let (mut loss_rows, mut rows) = (0.0, 0);
+        let mut log_error = Ok(());
+        let first = if epoch == start_epoch {
+            start_batch.min(batches)
+        } else {
+            0
+        };
+        for start in (first..batches).step_by(segment.max(1)) {
+            let end = (start + segment).min(batches);
+            let (sum, n) = trainer.fit_batches(&train_data, epoch, start..end, &mut |step| {
+                progress.step(step);
+                if let Some(log) = &mut log
+                    && log_error.is_ok()
+                {
+                    // Written by hand to keep the documented key order; JSON has no NaN.
+                    let loss = if step.loss.is_finite() {
+                        step.loss.to_string()
+                    } else {
+                        "null".into()
+                    };
+                    log_error = log.line(&format!(
+                        "{{\"epoch\":{},\"step\":{},\"loss\":{loss},\"lr\":{}}}",
+                        step.epoch, step.step, step.lr
+                    ));
+                }
+            })?;
+            (loss_rows, rows) = (loss_rows + sum, rows + n);
+            if end < batches {
+                save(&trainer, epoch, end)?;
+            }
+        }
         log_error?;
+        let loss = loss_rows / rows.max(1) as f64;
         curves[0].1.push(((epoch + 1) as f64, loss));
         let mut extra = String::new();
         if let Some(val_data) = &val_data {
@@ -385,15 +422,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             extra = format!("  val loss {:.4}", eval.loss);
         }
         progress.finish(loss, &extra);
-        if let Some(path) = &args.save {
-            let state = TrainingState {
-                epoch: epoch + 1,
-                step: trainer.step,
-                seed,
-                optimizer,
-            };
-            checkpoint::save(path, &trainer, &architecture, &state)?;
-        }
+        save(&trainer, epoch + 1, 0)?;
     }
     if let Some(log) = log {
         log.commit()?;

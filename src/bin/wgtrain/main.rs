@@ -134,6 +134,12 @@ struct TrainArgs {
     /// Save the model and training state here after every epoch (atomically).
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Also save every N optimizer steps (0: only after each epoch).
+    #[arg(long, default_value_t = 0)]
+    save_every: usize,
+    /// Skip (and log) steps whose loss or gradient is not finite instead of stopping.
+    #[arg(long)]
+    skip_nonfinite: bool,
     /// Continue the run saved in this checkpoint, up to --epochs in total.
     #[arg(long)]
     resume: Option<PathBuf>,

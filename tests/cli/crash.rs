@@ -1,0 +1,137 @@
+//! SIGKILL at random moments while checkpoints are written every few steps: the checkpoint on
+//! disk always loads, and resuming from it reproduces the uninterrupted run's losses.
+
+use std::process::{Command, Stdio};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::*;
+
+fn losses(log: &std::path::Path) -> std::collections::BTreeMap<u64, f64> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["step"].as_u64().expect("step"),
+                v["loss"].as_f64().expect("loss"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn killed_while_checkpointing_the_checkpoint_loads_and_resumes_to_the_same_losses() {
+    let dir = scratch("crash");
+    let data = dir.join("train.csv");
+    write_classification_csv(&data, 200);
+    let common = [
+        "--layers",
+        "16",
+        "--dropout",
+        "0.1",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "3",
+        "--seed",
+        "5",
+        "--save-every",
+        "2",
+    ];
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--data", path_str(&data)]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(common.iter().chain(extra).map(|s| s.to_string()));
+        a
+    };
+    let reference_log = dir.join("reference.jsonl");
+    let reference_model = dir.join("reference.safetensors");
+    let args_ref = args(&[
+        "--log-steps",
+        path_str(&reference_log),
+        "--save",
+        path_str(&reference_model),
+    ]);
+    let started = std::time::Instant::now();
+    let out = wgtrain(&args_ref.iter().map(String::as_str).collect::<Vec<_>>());
+    let run_ms = started.elapsed().as_millis() as u64;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reference = losses(&reference_log);
+    assert_eq!(reference.len(), 75);
+
+    let seed: u64 = std::env::var("WGTRAIN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("kill moments: seed {seed} (replay with WGTRAIN_SEED={seed})");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let checkpoint = dir.join("model.safetensors");
+    let mut resumed_from = vec![];
+    for round in 0..20 {
+        let run = args(&["--save", path_str(&checkpoint)]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+            .args(&run)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // Anywhere in the run: start-up, mid-epoch, mid-save, the last steps.
+        let at = rng.random_range(run_ms / 20..run_ms.max(40));
+        std::thread::sleep(std::time::Duration::from_millis(at));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if !checkpoint.exists() {
+            continue; // killed before the first save
+        }
+        let saved = wgtrain::train::checkpoint::load(&checkpoint)
+            .unwrap_or_else(|e| panic!("round {round}: the checkpoint does not load: {e}"));
+        let step = saved.training.as_ref().expect("training state").step;
+        resumed_from.push(step);
+        let log = dir.join(format!("resumed-{round}.jsonl"));
+        let resume = args(&[
+            "--resume",
+            path_str(&checkpoint),
+            "--log-steps",
+            path_str(&log),
+        ]);
+        let out = wgtrain(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        let resumed = losses(&log);
+        if step < 75 {
+            assert_eq!(
+                resumed.keys().next(),
+                Some(&(step + 1)),
+                "round {round}: resumes at the step after the checkpoint"
+            );
+        }
+        for (s, loss) in &resumed {
+            let want = reference[s];
+            assert!(
+                (loss - want).abs() <= 1e-6 * want.abs(),
+                "round {round}, resumed from step {step}: step {s} {loss} vs {want}"
+            );
+        }
+        assert_eq!(
+            resumed.len() as u64,
+            75 - step,
+            "round {round}: resumed from {step}"
+        );
+        std::fs::remove_file(&checkpoint).expect("start the next round clean");
+    }
+    eprintln!("a run takes {run_ms} ms; resumed from steps {resumed_from:?}");
+    assert!(
+        !resumed_from.is_empty(),
+        "no round got as far as a checkpoint"
+    );
+}
