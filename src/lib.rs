@@ -1,7 +1,11 @@
 //! wgtrain: train neural networks on any GPU through wgpu and WGSL compute shaders.
 //!
 //! Layers, bottom up: [`gpu`] (device, tensors, dispatches) → [`kernels`] (one launcher per
-//! WGSL family) → graph, nn, optim → train.
+//! WGSL family) → [`graph`] (ops, gradients, plans) → [`nn`], [`optim`] → [`train`]; [`data`]
+//! feeds them and [`bench`] measures them.
+//!
+//! The README, whose library example runs as a doc test:
+#![doc = include_str!("../README.md")]
 
 pub mod bench;
 pub mod data;
@@ -16,3 +20,19 @@ pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, Tensor};
+
+/// What an application needs, in one import.
+pub mod prelude {
+    pub use crate::data::{
+        Dataset, DeviceDataset, Split, Standardizer, Task, load_csv, load_mnist,
+    };
+    pub use crate::graph::{Mode, Weights};
+    pub use crate::kernels::Activation;
+    pub use crate::kernels::loss::Loss;
+    pub use crate::nn::Sequential;
+    pub use crate::optim::{Optimizer, Schedule};
+    pub use crate::train::{
+        ClassificationMetrics, RegressionMetrics, StepLog, TrainConfig, Trainer,
+    };
+    pub use crate::{Error, Gpu, Result, Tensor};
+}

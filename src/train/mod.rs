@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
 use crate::graph::{Graph, Mode, Plan, Weights};
 use crate::kernels::data::gather_rows;
+use crate::kernels::loss::Loss;
 use crate::kernels::random::random_shift;
+use crate::nn::Sequential;
 use crate::optim::{Optimizer, OptimizerState, Schedule};
 
 /// How to train.
@@ -137,6 +139,19 @@ impl Trainer {
             step: 0,
             total_steps: 0,
         })
+    }
+
+    /// Builds `model`'s graph with `loss`, initialises its weights from `config.seed` as
+    /// PyTorch's defaults do, and compiles nothing yet: plans compile on first use.
+    pub fn for_model(
+        gpu: &Gpu,
+        model: &Sequential,
+        loss: Loss,
+        config: TrainConfig,
+    ) -> Result<Self> {
+        let graph = model.build(loss)?;
+        let weights = Weights::init(gpu, &graph, config.seed)?;
+        Self::new(gpu, graph, weights, config)
     }
 
     pub fn gpu(&self) -> &Gpu {
