@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Time the one-output-per-thread matmul at every size too, and print the ratio.
     #[arg(long)]
     pub compare_naive: bool,
+    /// Time each dispatch of the mlp-bench step on its own at this batch size: where the
+    /// step's time goes.
+    #[arg(long)]
+    pub profile: Option<usize>,
 }
 
 /// One figure of the suite.
@@ -72,10 +76,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         results.push(m);
     };
     let mut rng = StdRng::seed_from_u64(1);
+    if let Some(batch) = args.profile {
+        return profile_mlp_step(&gpu, batch);
+    }
 
     let squares: &[usize] = match (args.quick, cpu) {
         (true, _) => &[256, 512],
-        (false, true) => &[256, 1024],
+        (false, true) => &[256, 512, 1024],
         (false, false) => &[256, 1024, 4096, 8192],
     };
     for &n in squares {
@@ -402,4 +409,31 @@ fn bench_mlp_step(gpu: &Gpu, rng: &mut StdRng, batch: usize, short: bool) -> Res
         clock: Clock::Wall,
         extra: Some((steps_per_second * batch as f64, "samples/s")),
     })
+}
+
+/// Prints each dispatch of one mlp-bench training step, timed alone (timestamps where the
+/// adapter has them), and their sum.
+fn profile_mlp_step(gpu: &Gpu, batch: usize) -> Result<()> {
+    let model = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
+    let config = TrainConfig { optimizer: Optimizer::adam(1e-3), batch_size: batch, ..TrainConfig::default() };
+    let mut trainer = Trainer::for_model(gpu, &model, Loss::CrossEntropy, config)?;
+    let x: Vec<f32> = (0..batch * 784).map(|i| (i % 255) as f32 / 255.0).collect();
+    let y: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
+    trainer.train_batch(&x, &y)?;
+    let mut rows: Vec<(String, f64)> = vec![];
+    let plan = trainer.plan(batch, crate::graph::Mode::Train)?;
+    for (i, dispatch) in plan.dispatches().iter().enumerate() {
+        let (seconds, _) = time_pass(gpu, 1, 5, &|pass| dispatch.record(pass, 0))?;
+        rows.push((format!("{i:>2} {}", dispatch.label()), seconds));
+    }
+    let optimizer = trainer.optimizer_state();
+    let (seconds, _) = time_pass(gpu, 1, 5, &|pass| optimizer.record(pass, 0))?;
+    rows.push(("optimizer update".into(), seconds));
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    println!("mlp-bench step at batch {batch}, each dispatch timed alone:");
+    for (label, seconds) in &rows {
+        println!("  {label:<28} {:>10.1} µs  {:>5.1}%", seconds * 1e6, 100.0 * seconds / total);
+    }
+    println!("  {:<28} {:>10.1} µs  ({:.1} steps/s if nothing else costs)", "sum", total * 1e6, 1.0 / total);
+    Ok(())
 }

@@ -206,6 +206,11 @@ impl Plan {
     pub fn labels(&self) -> Vec<&'static str> {
         self.dispatches.iter().map(Dispatch::label).collect()
     }
+
+    /// The step's dispatches in order, for per-kernel profiling.
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
 }
 
 /// The rules assume each value has one consumer (no gradient accumulation yet) and that a
