@@ -415,7 +415,11 @@ fn bench_mlp_step(gpu: &Gpu, rng: &mut StdRng, batch: usize, short: bool) -> Res
 /// adapter has them), and their sum.
 fn profile_mlp_step(gpu: &Gpu, batch: usize) -> Result<()> {
     let model = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
-    let config = TrainConfig { optimizer: Optimizer::adam(1e-3), batch_size: batch, ..TrainConfig::default() };
+    let config = TrainConfig {
+        optimizer: Optimizer::adam(1e-3),
+        batch_size: batch,
+        ..TrainConfig::default()
+    };
     let mut trainer = Trainer::for_model(gpu, &model, Loss::CrossEntropy, config)?;
     let x: Vec<f32> = (0..batch * 784).map(|i| (i % 255) as f32 / 255.0).collect();
     let y: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
@@ -432,8 +436,17 @@ fn profile_mlp_step(gpu: &Gpu, batch: usize) -> Result<()> {
     let total: f64 = rows.iter().map(|r| r.1).sum();
     println!("mlp-bench step at batch {batch}, each dispatch timed alone:");
     for (label, seconds) in &rows {
-        println!("  {label:<28} {:>10.1} µs  {:>5.1}%", seconds * 1e6, 100.0 * seconds / total);
+        println!(
+            "  {label:<28} {:>10.1} µs  {:>5.1}%",
+            seconds * 1e6,
+            100.0 * seconds / total
+        );
     }
-    println!("  {:<28} {:>10.1} µs  ({:.1} steps/s if nothing else costs)", "sum", total * 1e6, 1.0 / total);
+    println!(
+        "  {:<28} {:>10.1} µs  ({:.1} steps/s if nothing else costs)",
+        "sum",
+        total * 1e6,
+        1.0 / total
+    );
     Ok(())
 }

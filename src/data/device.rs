@@ -1,14 +1,18 @@
-//! A dataset resident on the device, and the permutation each epoch gathers batches by.
+//! A dataset on the device: resident (uploaded once; each epoch uploads only a permutation and
+//! batches are gathered on the GPU) when it fits one binding, else streamed (each batch
+//! gathered on the host and copied in through a staging ring).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::data::RowFormat;
 
 use super::{Dataset, Features};
 
-/// Features and targets uploaded once; each epoch uploads only a permutation.
+/// A dataset the trainer can draw batches from without the host in the loop (resident) or
+/// with one host gather and copy per batch (streamed).
 pub struct DeviceDataset {
     /// Unique per upload: compiled gathers are cached under it.
     pub(crate) id: usize,
@@ -16,16 +20,39 @@ pub struct DeviceDataset {
     pub cols: usize,
     pub target_cols: usize,
     pub image: Option<(usize, usize)>,
-    pub(crate) format: RowFormat,
-    pub(crate) features: Tensor,
-    /// Targets as a `[rows, max(1, target_cols)]` f32 matrix, gathered like the features.
-    pub(crate) targets: Tensor,
-    /// The order of this epoch, `[rows]` u32.
-    pub(crate) order: Tensor,
+    pub(crate) storage: Storage,
+}
+
+pub(crate) enum Storage {
+    Resident {
+        format: RowFormat,
+        features: Tensor,
+        /// Targets as a `[rows, max(1, target_cols)]` f32 matrix, gathered like the features.
+        targets: Tensor,
+        /// The order of this pass, `[rows]` u32.
+        order: Tensor,
+    },
+    Streamed {
+        data: Dataset,
+        order: Mutex<Vec<u32>>,
+    },
+}
+
+fn next_id() -> usize {
+    static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 impl DeviceDataset {
+    /// Resident when features, targets and order each fit one binding; streamed otherwise.
     pub fn upload(gpu: &Gpu, data: &Dataset) -> Result<Self> {
+        let feature_bytes = match &data.features {
+            Features::F32(v) => 4 * v.len() as u64,
+            Features::U8 { bytes, .. } => bytes.len().div_ceil(4) as u64 * 4,
+        };
+        if feature_bytes.max(4 * data.targets.len() as u64) > gpu.max_binding_bytes() {
+            return Self::streamed(data);
+        }
         let (format, features) = match &data.features {
             Features::F32(v) => (RowFormat::F32, gpu.tensor(v, &[v.len()])?),
             Features::U8 { bytes, scale } => {
@@ -39,22 +66,74 @@ impl DeviceDataset {
             }
         };
         let identity: Vec<u32> = (0..data.rows as u32).collect();
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
-        Ok(Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            rows: data.rows,
-            cols: data.cols,
-            target_cols: data.target_cols,
-            image: data.image,
+        let storage = Storage::Resident {
             format,
             features,
             targets: gpu.tensor(&data.targets, &[data.targets.len()])?,
             order: gpu.tensor_u32(&identity, &[data.rows])?,
-        })
+        };
+        Ok(Self::with_storage(data, storage))
+    }
+
+    /// Keeps the data on the host and streams batches (for data larger than the device
+    /// allows, or to save device memory).
+    pub fn streamed(data: &Dataset) -> Result<Self> {
+        let storage = Storage::Streamed {
+            data: data.clone(),
+            order: Mutex::new((0..data.rows as u32).collect()),
+        };
+        Ok(Self::with_storage(data, storage))
+    }
+
+    fn with_storage(data: &Dataset, storage: Storage) -> Self {
+        Self {
+            id: next_id(),
+            rows: data.rows,
+            cols: data.cols,
+            target_cols: data.target_cols,
+            image: data.image,
+            storage,
+        }
+    }
+
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.storage, Storage::Streamed { .. })
     }
 
     /// Sets the order the next pass visits rows in.
     pub fn set_order(&self, gpu: &Gpu, order: &[u32]) -> Result<()> {
-        gpu.write_u32(&self.order, order)
+        match &self.storage {
+            Storage::Resident { order: tensor, .. } => gpu.write_u32(tensor, order),
+            Storage::Streamed { order: host, .. } => {
+                let mut host = host
+                    .lock()
+                    .map_err(|_| Error::InvalidArgument("dataset order poisoned".into()))?;
+                host.clear();
+                host.extend_from_slice(order);
+                Ok(())
+            }
+        }
+    }
+
+    /// Features and targets of rows `offset..offset + batch` of the current order, gathered on
+    /// the host (streamed datasets only).
+    pub(crate) fn host_batch(&self, offset: usize, batch: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let Storage::Streamed { data, order } = &self.storage else {
+            return Err(Error::InvalidArgument(
+                "host_batch on a resident dataset".into(),
+            ));
+        };
+        let order = order
+            .lock()
+            .map_err(|_| Error::InvalidArgument("dataset order poisoned".into()))?;
+        let tc = self.target_cols.max(1);
+        let mut x = Vec::with_capacity(batch * self.cols);
+        let mut y = Vec::with_capacity(batch * tc);
+        for &r in &order[offset..offset + batch] {
+            let r = r as usize;
+            x.extend(data.row(r));
+            y.extend_from_slice(&data.targets[r * tc..(r + 1) * tc]);
+        }
+        Ok((x, y))
     }
 }

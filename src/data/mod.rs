@@ -2,7 +2,7 @@
 //! gathered on the GPU.
 
 mod csv;
-mod device;
+pub(crate) mod device;
 mod idx;
 
 pub use self::csv::{Standardizer, Task, load_csv, parse_csv};

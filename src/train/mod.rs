@@ -18,10 +18,11 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::data::DeviceDataset;
+use crate::data::device::Storage;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
 use crate::graph::{Graph, Mode, Plan, Weights};
-use crate::kernels::data::gather_rows;
+use crate::kernels::data::{RowFormat, gather_rows};
 use crate::kernels::loss::Loss;
 use crate::kernels::random::random_shift;
 use crate::nn::Sequential;
@@ -84,6 +85,17 @@ pub struct Evaluation {
     pub outputs: Vec<f32>,
 }
 
+/// How one batch reaches a plan's input and target.
+struct Gathered {
+    /// Gathers from a resident dataset, then the augmentation shift; empty for a streamed
+    /// dataset without augmentation.
+    dispatches: Vec<Dispatch>,
+    /// Where the batch's features land (the plan's input, or the shift's source).
+    landing: Tensor,
+    /// The plan's target, as `[batch, target columns]`.
+    target: Tensor,
+}
+
 /// A model, its optimizer, and everything compiled to train it.
 pub struct Trainer {
     gpu: Gpu,
@@ -94,8 +106,8 @@ pub struct Trainer {
     step_ring: wgpu::Buffer,
     loss_ring: Tensor,
     plans: HashMap<(usize, Mode), Plan>,
-    /// Gather (and augmentation) dispatches per (dataset, batch offset, batch size, mode).
-    gathers: HashMap<(usize, usize, usize, Mode), Vec<Dispatch>>,
+    /// How each batch reaches the plan, per (dataset, batch offset, batch size, mode).
+    gathers: HashMap<(usize, usize, usize, Mode), Gathered>,
     scratch: HashMap<usize, Tensor>,
     /// Optimizer steps taken so far.
     pub step: u64,
@@ -251,6 +263,9 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// Prepares what fills the plan's input and target for one batch: for a resident dataset
+    /// the gathers, for a streamed one nothing on the GPU (the host copies the batch in); then
+    /// the image shift when augmenting. Created once per (dataset, batch offset, size, mode).
     fn gather_dispatches(
         &mut self,
         data: &DeviceDataset,
@@ -265,56 +280,75 @@ impl Trainer {
         self.plan(batch, mode)?;
         let plan = &self.plans[&(batch, mode)];
         let gpu = &self.gpu;
-        let target_cols = data.target_cols.max(1);
-        let target = plan.target().reshape(&[batch, target_cols])?;
-        let mut dispatches = vec![];
-        let shift = self.config.augment_shift;
-        if let (Mode::Train, true, Some(image)) = (mode, shift > 0, data.image) {
-            let staging = match self.scratch.get(&batch) {
+        let target = plan.target().reshape(&[batch, data.target_cols.max(1)])?;
+        let shift = match (mode, self.config.augment_shift, data.image) {
+            (Mode::Train, s, Some(image)) if s > 0 => Some((s, image)),
+            _ => None,
+        };
+        // With a shift, batches land in a scratch tensor and the shift writes the input.
+        let landing = match shift {
+            Some(_) => match self.scratch.get(&batch) {
                 Some(t) => t.clone(),
-                None => gpu.uninit(plan.input().shape())?,
-            };
-            self.scratch.insert(batch, staging.clone());
+                None => {
+                    let t = gpu.uninit(plan.input().shape())?;
+                    self.scratch.insert(batch, t.clone());
+                    t
+                }
+            },
+            None => plan.input().clone(),
+        };
+        let mut dispatches = vec![];
+        if let Storage::Resident {
+            format,
+            features,
+            targets,
+            order,
+        } = &data.storage
+        {
+            dispatches.push(gather_rows(
+                gpu, *format, data.rows, features, order, offset, &landing,
+            )?);
             dispatches.push(gather_rows(
                 gpu,
-                data.format,
+                RowFormat::F32,
                 data.rows,
-                &data.features,
-                &data.order,
+                targets,
+                order,
                 offset,
-                &staging,
+                &target,
             )?);
+        }
+        if let Some((max_shift, image)) = shift {
             dispatches.push(random_shift(
                 gpu,
                 image,
-                shift,
+                max_shift,
                 0x5817,
                 &self.step_ring,
-                &staging,
-                plan.input(),
-            )?);
-        } else {
-            dispatches.push(gather_rows(
-                gpu,
-                data.format,
-                data.rows,
-                &data.features,
-                &data.order,
-                offset,
+                &landing,
                 plan.input(),
             )?);
         }
-        dispatches.push(gather_rows(
-            gpu,
-            crate::kernels::data::RowFormat::F32,
-            data.rows,
-            &data.targets,
-            &data.order,
-            offset,
-            &target,
-        )?);
-        self.gathers.insert(key, dispatches);
+        self.gathers.insert(
+            key,
+            Gathered {
+                dispatches,
+                landing,
+                target,
+            },
+        );
         Ok(())
+    }
+
+    /// Steps per submission for `data`: streamed batches each need a staging slot, so their
+    /// submissions are capped at 64 MiB of staged data.
+    fn steps_per_submit(&self, data: &DeviceDataset) -> usize {
+        let per_submit = self.config.steps_per_submit.max(1);
+        if !data.is_streamed() {
+            return per_submit;
+        }
+        let slot_bytes = 4 * self.config.batch_size * (data.cols + data.target_cols.max(1));
+        per_submit.min((64 << 20) / slot_bytes.max(1)).max(1)
     }
 
     /// The batches of one epoch over `rows` rows, as `(offset, size)`: the last one partial.
@@ -363,7 +397,7 @@ impl Trainer {
         })?;
         let mut pending: VecDeque<(u64, Vec<usize>, PendingRead)> = VecDeque::new();
         let mut total = 0.0;
-        for chunk in batches.chunks(self.config.steps_per_submit.max(1)) {
+        for chunk in batches.chunks(self.steps_per_submit(data)) {
             let first = self.step + 1;
             self.submit_steps(data, chunk)?;
             let sizes = chunk.iter().map(|&(_, b)| b).collect();
@@ -395,15 +429,43 @@ impl Trainer {
         for j in 0..batches.len() {
             self.write_step_params(j, first + j as u64);
         }
+        // Streamed batches: gathered here, staged one slot per step, copied in per step.
+        let staged = if data.is_streamed() {
+            Some(self.stage_batches(data, batches)?)
+        } else {
+            None
+        };
         let mut encoder = self
             .gpu
             .device()
             .create_command_encoder(&Default::default());
         for (j, &(offset, batch)) in batches.iter().enumerate() {
             let plan = &self.plans[&(batch, Mode::Train)];
+            let gathered = &self.gathers[&(data.id, offset, batch, Mode::Train)];
+            if let Some((x, y, slot)) = &staged {
+                let (xs, ys) = (gathered.landing.byte_len(), gathered.target.byte_len());
+                let (x_at, y_at) = (
+                    j * slot * data.cols * 4,
+                    j * slot * data.target_cols.max(1) * 4,
+                );
+                encoder.copy_buffer_to_buffer(
+                    x.buffer(),
+                    x.byte_offset() + x_at as u64,
+                    gathered.landing.buffer(),
+                    gathered.landing.byte_offset(),
+                    xs,
+                );
+                encoder.copy_buffer_to_buffer(
+                    y.buffer(),
+                    y.byte_offset() + y_at as u64,
+                    gathered.target.buffer(),
+                    gathered.target.byte_offset(),
+                    ys,
+                );
+            }
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                for d in &self.gathers[&(data.id, offset, batch, Mode::Train)] {
+                for d in &gathered.dispatches {
                     d.record(&mut pass, j as u32);
                 }
                 plan.record(&mut pass, j as u32);
@@ -423,6 +485,28 @@ impl Trainer {
         self.gpu.take_fault()
     }
 
+    /// Gathers `batches` of a streamed dataset on the host into staging tensors, one slot of
+    /// the largest batch's size per step; returns them and that slot size in rows.
+    fn stage_batches(
+        &mut self,
+        data: &DeviceDataset,
+        batches: &[(usize, usize)],
+    ) -> Result<(Tensor, Tensor, usize)> {
+        let (mut xs, mut ys) = (vec![], vec![]);
+        let slot = batches.iter().map(|&(_, b)| b).max().unwrap_or(1);
+        for &(offset, batch) in batches {
+            let (x, y) = data.host_batch(offset, batch)?;
+            // Pad each slot to the largest batch so slot j starts at j × slot size.
+            xs.extend(&x);
+            xs.resize(xs.len() + (slot - batch) * data.cols, 0.0);
+            ys.extend(&y);
+            ys.resize(ys.len() + (slot - batch) * data.target_cols.max(1), 0.0);
+        }
+        let x = self.gpu.tensor(&xs, &[xs.len()])?;
+        let y = self.gpu.tensor(&ys, &[ys.len()])?;
+        Ok((x, y, slot))
+    }
+
     /// `steps` training steps cycling through `data` in order, `batch` rows each, reading back
     /// only the last loss: the timed loop of the mlp-bench benchmark.
     pub fn run_steps(&mut self, data: &DeviceDataset, batch: usize, steps: usize) -> Result<f32> {
@@ -431,7 +515,7 @@ impl Trainer {
             .map(|s| ((s % per_epoch) * batch, batch))
             .collect();
         let mut last = 0;
-        for chunk in all.chunks(self.config.steps_per_submit.max(1)) {
+        for chunk in all.chunks(self.steps_per_submit(data)) {
             self.submit_steps(data, chunk)?;
             last = chunk.len();
         }
@@ -505,15 +589,20 @@ impl Trainer {
             let batch = bs.min(data.rows - offset);
             self.gather_dispatches(data, offset, batch, Mode::Eval)?;
             let plan = &self.plans[&(batch, Mode::Eval)];
-            let gathers = &self.gathers[&(data.id, offset, batch, Mode::Eval)];
-            let all: Vec<&Dispatch> = gathers.iter().collect();
+            let gathered = &self.gathers[&(data.id, offset, batch, Mode::Eval)];
+            if data.is_streamed() {
+                // One batch per submission here, so a direct write is ordered before its use.
+                let (x, y) = data.host_batch(offset, batch)?;
+                self.gpu.write(&gathered.landing, &x)?;
+                self.gpu.write(&gathered.target, &y)?;
+            }
             let mut encoder = self
                 .gpu
                 .device()
                 .create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                for d in all {
+                for d in &gathered.dispatches {
                     d.record(&mut pass, 0);
                 }
                 plan.record(&mut pass, 0);

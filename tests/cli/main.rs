@@ -6,6 +6,7 @@ mod crash;
 mod errors;
 mod nonfinite;
 mod resume;
+mod training;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -154,3 +154,61 @@ fn two_thousand_steps_allocate_nothing_after_warm_up() {
         "host RSS grew by {growth} bytes over 2000 steps"
     );
 }
+
+#[test]
+fn a_streamed_dataset_trains_exactly_like_a_resident_one() {
+    let mut rng = rng("streaming");
+    // 6×6 byte images, so the u8 path and shift augmentation run too; 90 rows: a partial batch.
+    let (rows, side) = (90, 6);
+    let bytes: Vec<u8> = rng
+        .uniform(rows * side * side, 0.0, 255.0)
+        .iter()
+        .map(|&v| v as u8)
+        .collect();
+    let labels: Vec<f32> = rng.below(rows, 3);
+    let mut data = Dataset::new(
+        wgtrain::data::Features::U8 {
+            bytes,
+            scale: 1.0 / 255.0,
+        },
+        side * side,
+        labels,
+        0,
+    )
+    .expect("dataset");
+    data.image = Some((side, side));
+    let model = Sequential::mlp(side * side, &[12], 3, Activation::Relu, 0.1, false);
+    let run = |streamed: bool| {
+        let device = if streamed {
+            DeviceDataset::streamed(&data)
+        } else {
+            DeviceDataset::upload(gpu(), &data)
+        }
+        .expect("dataset");
+        assert_eq!(device.is_streamed(), streamed);
+        let config = TrainConfig {
+            batch_size: 16,
+            seed: 4,
+            augment_shift: 1,
+            steps_per_submit: 4,
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config).expect("trainer");
+        let mut losses = vec![];
+        for epoch in 0..3 {
+            t.fit_epoch(&device, epoch, &mut |log| losses.push(log.loss.to_bits()))
+                .expect("epoch");
+        }
+        let eval = t.evaluate(&device).expect("eval");
+        (
+            losses,
+            eval.outputs.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        )
+    };
+    let (resident, streamed) = (run(false), run(true));
+    assert_eq!(resident.0.len(), 18);
+    assert_eq!(
+        resident, streamed,
+        "the same batches, bit for bit, by either path"
+    );
+}

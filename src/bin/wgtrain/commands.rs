@@ -101,6 +101,11 @@ fn validate(args: &TrainArgs) -> Result<()> {
     if args.clip_norm.is_some_and(|c| c.is_nan() || c <= 0.0) {
         return Err(bad_flag("--clip-norm must be positive".into()));
     }
+    if args.patience.is_some() && args.val_split == 0.0 {
+        return Err(bad_flag(
+            "--patience watches the validation loss: give --val-split too".into(),
+        ));
+    }
     if args.l1 < 0.0 || args.weight_decay < 0.0 {
         return Err(bad_flag(
             "--l1 and --weight-decay must not be negative".into(),
@@ -379,6 +384,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             None => Ok(()),
         }
     };
+    let mut best_val = (f64::INFINITY, 0);
     for epoch in start_epoch..args.epochs {
         let mut progress = EpochProgress::new(epoch, args.epochs, batches, args.batch_size);
         let (mut loss_rows, mut rows) = (0.0, 0);
@@ -420,9 +426,22 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let eval = trainer.evaluate(val_data)?;
             curves[1].1.push(((epoch + 1) as f64, eval.loss));
             extra = format!("  val loss {:.4}", eval.loss);
+            if eval.loss < best_val.0 {
+                best_val = (eval.loss, epoch);
+            }
         }
         progress.finish(loss, &extra);
         save(&trainer, epoch + 1, 0)?;
+        if let Some(patience) = args.patience
+            && epoch - best_val.1 >= patience
+        {
+            println!(
+                "early stop: validation loss has not improved for {patience} epochs (best {:.4} after epoch {})",
+                best_val.0,
+                best_val.1 + 1
+            );
+            break;
+        }
     }
     if let Some(log) = log {
         log.commit()?;

@@ -86,6 +86,10 @@ struct TrainArgs {
     /// Hold out this fraction of the training rows for validation.
     #[arg(long, default_value_t = 0.0)]
     val_split: f64,
+    /// Stop when the validation loss has not improved for this many epochs (needs
+    /// --val-split).
+    #[arg(long)]
+    patience: Option<usize>,
     /// Hidden layer widths; "" or "none" for a linear / logistic model.
     #[arg(long, default_value = "256,128")]
     layers: String,

@@ -1,0 +1,77 @@
+use crate::*;
+
+#[test]
+fn patience_stops_training_when_validation_loss_stalls() {
+    let dir = scratch("patience");
+    let (data, log) = (dir.join("train.csv"), dir.join("steps.jsonl"));
+    // Labels unrelated to the features: the model can only memorise, so the validation loss
+    // stops improving within a few epochs.
+    let mut text = String::from("a,b,c,label\n");
+    for r in 0..80u64 {
+        let h = r.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        text += &format!(
+            "{},{},{},{}\n",
+            (h % 97) as f32 / 97.0,
+            (h % 89) as f32 / 89.0,
+            (h % 83) as f32 / 83.0,
+            (h >> 7) % 3
+        );
+    }
+    std::fs::write(&data, text).expect("csv");
+    let out = wgtrain(&[
+        "train",
+        "--data",
+        path_str(&data),
+        "--layers",
+        "32",
+        "--epochs",
+        "200",
+        "--lr",
+        "0.05",
+        "--val-split",
+        "0.25",
+        "--patience",
+        "2",
+        "--batch-size",
+        "8",
+        "--log-steps",
+        path_str(&log),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("early stop"), "{stdout}");
+    let steps = std::fs::read_to_string(&log).expect("log").lines().count();
+    assert!(steps < 200 * 8, "stopped early after {steps} steps");
+}
+
+#[test]
+fn no_shuffle_feeds_batches_in_file_order_with_the_last_partial_batch() {
+    let dir = scratch("no-shuffle");
+    let (data, log) = (dir.join("train.csv"), dir.join("steps.jsonl"));
+    write_classification_csv(&data, 21);
+    let run = |name: &str| {
+        let out = wgtrain(&[
+            "train",
+            "--data",
+            path_str(&data),
+            "--layers",
+            "none",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--no-shuffle",
+            "--log-steps",
+            path_str(&log),
+        ]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        std::fs::read_to_string(&log).expect("log")
+    };
+    let (first, second) = (run("first"), run("second"));
+    assert_eq!(
+        first.lines().count(),
+        3,
+        "8 + 8 + 5 rows: the partial batch is a step too"
+    );
+    assert_eq!(first, second, "file order is deterministic");
+}
