@@ -13,3 +13,145 @@ fn every_shader_family_validates_with_naga() {
         .unwrap_or_else(|e| panic!("{name}.wgsl does not validate: {e:?}"));
     }
 }
+
+/// Every params struct exists once in Rust (`#[repr(C)]`, `Pod`) and once in WGSL; their sizes
+/// and member offsets must agree or the kernels read the wrong fields.
+#[test]
+fn rust_params_structs_match_their_wgsl_layouts() {
+    use std::mem::{offset_of, size_of};
+    use wgtrain::kernels::layouts::*;
+    let expected: Vec<(&str, &str, usize, Vec<usize>)> = vec![
+        (
+            "matmul",
+            "MatmulParams",
+            size_of::<MatmulParams>(),
+            vec![
+                offset_of!(MatmulParams, m),
+                offset_of!(MatmulParams, n),
+                offset_of!(MatmulParams, k),
+                offset_of!(MatmulParams, slope),
+            ],
+        ),
+        (
+            "elementwise",
+            "ElementwiseParams",
+            size_of::<ElementwiseParams>(),
+            vec![
+                offset_of!(ElementwiseParams, n),
+                offset_of!(ElementwiseParams, act),
+                offset_of!(ElementwiseParams, slope),
+                offset_of!(ElementwiseParams, alpha),
+            ],
+        ),
+        (
+            "reduce",
+            "ReduceParams",
+            size_of::<ReduceParams>(),
+            vec![
+                offset_of!(ReduceParams, rows),
+                offset_of!(ReduceParams, cols),
+                offset_of!(ReduceParams, scale),
+                offset_of!(ReduceParams, _pad),
+            ],
+        ),
+        (
+            "loss",
+            "LossParams",
+            size_of::<LossParams>(),
+            vec![
+                offset_of!(LossParams, rows),
+                offset_of!(LossParams, cols),
+                offset_of!(LossParams, delta),
+                offset_of!(LossParams, grad_scale),
+            ],
+        ),
+        (
+            "norm",
+            "NormParams",
+            size_of::<NormParams>(),
+            vec![
+                offset_of!(NormParams, rows),
+                offset_of!(NormParams, cols),
+                offset_of!(NormParams, eps),
+                offset_of!(NormParams, momentum),
+            ],
+        ),
+        (
+            "data",
+            "GatherParams",
+            size_of::<GatherParams>(),
+            vec![
+                offset_of!(GatherParams, rows),
+                offset_of!(GatherParams, cols),
+                offset_of!(GatherParams, offset),
+                offset_of!(GatherParams, scale),
+            ],
+        ),
+        (
+            "random",
+            "RandomParams",
+            size_of::<RandomParams>(),
+            vec![
+                offset_of!(RandomParams, n),
+                offset_of!(RandomParams, salt),
+                offset_of!(RandomParams, drop_threshold),
+                offset_of!(RandomParams, keep_scale),
+                offset_of!(RandomParams, height),
+                offset_of!(RandomParams, width),
+                offset_of!(RandomParams, max_shift),
+                offset_of!(RandomParams, _pad),
+            ],
+        ),
+        (
+            "optim",
+            "OptimParams",
+            size_of::<OptimParams>(),
+            vec![
+                offset_of!(OptimParams, n),
+                offset_of!(OptimParams, flags),
+                offset_of!(OptimParams, beta1),
+                offset_of!(OptimParams, beta2),
+                offset_of!(OptimParams, eps),
+                offset_of!(OptimParams, weight_decay),
+                offset_of!(OptimParams, l1),
+                offset_of!(OptimParams, dampening),
+            ],
+        ),
+        (
+            "optim",
+            "StepParams",
+            size_of::<StepParams>(),
+            vec![
+                offset_of!(StepParams, step),
+                offset_of!(StepParams, seed),
+                offset_of!(StepParams, lr),
+                offset_of!(StepParams, step_size),
+                offset_of!(StepParams, bias_correction2_sqrt),
+                offset_of!(StepParams, _pad),
+                offset_of!(StepParams, _pad) + 4,
+                offset_of!(StepParams, _pad) + 8,
+            ],
+        ),
+    ];
+    let sources: std::collections::HashMap<_, _> =
+        wgtrain::kernels::shader_sources().into_iter().collect();
+    for (family, name, size, offsets) in expected {
+        let module = naga::front::wgsl::parse_str(&sources[family]).expect("parses");
+        let (members, span) = module
+            .types
+            .iter()
+            .find_map(|(_, ty)| match &ty.inner {
+                naga::TypeInner::Struct { members, span } if ty.name.as_deref() == Some(name) => {
+                    Some((members.clone(), *span))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{family}.wgsl has no struct {name}"));
+        assert_eq!(
+            span as usize, size,
+            "{name}: WGSL size {span} vs Rust {size}"
+        );
+        let wgsl: Vec<usize> = members.iter().map(|m| m.offset as usize).collect();
+        assert_eq!(wgsl, offsets, "{name}: WGSL member offsets vs Rust");
+    }
+}

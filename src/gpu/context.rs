@@ -48,12 +48,19 @@ impl Gpu {
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         }
         .with_env();
+        let backends = descriptor.backends;
         let instance = wgpu::Instance::new(descriptor);
-        let adapter = if std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
-            wgpu::util::initialize_adapter_from_env(&instance, None)
-                .await
-                .map_err(|e| Error::NoAdapter {
-                    detail: format!(" matching WGPU_ADAPTER_NAME ({e})"),
+        // wgpu::util::initialize_adapter_from_env panics when nothing matches; a user's typo
+        // deserves an error listing what is there instead.
+        let adapter = if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+            let wanted = wanted.to_lowercase();
+            let adapters = instance.enumerate_adapters(backends).await;
+            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+                .ok_or_else(|| Error::NoAdapter {
+                    detail: format!(" whose name contains WGPU_ADAPTER_NAME={wanted:?} (adapters present: {names:?})"),
                 })?
         } else {
             let power_preference =

@@ -30,7 +30,7 @@ static GATHER_ROWS_U8: KernelSpec = KernelSpec {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct GatherParams {
+pub struct GatherParams {
     pub rows: u32,
     pub cols: u32,
     pub offset: u32,

@@ -34,7 +34,7 @@ static AXPY: KernelSpec = spec("axpy");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct ElementwiseParams {
+pub struct ElementwiseParams {
     pub n: u32,
     pub act: u32,
     pub slope: f32,

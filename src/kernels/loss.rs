@@ -71,7 +71,7 @@ impl Loss {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct LossParams {
+pub struct LossParams {
     pub rows: u32,
     pub cols: u32,
     pub delta: f32,

@@ -59,7 +59,7 @@ impl Tile {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct MatmulParams {
+pub struct MatmulParams {
     pub m: u32,
     pub n: u32,
     pub k: u32,

@@ -11,6 +11,19 @@ pub mod optim;
 pub mod random;
 pub mod reduce;
 
+/// Every params struct a kernel binds, each the Rust twin of a WGSL struct of the same name
+/// (their layouts are compared in `tests/shaders.rs`).
+pub mod layouts {
+    pub use super::data::GatherParams;
+    pub use super::elementwise::ElementwiseParams;
+    pub use super::loss::LossParams;
+    pub use super::matmul::MatmulParams;
+    pub use super::norm::NormParams;
+    pub use super::optim::{OptimParams, StepParams};
+    pub use super::random::RandomParams;
+    pub use super::reduce::ReduceParams;
+}
+
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
 use crate::gpu::kernel::Shader;

@@ -34,7 +34,7 @@ static EVAL: KernelSpec = spec("batchnorm_eval");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct NormParams {
+pub struct NormParams {
     pub rows: u32,
     pub cols: u32,
     pub eps: f32,

@@ -37,7 +37,7 @@ static RANDOM_SHIFT: KernelSpec = KernelSpec {
 /// Mirrors `RandomParams` in `shaders/random.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct RandomParams {
+pub struct RandomParams {
     pub n: u32,
     pub salt: u32,
     pub drop_threshold: u32,

@@ -33,7 +33,7 @@ const CHUNK: usize = 4096;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct ReduceParams {
+pub struct ReduceParams {
     pub rows: u32,
     pub cols: u32,
     pub scale: f32,

@@ -75,3 +75,66 @@ fn no_shuffle_feeds_batches_in_file_order_with_the_last_partial_batch() {
     );
     assert_eq!(first, second, "file order is deterministic");
 }
+
+#[test]
+fn the_same_command_twice_gives_identical_losses_and_weights() {
+    let dir = scratch("same-command");
+    let data = dir.join("train.csv");
+    write_classification_csv(&data, 50);
+    let run = |name: &str| {
+        let (log, model) = (
+            dir.join(format!("{name}.jsonl")),
+            dir.join(format!("{name}.safetensors")),
+        );
+        let out = wgtrain(&[
+            "train",
+            "--data",
+            path_str(&data),
+            "--layers",
+            "16,8",
+            "--dropout",
+            "0.2",
+            "--batchnorm",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--seed",
+            "9",
+            "--log-steps",
+            path_str(&log),
+            "--save",
+            path_str(&model),
+        ]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let weights = wgtrain::train::checkpoint::load(&model)
+            .expect("checkpoint")
+            .tensors;
+        let mut weights: Vec<(String, Vec<u32>)> = weights
+            .into_iter()
+            .map(|(k, (_, v))| (k, v.iter().map(|x| x.to_bits()).collect()))
+            .collect();
+        weights.sort();
+        (std::fs::read_to_string(&log).expect("log"), weights)
+    };
+    let (first, second) = (run("first"), run("second"));
+    assert_eq!(first.0, second.0, "losses, bit for bit");
+    assert!(first.1 == second.1, "weights, bit for bit");
+}
+
+#[test]
+fn no_adapter_is_a_clear_error_with_the_install_hint() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .arg("info")
+        .env("WGPU_ADAPTER_NAME", "no adapter is called this")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("running wgtrain");
+    let message = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        message.contains("no GPU adapter found") && message.contains("mesa-vulkan-drivers"),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
+}
