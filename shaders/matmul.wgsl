@@ -51,6 +51,26 @@ fn load_b(kk: u32, col: u32) -> f32 {
     return b[kk * params.n + col];
 }
 
+// Applies the epilogue to four consecutive elements of row `row` from column `col` on and
+// stores those inside C.
+fn store4(row: u32, col: u32, v: vec4<f32>) {
+    if row >= params.m { return; }
+    for (var j = 0u; j < 4u; j++) {
+        let c_col = col + j;
+        if c_col >= params.n { return; }
+        let index = row * params.n + c_col;
+        var x = v[j];
+        if GRAD_MASK {
+            x *= activate_grad(bias[index], ACT, params.slope);
+        } else {
+            if ACCUMULATE { x += c[index]; }
+            if HAS_BIAS { x += bias[c_col]; }
+            x = activate(x, ACT, params.slope);
+        }
+        c[index] = x;
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let thread = lid.y * 16u + lid.x;
@@ -85,25 +105,12 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         workgroupBarrier();
     }
 
-    let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + lid.y * 4u + i;
-        if row >= params.m { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x * 4u + j;
-            if col >= params.n { break; }
-            let index = row * params.n + col;
-            var v = accs[i][j];
-            if GRAD_MASK {
-                v *= activate_grad(bias[index], ACT, params.slope);
-            } else {
-                if ACCUMULATE { v += c[index]; }
-                if HAS_BIAS { v += bias[col]; }
-                v = activate(v, ACT, params.slope);
-            }
-            c[index] = v;
-        }
-    }
+    let row = row0 + lid.y * 4u;
+    let col = col0 + lid.x * 4u;
+    store4(row, col, acc0);
+    store4(row + 1u, col, acc1);
+    store4(row + 2u, col, acc2);
+    store4(row + 3u, col, acc3);
 }
 
 // The large-tile variant: 128×128 of C per workgroup, 16-deep slices of K (2 × 16 × 128 floats
@@ -116,24 +123,6 @@ const BIG: u32 = 128u;
 const BIG_DEPTH: u32 = 16u;
 var<workgroup> big_a: array<vec4<f32>, 512>; // [kk][row / 4], 16 × 32
 var<workgroup> big_b: array<vec4<f32>, 512>; // [kk][col / 4], 16 × 32
-
-fn store_big(row: u32, col: u32, v: vec4<f32>) {
-    if row >= params.m { return; }
-    for (var j = 0u; j < 4u; j++) {
-        let c_col = col + j;
-        if c_col >= params.n { return; }
-        let index = row * params.n + c_col;
-        var x = v[j];
-        if GRAD_MASK {
-            x *= activate_grad(bias[index], ACT, params.slope);
-        } else {
-            if ACCUMULATE { x += c[index]; }
-            if HAS_BIAS { x += bias[c_col]; }
-            x = activate(x, ACT, params.slope);
-        }
-        c[index] = x;
-    }
-}
 
 @compute @workgroup_size(16, 16)
 fn matmul_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -181,14 +170,14 @@ fn matmul_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     let r1 = row0 + 64u + lid.y * 4u;
     let q0 = col0 + lid.x * 4u;
     let q1 = col0 + 64u + lid.x * 4u;
-    store_big(r0, q0, c00); store_big(r0, q1, c01);
-    store_big(r0 + 1u, q0, c10); store_big(r0 + 1u, q1, c11);
-    store_big(r0 + 2u, q0, c20); store_big(r0 + 2u, q1, c21);
-    store_big(r0 + 3u, q0, c30); store_big(r0 + 3u, q1, c31);
-    store_big(r1, q0, c40); store_big(r1, q1, c41);
-    store_big(r1 + 1u, q0, c50); store_big(r1 + 1u, q1, c51);
-    store_big(r1 + 2u, q0, c60); store_big(r1 + 2u, q1, c61);
-    store_big(r1 + 3u, q0, c70); store_big(r1 + 3u, q1, c71);
+    store4(r0, q0, c00); store4(r0, q1, c01);
+    store4(r0 + 1u, q0, c10); store4(r0 + 1u, q1, c11);
+    store4(r0 + 2u, q0, c20); store4(r0 + 2u, q1, c21);
+    store4(r0 + 3u, q0, c30); store4(r0 + 3u, q1, c31);
+    store4(r1, q0, c40); store4(r1, q1, c41);
+    store4(r1 + 1u, q0, c50); store4(r1 + 1u, q1, c51);
+    store4(r1 + 2u, q0, c60); store4(r1 + 2u, q1, c61);
+    store4(r1 + 3u, q0, c70); store4(r1 + 3u, q1, c71);
 }
 
 // The reference point for benchmarks: one output per thread, no reuse, no transposes.

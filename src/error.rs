@@ -60,3 +60,18 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A malformed input: which file, where in it (line, byte, tensor), what is wrong.
+    pub fn invalid_data(
+        file: &std::path::Path,
+        location: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidData {
+            file: file.to_path_buf(),
+            location: location.into(),
+            reason: reason.into(),
+        }
+    }
+}

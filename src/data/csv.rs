@@ -13,14 +13,6 @@ pub enum Task {
     Regress,
 }
 
-fn invalid(path: &Path, location: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::InvalidData {
-        file: path.to_path_buf(),
-        location: location.into(),
-        reason: reason.into(),
-    }
-}
-
 /// Reads `path`; `target` names the target column (the last column when `None`).
 pub fn load_csv(path: &Path, target: Option<&str>, task: Task) -> Result<Dataset> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
@@ -38,13 +30,17 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
         .from_reader(bytes);
     let headers = reader
         .headers()
-        .map_err(|e| invalid(path, "line 1", format!("unreadable header: {e}")))?
+        .map_err(|e| Error::invalid_data(path, "line 1", format!("unreadable header: {e}")))?
         .clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-        return Err(invalid(path, "line 1", "empty file: expected a header row"));
+        return Err(Error::invalid_data(
+            path,
+            "line 1",
+            "empty file: expected a header row",
+        ));
     }
     if headers.len() < 2 {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             path,
             "line 1",
             "need at least one feature column and a target column",
@@ -52,7 +48,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
     }
     let target_index = match target {
         Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
-            invalid(
+            Error::invalid_data(
                 path,
                 "line 1",
                 format!(
@@ -70,23 +66,23 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
         let record = record.map_err(|e| match e.kind() {
             csv::ErrorKind::UnequalLengths {
                 expected_len, len, ..
-            } => invalid(
+            } => Error::invalid_data(
                 path,
                 format!("line {line}"),
                 format!("ragged row: {len} fields, the header has {expected_len}"),
             ),
-            _ => invalid(path, format!("line {line}"), e.to_string()),
+            _ => Error::invalid_data(path, format!("line {line}"), e.to_string()),
         })?;
         for (col, cell) in record.iter().enumerate() {
             let value: f32 = cell.parse().map_err(|_| {
-                invalid(
+                Error::invalid_data(
                     path,
                     format!("line {line}, column {:?}", &headers[col]),
                     format!("{cell:?} is not a number"),
                 )
             })?;
             if !value.is_finite() {
-                return Err(invalid(
+                return Err(Error::invalid_data(
                     path,
                     format!("line {line}, column {:?}", &headers[col]),
                     format!("{cell:?} is not finite"),
@@ -96,7 +92,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
                 if task == Task::Classify
                     && (value < 0.0 || value.fract() != 0.0 || value > 65_535.0)
                 {
-                    return Err(invalid(
+                    return Err(Error::invalid_data(
                         path,
                         format!("line {line}, column {:?}", &headers[col]),
                         format!("label {cell:?} is not a class index (0, 1, 2, ...)"),
@@ -109,7 +105,11 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
         }
     }
     if targets.is_empty() {
-        return Err(invalid(path, "line 2", "no data rows after the header"));
+        return Err(Error::invalid_data(
+            path,
+            "line 2",
+            "no data rows after the header",
+        ));
     }
     let target_cols = match task {
         Task::Classify => 0,

@@ -14,14 +14,6 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-fn invalid(path: &Path, location: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::InvalidData {
-        file: path.to_path_buf(),
-        location: location.into(),
-        reason: reason.into(),
-    }
-}
-
 /// Reads a file, inflating it when it starts with gzip's magic.
 pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|source| Error::Io {
@@ -32,7 +24,9 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
         let mut out = vec![];
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| invalid(path, "gzip stream", format!("corrupt gzip data: {e}")))?;
+            .map_err(|e| {
+                Error::invalid_data(path, "gzip stream", format!("corrupt gzip data: {e}"))
+            })?;
         Ok(out)
     } else {
         Ok(raw)
@@ -47,17 +41,17 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// Parses IDX bytes; `path` only names the source in errors.
 pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     if bytes.is_empty() {
-        return Err(invalid(path, "byte 0", "empty file"));
+        return Err(Error::invalid_data(path, "byte 0", "empty file"));
     }
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             path,
             "byte 0",
             "bad magic: not an IDX file (expected 00 00 08 <ndim>)",
         ));
     }
     if bytes[2] != 0x08 {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             path,
             "byte 2",
             format!(
@@ -68,7 +62,7 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     }
     let ndim = usize::from(bytes[3]);
     if ndim == 0 {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             path,
             "byte 3",
             "an IDX array needs at least one dimension",
@@ -76,7 +70,7 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             path,
             format!("byte {}", bytes.len()),
             format!("truncated header: {ndim} dimensions need {header} bytes"),
@@ -91,10 +85,12 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| invalid(path, "byte 4", format!("dimensions {dims:?} overflow")))?;
+        .ok_or_else(|| {
+            Error::invalid_data(path, "byte 4", format!("dimensions {dims:?} overflow"))
+        })?;
     let payload = bytes.len() - header;
     if payload < expected {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             path,
             format!("byte {}", bytes.len()),
             format!(
@@ -103,7 +99,7 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
         ));
     }
     if payload > expected {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             path,
             format!("byte {}", header + expected),
             format!(
@@ -152,14 +148,14 @@ pub fn load_idx_pair(images_path: &Path, labels_path: &Path, classes: usize) -> 
     let images = read_idx(images_path)?;
     let labels = read_idx(labels_path)?;
     let &[n, h, w] = &images.dims[..] else {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             images_path,
             "header",
             format!("expected [images, height, width], found {:?}", images.dims),
         ));
     };
     if labels.dims != [n] {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             labels_path,
             "header",
             format!(
@@ -169,7 +165,7 @@ pub fn load_idx_pair(images_path: &Path, labels_path: &Path, classes: usize) -> 
         ));
     }
     if let Some(i) = labels.data.iter().position(|&l| usize::from(l) >= classes) {
-        return Err(invalid(
+        return Err(Error::invalid_data(
             labels_path,
             format!("byte {} (label {i})", 8 + i),
             format!("label {} out of range 0..{classes}", labels.data[i]),

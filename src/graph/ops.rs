@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{Graph, NodeId, Op, ParamId};
 use crate::kernels::matmul::{Epilogue, Matmul};
 use crate::kernels::norm::{self, BatchNormTensors};
 use crate::kernels::{Activation, elementwise, loss, random, reduce};
@@ -49,8 +49,22 @@ pub(crate) struct Ctx<'a> {
     pub step_ring: &'a wgpu::Buffer,
 }
 
-impl Ctx<'_> {
-    fn get(&self, value: Value) -> Result<&Tensor> {
+impl<'a> Ctx<'a> {
+    /// A BatchNorm layer's tensors: its γ, β and running statistics, with `saved` statistics.
+    fn batch_norm(
+        &self,
+        (gamma, beta, buffer): (ParamId, ParamId, usize),
+        saved: &'a Tensor,
+    ) -> BatchNormTensors<'a> {
+        BatchNormTensors {
+            gamma: &self.params[gamma.0],
+            beta: &self.params[beta.0],
+            saved,
+            running: &self.buffers[buffer],
+        }
+    }
+
+    fn get(&self, value: Value) -> Result<&'a Tensor> {
         self.values
             .get(&value)
             .ok_or_else(|| Error::Gpu(format!("plan bug: {value:?} was used but never allocated")))
@@ -124,12 +138,7 @@ pub(crate) fn forward(ctx: &Ctx<'_>, node: NodeId, training: bool) -> Result<Vec
             } else {
                 &ctx.buffers[buffer]
             };
-            let tensors = BatchNormTensors {
-                gamma: &ctx.params[gamma.0],
-                beta: &ctx.params[beta.0],
-                saved,
-                running: &ctx.buffers[buffer],
-            };
+            let tensors = ctx.batch_norm((gamma, beta, buffer), saved);
             if training {
                 norm::batchnorm_forward(gpu, config, x, &tensors, y)?
             } else {
@@ -230,12 +239,7 @@ pub(crate) fn backward(ctx: &Ctx<'_>, node: NodeId) -> Result<Vec<Dispatch>> {
             buffer,
             config,
         } => {
-            let tensors = BatchNormTensors {
-                gamma: &ctx.params[gamma.0],
-                beta: &ctx.params[beta.0],
-                saved: ctx.get(Value::Saved(node))?,
-                running: &ctx.buffers[buffer],
-            };
+            let tensors = ctx.batch_norm((gamma, beta, buffer), ctx.get(Value::Saved(node))?);
             // BatchNorm always computes dx; when x is the input it goes to a scratch value.
             let scratch;
             let dx = match dx {

@@ -50,14 +50,6 @@ pub struct Checkpoint {
     pub training: Option<TrainingState>,
 }
 
-fn invalid(path: &Path, location: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::InvalidData {
-        file: path.to_path_buf(),
-        location: location.into(),
-        reason: reason.into(),
-    }
-}
-
 /// Writes `trainer`'s parameters, buffers and optimizer state to `path`, atomically.
 pub fn save(
     path: &Path,
@@ -181,27 +173,28 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 /// Parses checkpoint bytes; `path` only names the source in errors.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     let (_, metadata) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
+        .map_err(|e| Error::invalid_data(path, "header", format!("not a safetensors file: {e}")))?;
     let file = SafeTensors::deserialize(bytes)
-        .map_err(|e| invalid(path, "header", format!("not a safetensors file: {e}")))?;
+        .map_err(|e| Error::invalid_data(path, "header", format!("not a safetensors file: {e}")))?;
     let meta = metadata.metadata().clone().unwrap_or_default();
     let parse = |key: &str| -> Result<Option<String>> { Ok(meta.get(key).cloned()) };
     let architecture = parse("architecture")?
         .map(|s| {
             serde_json::from_str(&s)
-                .map_err(|e| invalid(path, "metadata.architecture", e.to_string()))
+                .map_err(|e| Error::invalid_data(path, "metadata.architecture", e.to_string()))
         })
         .transpose()?;
     let training = parse("training")?
         .map(|s| {
-            serde_json::from_str(&s).map_err(|e| invalid(path, "metadata.training", e.to_string()))
+            serde_json::from_str(&s)
+                .map_err(|e| Error::invalid_data(path, "metadata.training", e.to_string()))
         })
         .transpose()?;
     let mut tensors = HashMap::new();
     for name in file.names() {
         let view = file
             .tensor(name)
-            .map_err(|e| invalid(path, format!("tensor {name}"), e.to_string()))?;
+            .map_err(|e| Error::invalid_data(path, format!("tensor {name}"), e.to_string()))?;
         let values: Vec<f32> = match view.dtype() {
             Dtype::F32 => bytemuck::pod_collect_to_vec(view.data()),
             Dtype::I64 => bytemuck::pod_collect_to_vec::<u8, i64>(view.data())
@@ -209,7 +202,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
                 .map(|&v| v as f32)
                 .collect(),
             other => {
-                return Err(invalid(
+                return Err(Error::invalid_data(
                     path,
                     format!("tensor {name}"),
                     format!("dtype {other:?} is not supported (f32 expected)"),
@@ -232,9 +225,9 @@ impl Checkpoint {
         let (found, values) = self
             .tensors
             .get(name)
-            .ok_or_else(|| invalid(&self.path, format!("tensor {name}"), "missing"))?;
+            .ok_or_else(|| Error::invalid_data(&self.path, format!("tensor {name}"), "missing"))?;
         if found != shape {
-            return Err(invalid(
+            return Err(Error::invalid_data(
                 &self.path,
                 format!("tensor {name}"),
                 format!("shape {found:?}, the model needs {shape:?}"),
@@ -264,7 +257,7 @@ impl Checkpoint {
     /// Loads everything `--resume` needs: weights, optimizer state and the step counter.
     pub fn load_training_state(&self, trainer: &mut Trainer) -> Result<TrainingState> {
         let training = self.training.clone().ok_or_else(|| {
-            invalid(
+            Error::invalid_data(
                 &self.path,
                 "metadata.training",
                 "missing: this checkpoint cannot be resumed",

@@ -550,22 +550,11 @@ impl Trainer {
         let mut weighted = 0.0;
         for (j, (&loss, &rows)) in losses.iter().zip(sizes).enumerate() {
             let step = first + j as u64;
-            if !loss.is_finite() {
-                if !self.config.skip_nonfinite {
-                    return Err(Error::NonFinite {
-                        what: "loss".into(),
-                        step,
-                    });
-                }
-                // The optimizer left this step undone on the GPU (its gradient was not
-                // finite); report it and leave it out of the mean.
-                on_step(&StepLog {
-                    epoch,
+            if !loss.is_finite() && !self.config.skip_nonfinite {
+                return Err(Error::NonFinite {
+                    what: "loss".into(),
                     step,
-                    loss,
-                    lr: self.lr_at(step),
                 });
-                continue;
             }
             on_step(&StepLog {
                 epoch,
@@ -573,7 +562,10 @@ impl Trainer {
                 loss,
                 lr: self.lr_at(step),
             });
-            weighted += f64::from(loss) * rows as f64;
+            // A skipped step (the optimizer left it undone on the GPU) stays out of the mean.
+            if loss.is_finite() {
+                weighted += f64::from(loss) * rows as f64;
+            }
         }
         Ok(weighted)
     }

@@ -8,20 +8,6 @@ use rand::{RngExt, SeedableRng};
 
 use crate::*;
 
-fn losses(log: &std::path::Path) -> std::collections::BTreeMap<u64, f64> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| {
-            (
-                v["step"].as_u64().expect("step"),
-                v["loss"].as_f64().expect("loss"),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn killed_while_checkpointing_the_checkpoint_loads_and_resumes_to_the_same_losses() {
     let dir = scratch("crash");
@@ -61,19 +47,10 @@ fn killed_while_checkpointing_the_checkpoint_loads_and_resumes_to_the_same_losse
     let out = wgtrain(&args_ref.iter().map(String::as_str).collect::<Vec<_>>());
     let run_ms = started.elapsed().as_millis() as u64;
     assert!(out.status.success(), "{}", stderr(&out));
-    let reference = losses(&reference_log);
+    let reference = step_losses(&reference_log);
     assert_eq!(reference.len(), 75);
 
-    let seed: u64 = std::env::var("WGTRAIN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("kill moments: seed {seed} (replay with WGTRAIN_SEED={seed})");
+    let seed = crate::common::seed("kill moments");
     let mut rng = StdRng::seed_from_u64(seed);
     let checkpoint = dir.join("model.safetensors");
     let mut resumed_from = vec![];
@@ -107,7 +84,7 @@ fn killed_while_checkpointing_the_checkpoint_loads_and_resumes_to_the_same_losse
         ]);
         let out = wgtrain(&resume.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(out.status.success(), "round {round}: {}", stderr(&out));
-        let resumed = losses(&log);
+        let resumed = step_losses(&log);
         if step < 75 {
             assert_eq!(
                 resumed.keys().next(),

@@ -1,6 +1,9 @@
 //! The `wgtrain` program end to end: checkpoints PyTorch can read, `--init` from PyTorch's
 //! layout, resume equal to an uninterrupted run, and clear errors for broken inputs.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod checkpoints;
 mod crash;
 mod errors;
@@ -46,4 +49,19 @@ pub fn write_classification_csv(path: &Path, rows: usize) {
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("scratch paths are UTF-8")
+}
+
+/// `{"step": S, "loss": L}` of each line of a `--log-steps` file, by step.
+pub fn step_losses(log: &Path) -> std::collections::BTreeMap<u64, f64> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["step"].as_u64().expect("step"),
+                v["loss"].as_f64().expect("loss"),
+            )
+        })
+        .collect()
 }

@@ -1,19 +1,5 @@
 use crate::*;
 
-fn losses(log: &std::path::Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(log)
-        .expect("log written")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
-            (
-                v["step"].as_u64().expect("step"),
-                v["loss"].as_f64().expect("loss"),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn two_epochs_and_a_resume_of_two_more_equal_four_straight() {
     let dir = scratch("resume");
@@ -63,10 +49,10 @@ fn two_epochs_and_a_resume_of_two_more_equal_four_straight() {
         "--log-steps",
         path_str(&second),
     ]);
-    let (straight, resumed) = (
-        losses(&straight),
-        [losses(&first), losses(&second)].concat(),
-    );
+    let straight = step_losses(&straight);
+    let mut resumed = step_losses(&first);
+    resumed.extend(step_losses(&second));
+
     assert_eq!(
         straight.len(),
         28,

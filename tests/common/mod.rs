@@ -28,6 +28,16 @@ pub struct Rand {
 }
 
 pub fn rng(test: &str) -> Rand {
+    let seed = seed(test);
+    Rand {
+        rng: StdRng::seed_from_u64(seed),
+        seed,
+    }
+}
+
+/// The seed of a randomised test: `WGTRAIN_SEED` or the clock, printed so a failure can be
+/// replayed.
+pub fn seed(test: &str) -> u64 {
     let seed = std::env::var("WGTRAIN_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -38,10 +48,7 @@ pub fn rng(test: &str) -> Rand {
                 .unwrap_or(1)
         });
     eprintln!("{test}: seed {seed} (replay with WGTRAIN_SEED={seed})");
-    Rand {
-        rng: StdRng::seed_from_u64(seed),
-        seed,
-    }
+    seed
 }
 
 impl Rand {

@@ -485,14 +485,14 @@ fn restore(
         return Err(bad_flag("--batch-size must be at least 1".into()));
     }
     let saved = checkpoint::load(model)?;
-    let architecture = saved
-        .architecture
-        .clone()
-        .ok_or_else(|| Error::InvalidData {
-            file: model.to_path_buf(),
-            location: "metadata.architecture".into(),
-            reason: "missing: not a wgtrain checkpoint".into(),
-        })?;
+    let architecture = saved.architecture.clone().ok_or_else(|| {
+        Error::invalid_data(
+            model,
+            "metadata.architecture",
+            "missing: not a wgtrain checkpoint",
+        )
+    })?;
+
     let mut data = load(data_args, &data_args.data, Split::Test)?;
     if data.cols != architecture.model.in_features {
         return Err(Error::ShapeMismatch {
