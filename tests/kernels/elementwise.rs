@@ -108,3 +108,19 @@ fn elementwise_rejects_length_mismatch() {
         "{error}"
     );
 }
+
+#[test]
+fn more_elements_than_one_grid_row_holds_are_all_written() {
+    // 65535 workgroups of 256 cover 16,776,960 elements; past that the grid gets a second row.
+    let n = 65_535 * 256 + 1_000;
+    let mut rng = rng("two grid rows");
+    let x = rng.uniform(n, -1.0, 1.0);
+    let out = poisoned(&[n]);
+    run(&[
+        &elementwise::activation_forward(gpu(), Activation::Relu, &upload(&x, &[n]), &out)
+            .expect("same length"),
+    ]);
+    let want: Vec<f64> = x.iter().map(|&v| f64::from(v.max(0.0))).collect();
+    // max(x, 0) is exact.
+    assert_close("relu over two grid rows", &read(&out), &want, 0.0, 0.0);
+}
