@@ -2,7 +2,7 @@
 //!
 //! Layers, bottom up: [`gpu`] (device, tensors, dispatches) → [`kernels`] (one launcher per
 //! WGSL family) → [`graph`] (ops, gradients, plans) → [`nn`], [`optim`] → [`train`]; [`data`]
-//! feeds them and [`bench`] measures them.
+//! feeds them and [`bench`](mod@bench) measures them.
 //!
 //! The README, whose library example runs as a doc test:
 #![doc = include_str!("../README.md")]

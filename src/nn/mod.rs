@@ -31,7 +31,7 @@ impl Sequential {
         }
     }
 
-    /// A multi-layer perceptron: `hidden` Linear + [BatchNorm] + activation + [Dropout]
+    /// A multi-layer perceptron: `hidden` Linear + (BatchNorm) + activation + (Dropout)
     /// blocks, then a Linear to `outputs`. An empty `hidden` is linear/logistic regression.
     pub fn mlp(
         in_features: usize,
