@@ -18,6 +18,9 @@ struct ReduceParams {
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
+// Only `copy_to_step_slot` binds this: the step's slot in a loss ring.
+@group(0) @binding(3) var<uniform> step: StepParams;
+
 var<workgroup> partial: array<f32, 256>;
 
 // Sums partial[0..256) into partial[0]; every thread of the workgroup must call it.
@@ -104,7 +107,15 @@ fn clip_coefficient(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
+// out[step.slot] = inp[0]: a step's loss into its slot of the loss ring, inside the pass (a
+// buffer copy would end the pass, and a pass costs far more than a dispatch).
+@compute @workgroup_size(1)
+fn copy_to_step_slot() {
+    out[step.slot] = inp[0];
+}
+
 // out[r] = the first index of the largest element of row r, as f32 (exact below 2^24).
+
 @compute @workgroup_size(256)
 fn argmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row = gid.y * groups.x * 256u + gid.x;

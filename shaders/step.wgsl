@@ -11,7 +11,9 @@ struct StepParams {
     step_size: f32,
     // Adam: sqrt(1 − β2^t); computed on the host in f64.
     bias_correction2_sqrt: f32,
-    _pad0: u32,
+    // This step's index within its submission: its slot in this ring and the loss ring.
+    slot: u32,
     _pad1: u32,
     _pad2: u32,
+
 }

@@ -127,9 +127,9 @@ fn rust_params_structs_match_their_wgsl_layouts() {
                 offset_of!(StepParams, lr),
                 offset_of!(StepParams, step_size),
                 offset_of!(StepParams, bias_correction2_sqrt),
+                offset_of!(StepParams, slot),
                 offset_of!(StepParams, _pad),
                 offset_of!(StepParams, _pad) + 4,
-                offset_of!(StepParams, _pad) + 8,
             ],
         ),
     ];

@@ -92,7 +92,9 @@ pub struct StepParams {
     pub lr: f32,
     pub step_size: f32,
     pub bias_correction2_sqrt: f32,
-    pub _pad: [u32; 3],
+    /// The step's index within its submission (its slot in the step and loss rings).
+    pub slot: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Buffers of one fused update. `states` holds the rule's state tensors in the order its

@@ -8,7 +8,13 @@ use crate::kernels::{expect_shape, matrix_dims, to_u32};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "reduce",
-    source: || include_str!("../../shaders/reduce.wgsl").to_string(),
+    source: || {
+        [
+            include_str!("../../shaders/step.wgsl"),
+            include_str!("../../shaders/reduce.wgsl"),
+        ]
+        .concat()
+    },
 };
 
 const BINDINGS: &[Access] = &[Access::Uniform, Access::Read, Access::ReadWrite];
@@ -27,6 +33,16 @@ static SUM_PARTIALS: KernelSpec = spec("sum_partials");
 static SUM_SQUARES_PARTIALS: KernelSpec = spec("sum_squares_partials");
 static CLIP_COEFFICIENT: KernelSpec = spec("clip_coefficient");
 static ARGMAX_ROWS: KernelSpec = spec("argmax_rows");
+static COPY_TO_STEP_SLOT: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "copy_to_step_slot",
+    bindings: &[
+        Access::Uniform,
+        Access::Read,
+        Access::ReadWrite,
+        Access::StepUniform,
+    ],
+};
 
 /// Elements summed by one workgroup in the first pass of a global sum.
 const CHUNK: usize = 4096;
@@ -147,4 +163,32 @@ pub fn argmax_rows(gpu: &Gpu, inp: &Tensor, out: &Tensor) -> Result<Dispatch> {
     let dims = matrix_dims("argmax_rows", inp)?;
     expect_shape("argmax_rows out", out, &[dims.0])?;
     launch(gpu, &ARGMAX_ROWS, dims, 1.0, inp, out, grid_1d(dims.0, 256))
+}
+
+/// `ring[step.slot] = value[0]`, the slot read from the step-uniform ring when recorded: each
+/// step of a submission leaves its loss in its own slot without ending the compute pass.
+pub fn copy_to_step_slot(
+    gpu: &Gpu,
+    value: &Tensor,
+    ring: &Tensor,
+    step_ring: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    expect_shape("copy_to_step_slot value", value, &[1])?;
+    let params = gpu.uniform(&ReduceParams {
+        rows: 1,
+        cols: 1,
+        scale: 1.0,
+        _pad: 0,
+    });
+    gpu.dispatch(
+        &COPY_TO_STEP_SLOT,
+        &[],
+        &[
+            Bind::Uniform(&params),
+            Bind::Tensor(value),
+            Bind::Tensor(ring),
+            Bind::Step(step_ring),
+        ],
+        [1, 1, 1],
+    )
 }

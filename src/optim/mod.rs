@@ -330,7 +330,8 @@ impl Optimizer {
             lr: lr as f32,
             step_size: step_size as f32,
             bias_correction2_sqrt: bc2_sqrt as f32,
-            _pad: [0; 3],
+            slot: 0,
+            _pad: [0; 2],
         }
     }
 }

@@ -24,7 +24,9 @@ use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
 use crate::graph::{Graph, Mode, Plan, Weights};
 use crate::kernels::data::{RowFormat, gather_rows};
 use crate::kernels::loss::Loss;
+use crate::kernels::optim::StepParams;
 use crate::kernels::random::random_shift;
+use crate::kernels::reduce::copy_to_step_slot;
 use crate::nn::Sequential;
 use crate::optim::{Optimizer, OptimizerState, Schedule};
 
@@ -109,6 +111,8 @@ pub struct Trainer {
     /// How each batch reaches the plan, per (dataset, batch offset, batch size, mode).
     gathers: HashMap<(usize, usize, usize, Mode), Gathered>,
     scratch: HashMap<usize, Tensor>,
+    /// Per training batch size: the dispatch that copies a step's loss into its ring slot.
+    loss_copies: HashMap<usize, Dispatch>,
     /// Optimizer steps taken so far.
     pub step: u64,
     /// Steps the whole run will take (for cosine schedules); set by the caller.
@@ -148,6 +152,7 @@ impl Trainer {
             plans: HashMap::new(),
             gathers: HashMap::new(),
             scratch: HashMap::new(),
+            loss_copies: HashMap::new(),
             step: 0,
             total_steps: 0,
         })
@@ -207,10 +212,14 @@ impl Trainer {
     }
 
     fn write_step_params(&self, slot: usize, t: u64) {
-        let params = self
-            .config
-            .optimizer
-            .step_params(t, self.lr_at(t), self.config.seed as u32);
+        let params = StepParams {
+            slot: slot as u32,
+            ..self
+                .config
+                .optimizer
+                .step_params(t, self.lr_at(t), self.config.seed as u32)
+        };
+
         self.gpu.queue().write_buffer(
             &self.step_ring,
             slot as u64 * STEP_SLOT_BYTES,
@@ -435,54 +444,74 @@ impl Trainer {
         } else {
             None
         };
+        for &(_, batch) in batches {
+            if !self.loss_copies.contains_key(&batch) {
+                let loss = self.plans[&(batch, Mode::Train)].loss();
+                let copy = copy_to_step_slot(&self.gpu, loss, &self.loss_ring, &self.step_ring)?;
+                self.loss_copies.insert(batch, copy);
+            }
+        }
         let mut encoder = self
             .gpu
             .device()
             .create_command_encoder(&Default::default());
-        for (j, &(offset, batch)) in batches.iter().enumerate() {
-            let plan = &self.plans[&(batch, Mode::Train)];
-            let gathered = &self.gathers[&(data.id, offset, batch, Mode::Train)];
-            if let Some((x, y, slot)) = &staged {
-                let (xs, ys) = (gathered.landing.byte_len(), gathered.target.byte_len());
-                let (x_at, y_at) = (
-                    j * slot * data.cols * 4,
-                    j * slot * data.target_cols.max(1) * 4,
-                );
-                encoder.copy_buffer_to_buffer(
-                    x.buffer(),
-                    x.byte_offset() + x_at as u64,
-                    gathered.landing.buffer(),
-                    gathered.landing.byte_offset(),
-                    xs,
-                );
-                encoder.copy_buffer_to_buffer(
-                    y.buffer(),
-                    y.byte_offset() + y_at as u64,
-                    gathered.target.buffer(),
-                    gathered.target.byte_offset(),
-                    ys,
-                );
-            }
-            {
+        match &staged {
+            // Resident data: every step of the submission in one compute pass.
+            None => {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
-                for d in &gathered.dispatches {
-                    d.record(&mut pass, j as u32);
+                for (j, &(offset, batch)) in batches.iter().enumerate() {
+                    self.record_step(&mut pass, data, j, (offset, batch));
                 }
-                plan.record(&mut pass, j as u32);
-                self.optimizer.record(&mut pass, j as u32);
             }
-            let loss = plan.loss();
-            encoder.copy_buffer_to_buffer(
-                loss.buffer(),
-                loss.byte_offset(),
-                self.loss_ring.buffer(),
-                4 * j as u64,
-                4,
-            );
+            // Streamed data: each step's batch is copied in first, so each step has a pass.
+            Some((x, y, slot)) => {
+                for (j, &(offset, batch)) in batches.iter().enumerate() {
+                    let gathered = &self.gathers[&(data.id, offset, batch, Mode::Train)];
+                    let (xs, ys) = (gathered.landing.byte_len(), gathered.target.byte_len());
+                    let (x_at, y_at) = (
+                        j * slot * data.cols * 4,
+                        j * slot * data.target_cols.max(1) * 4,
+                    );
+                    encoder.copy_buffer_to_buffer(
+                        x.buffer(),
+                        x.byte_offset() + x_at as u64,
+                        gathered.landing.buffer(),
+                        gathered.landing.byte_offset(),
+                        xs,
+                    );
+                    encoder.copy_buffer_to_buffer(
+                        y.buffer(),
+                        y.byte_offset() + y_at as u64,
+                        gathered.target.buffer(),
+                        gathered.target.byte_offset(),
+                        ys,
+                    );
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    self.record_step(&mut pass, data, j, (offset, batch));
+                }
+            }
         }
         self.gpu.queue().submit([encoder.finish()]);
         self.step += batches.len() as u64;
         self.gpu.take_fault()
+    }
+
+    /// Records step `j` of a submission: its batch's gathers, the plan, the update, and the
+    /// copy of its loss into slot `j` of the loss ring.
+    fn record_step(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        data: &DeviceDataset,
+        j: usize,
+        (offset, batch): (usize, usize),
+    ) {
+        let slot = j as u32;
+        for d in &self.gathers[&(data.id, offset, batch, Mode::Train)].dispatches {
+            d.record(pass, slot);
+        }
+        self.plans[&(batch, Mode::Train)].record(pass, slot);
+        self.optimizer.record(pass, slot);
+        self.loss_copies[&batch].record(pass, slot);
     }
 
     /// Gathers `batches` of a streamed dataset on the host into staging tensors, one slot of

@@ -91,3 +91,46 @@ fn fifty_steps_match_an_f64_implementation_for_every_optimizer() {
         }
     }
 }
+
+#[test]
+fn several_steps_in_one_submission_report_each_steps_own_loss() {
+    let mut rng = rng("loss ring");
+    let (rows, batch) = (70, 16); // 5 steps, the last of 6 rows, all in one submission
+    let x = rng.uniform(rows * 4, -1.0, 1.0);
+    let labels = rng.below(rows, 3);
+    let model = Sequential::mlp(4, &[8], 3, Activation::Relu, 0.0, false);
+    let config = TrainConfig {
+        batch_size: batch,
+        shuffle: false,
+        steps_per_submit: 16,
+        ..TrainConfig::default()
+    };
+    let data = wgtrain::data::Dataset::classification(
+        x.clone(),
+        4,
+        labels.iter().map(|&l| l as u32).collect(),
+    )
+    .expect("dataset");
+    let device = wgtrain::data::DeviceDataset::upload(gpu(), &data).expect("upload");
+
+    let mut ring =
+        Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config.clone()).expect("trainer");
+    let mut from_ring = vec![];
+    ring.fit_epoch(&device, 0, &mut |log| from_ring.push(log.loss))
+        .expect("epoch");
+
+    // The same steps one at a time, each loss read straight from the plan.
+    let mut single =
+        Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config).expect("trainer");
+    let one_by_one: Vec<f32> = (0..rows)
+        .step_by(batch)
+        .map(|o| {
+            let end = (o + batch).min(rows);
+            single
+                .train_batch(&x[o * 4..end * 4], &labels[o..end])
+                .expect("step")
+        })
+        .collect();
+    assert_eq!(from_ring.len(), 5);
+    assert_eq!(from_ring, one_by_one, "each slot holds its own step's loss");
+}
