@@ -226,7 +226,7 @@ fn stored_dims((rows, cols): (usize, usize), transposed: bool) -> (usize, usize)
 impl Gpu {
     /// The faster tile for products of this shape class on this adapter: timed once per class
     /// (sizes rounded to powers of two), then cached. Products that cannot fill a 128×128
-    /// tile use 64×64 without timing.
+    /// tile use 64×64 without timing, and CPU adapters the 128×128 one.
     pub(crate) fn matmul_tile(
         &self,
         (m, n, k): (usize, usize, usize),
@@ -250,15 +250,28 @@ impl Gpu {
         {
             return Ok(tile);
         }
-        let (a, b, c) = (
-            self.zeros(&[m, k])?,
-            self.zeros(&[k, n])?,
-            self.uninit(&[m, n])?,
-        );
-        let (a, b) = (
-            if transposes.0 { a.reshape(&[k, m])? } else { a },
-            if transposes.1 { b.reshape(&[n, k])? } else { b },
-        );
+        // On a CPU adapter (lavapipe) timing costs seconds per class at training sizes, and
+        // the large tile won every class measured there (see bench/results): skip it.
+        if self.adapter_info().device_type == wgpu::DeviceType::Cpu {
+            return Ok(Tile::T128);
+        }
+        let best = self.time_matmul_tiles((m, n, k), transposes)?;
+        if let Ok(mut tiles) = self.inner.tiles.lock() {
+            tiles.insert(class, best);
+        }
+        Ok(best)
+    }
+
+    /// Times both tiles on a product of this shape (one warm-up, median of three) and returns
+    /// the faster: what the autotune runs once per shape class on GPUs.
+    pub fn time_matmul_tiles(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        transposes: (bool, bool),
+    ) -> Result<Tile> {
+        let a = self.zeros(&if transposes.0 { [k, m] } else { [m, k] })?;
+        let b = self.zeros(&if transposes.1 { [n, k] } else { [k, n] })?;
+        let c = self.uninit(&[m, n])?;
         let mut best = (f64::INFINITY, Tile::T64);
         for tile in [Tile::T64, Tile::T128] {
             let op = Matmul {
@@ -272,9 +285,6 @@ impl Gpu {
             if seconds < best.0 {
                 best = (seconds, tile);
             }
-        }
-        if let Ok(mut tiles) = self.inner.tiles.lock() {
-            tiles.insert(class, best.1);
         }
         Ok(best.1)
     }

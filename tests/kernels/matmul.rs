@@ -213,3 +213,13 @@ fn matmul_rejects_mismatched_shapes() {
         "{error}"
     );
 }
+
+#[test]
+fn the_tile_autotune_times_both_tiles_and_picks_one() {
+    // On lavapipe the trainer skips this timing (CPU adapter); run it directly so the GPU path
+    // is exercised too.
+    let tile = gpu()
+        .time_matmul_tiles((130, 140, 33), (true, false))
+        .expect("timing runs");
+    assert!(matches!(tile, Tile::T64 | Tile::T128), "{tile:?}");
+}
