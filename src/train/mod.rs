@@ -467,25 +467,19 @@ impl Trainer {
             Some((x, y, slot)) => {
                 for (j, &(offset, batch)) in batches.iter().enumerate() {
                     let gathered = &self.gathers[&(data.id, offset, batch, Mode::Train)];
-                    let (xs, ys) = (gathered.landing.byte_len(), gathered.target.byte_len());
-                    let (x_at, y_at) = (
-                        j * slot * data.cols * 4,
-                        j * slot * data.target_cols.max(1) * 4,
-                    );
-                    encoder.copy_buffer_to_buffer(
-                        x.buffer(),
-                        x.byte_offset() + x_at as u64,
-                        gathered.landing.buffer(),
-                        gathered.landing.byte_offset(),
-                        xs,
-                    );
-                    encoder.copy_buffer_to_buffer(
-                        y.buffer(),
-                        y.byte_offset() + y_at as u64,
-                        gathered.target.buffer(),
-                        gathered.target.byte_offset(),
-                        ys,
-                    );
+                    // Slot j of a staging tensor (`width` floats per row) into `dst`.
+                    let mut copy_in = |src: &Tensor, width: usize, dst: &Tensor| {
+                        let at = (j * slot * width * 4) as u64;
+                        encoder.copy_buffer_to_buffer(
+                            src.buffer(),
+                            src.byte_offset() + at,
+                            dst.buffer(),
+                            dst.byte_offset(),
+                            dst.byte_len(),
+                        );
+                    };
+                    copy_in(x, data.cols, &gathered.landing);
+                    copy_in(y, data.target_cols.max(1), &gathered.target);
                     let mut pass = encoder.begin_compute_pass(&Default::default());
                     self.record_step(&mut pass, data, j, (offset, batch));
                 }
