@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use wgtrain::data::{Dataset, DeviceDataset, Split, Standardizer, Task, load_csv, load_mnist};
+use wgtrain::data::{
+    Dataset, DeviceDataset, Split, Standardizer, Task, load_csv, load_mnist, mnist_files,
+};
 use wgtrain::graph::Weights;
 use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
@@ -36,9 +38,7 @@ fn task(args: &DataArgs) -> Task {
 
 /// Reads `path` as the data flags say: a CSV file, or the `split` half of an IDX directory.
 fn load(args: &DataArgs, path: &Path, split: Split) -> Result<Dataset> {
-    let csv = args.format == Some(Format::Csv)
-        || (args.format.is_none() && path.extension().is_some_and(|e| e == "csv"));
-    if csv {
+    if is_csv(args, path) {
         load_csv(path, args.target.as_deref(), task(args))
     } else {
         if task(args) == Task::Regress {
@@ -48,6 +48,12 @@ fn load(args: &DataArgs, path: &Path, split: Split) -> Result<Dataset> {
         }
         load_mnist(path, split)
     }
+}
+
+/// CSV when `--format csv` says so, or by default for a `.csv` path.
+fn is_csv(args: &DataArgs, path: &Path) -> bool {
+    args.format == Some(Format::Csv)
+        || (args.format.is_none() && path.extension().is_some_and(|e| e == "csv"))
 }
 
 fn activation(name: &str) -> Result<Activation> {
@@ -236,15 +242,15 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     } else {
         None
     };
-    let mut test = match (&args.test, load(&args.data, &args.data.data, Split::Test)) {
-        (Some(path), _) => Some(load(&args.data, path, Split::Test)?),
-        (None, Ok(test))
-            if args.data.format != Some(Format::Csv)
-                && !args.data.data.to_string_lossy().ends_with(".csv") =>
+    let mut test = match &args.test {
+        Some(path) => Some(load(&args.data, path, Split::Test)?),
+        // An IDX directory brings its own test split when its t10k files are there.
+        None if !is_csv(&args.data, &args.data.data)
+            && mnist_files(&args.data.data, Split::Test).0.exists() =>
         {
-            Some(test)
+            Some(load(&args.data, &args.data.data, Split::Test)?)
         }
-        _ => None,
+        None => None,
     };
 
     let resumed = args.resume.as_deref().map(checkpoint::load).transpose()?;
