@@ -5,7 +5,7 @@
 //           2 grad (read, n), 3 clip (read, 2: [‖g‖, coefficient]; [0, 1] when not clipping),
 //           4 param (read_write, n), 5..7 state_a, state_b, state_c (read_write, n each;
 //           which states an optimizer uses is listed at its entry point).
-// Grid: grid_1d(n, 256).
+// Grid: grid_1d(ceil(n / 4), 256): each thread updates 4 parameters.
 
 struct OptimParams {
     n: u32,
@@ -41,6 +41,15 @@ fn index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.y * groups.x * 256u + gid.x;
 }
 
+// Each thread updates PER_THREAD parameters, one grid apart so neighbours still touch
+// neighbouring addresses: fewer threads amortise the per-thread setup (measured 1.45× faster
+// Adam on lavapipe).
+const PER_THREAD: u32 = 4u;
+
+fn threads(groups: vec3<u32>) -> u32 {
+    return groups.x * groups.y * 256u;
+}
+
 fn has(flag: u32) -> bool { return (params.flags & flag) != 0u; }
 
 // Whether this step's update must not happen. The exponent bits decide finiteness: the
@@ -61,8 +70,15 @@ fn penalized_grad(i: u32, p: f32) -> f32 {
 //   b_t = g (t = 1), μ b_{t−1} + (1 − τ) g (t > 1);  g ← g + μ b_t (Nesterov) or b_t;  p ← p − γ g
 @compute @workgroup_size(256)
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = index(gid, groups);
-    if i >= params.n || skipped() { return; }
+    if skipped() { return; }
+    let first = index(gid, groups);
+    for (var q = 0u; q < PER_THREAD; q++) {
+        sgd_one(first + q * threads(groups));
+    }
+}
+
+fn sgd_one(i: u32) {
+    if i >= params.n { return; }
     let p = param[i];
     var g = penalized_grad(i, p);
     if params.beta1 != 0.0 {
@@ -78,8 +94,15 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
 //   sum ← sum + g²;  p ← p − γ̃ g / (√sum + ε)
 @compute @workgroup_size(256)
 fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = index(gid, groups);
-    if i >= params.n || skipped() { return; }
+    if skipped() { return; }
+    let first = index(gid, groups);
+    for (var q = 0u; q < PER_THREAD; q++) {
+        adagrad_one(first + q * threads(groups));
+    }
+}
+
+fn adagrad_one(i: u32) {
+    if i >= params.n { return; }
     let p = param[i];
     let g = penalized_grad(i, p);
     let sum = state_a[i] + g * g;
@@ -93,8 +116,15 @@ fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 //   b ← μ b + g / (√ṽ + ε), p ← p − γ b (momentum) or p ← p − γ g / (√ṽ + ε)
 @compute @workgroup_size(256)
 fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = index(gid, groups);
-    if i >= params.n || skipped() { return; }
+    if skipped() { return; }
+    let first = index(gid, groups);
+    for (var q = 0u; q < PER_THREAD; q++) {
+        rmsprop_one(first + q * threads(groups));
+    }
+}
+
+fn rmsprop_one(i: u32) {
+    if i >= params.n { return; }
     let p = param[i];
     let g = penalized_grad(i, p);
     let alpha = params.beta2;
@@ -123,8 +153,15 @@ fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 //   p ← p − γ/(1 − β1ᵗ) · m / (√v̂ / √(1 − β2ᵗ) + ε)
 @compute @workgroup_size(256)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = index(gid, groups);
-    if i >= params.n || skipped() { return; }
+    if skipped() { return; }
+    let first = index(gid, groups);
+    for (var q = 0u; q < PER_THREAD; q++) {
+        adam_one(first + q * threads(groups));
+    }
+}
+
+fn adam_one(i: u32) {
+    if i >= params.n { return; }
     var p = param[i];
     if has(DECOUPLED) { p *= 1.0 - step.lr * params.weight_decay; }
     let g = penalized_grad(i, p);

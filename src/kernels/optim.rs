@@ -28,7 +28,11 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
 ];
 
+/// Parameters each thread updates (`PER_THREAD` in the shader).
+const PER_THREAD: usize = 4;
+
 /// The optimizer kernels, one per `torch.optim` family.
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpdateRule {
     Sgd,
@@ -135,6 +139,6 @@ pub fn update(
             Bind::Tensor(b),
             Bind::Tensor(c),
         ],
-        grid_1d(buffers.param.len(), 256),
+        grid_1d(buffers.param.len().div_ceil(PER_THREAD), 256),
     )
 }
