@@ -53,3 +53,27 @@ fn warm_up_ramps_linearly_then_hands_over() {
     assert!(close(schedule.lr_at(1.0, 11, 10), 1.0));
     assert!(schedule.lr_at(1.0, 110, 10) < 1e-3);
 }
+
+#[test]
+fn a_trainer_follows_its_configured_schedule() {
+    use wgtrain::prelude::*;
+    let gpu = Gpu::new().expect("adapter");
+    let config = TrainConfig {
+        optimizer: Optimizer::sgd(0.2),
+        schedule: Schedule::Cosine {
+            total_steps: 100,
+            min_lr: 0.0,
+        },
+        warmup_steps: 0,
+        ..TrainConfig::default()
+    };
+    let trainer = Trainer::for_model(&gpu, &Sequential::new(2).linear(1), Loss::Mse, config)
+        .expect("trainer");
+    // Half-way through a cosine from 0.2 to 0: 0.1 (f32 base rate, hence the tolerance).
+    assert!(
+        (trainer.lr_at(51) - 0.1).abs() < 1e-8,
+        "{}",
+        trainer.lr_at(51)
+    );
+    assert!(trainer.lr_at(101) < 1e-9);
+}

@@ -115,8 +115,6 @@ pub struct Trainer {
     loss_copies: HashMap<usize, Dispatch>,
     /// Optimizer steps taken so far.
     pub step: u64,
-    /// Steps the whole run will take (for cosine schedules); set by the caller.
-    pub total_steps: u64,
 }
 
 impl Trainer {
@@ -154,7 +152,6 @@ impl Trainer {
             scratch: HashMap::new(),
             loss_copies: HashMap::new(),
             step: 0,
-            total_steps: 0,
         })
     }
 
@@ -197,14 +194,7 @@ impl Trainer {
 
     /// The learning rate at 1-based step `t`.
     pub fn lr_at(&self, t: u64) -> f64 {
-        let schedule = match self.config.schedule {
-            Schedule::Cosine { min_lr, .. } => Schedule::Cosine {
-                total_steps: self.total_steps.max(t),
-                min_lr,
-            },
-            other => other,
-        };
-        schedule.lr_at(
+        self.config.schedule.lr_at(
             f64::from(self.config.optimizer.lr()),
             t,
             self.config.warmup_steps,

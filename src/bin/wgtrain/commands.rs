@@ -348,7 +348,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(&gpu, graph, weights, config)?;
-    trainer.total_steps = args.epochs as u64 * steps_per_epoch;
+
     let (mut start_epoch, mut start_batch) = (0, 0);
     if let Some(c) = &resumed {
         let state = c.load_training_state(&mut trainer)?;
