@@ -154,6 +154,13 @@ pub fn load_idx_pair(images_path: &Path, labels_path: &Path, classes: usize) -> 
             format!("expected [images, height, width], found {:?}", images.dims),
         ));
     };
+    if n == 0 || h * w == 0 {
+        return Err(Error::invalid_data(
+            images_path,
+            "header",
+            format!("no data: dimensions {:?}", images.dims),
+        ));
+    }
     if labels.dims != [n] {
         return Err(Error::invalid_data(
             labels_path,

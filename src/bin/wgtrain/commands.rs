@@ -289,6 +289,29 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         }
     };
+    // A class the model has no output for would make the loss NaN: refuse it by name.
+    if architecture.loss == Loss::CrossEntropy {
+        let outputs = architecture.model.out_features();
+        let data_path = Some(args.data.data.as_path());
+        let sources = [
+            (data_path, Some(&train)),
+            (data_path, val.as_ref()),
+            (args.test.as_deref().or(data_path), test.as_ref()),
+        ];
+
+        for (path, data) in sources.into_iter().filter_map(|(p, d)| Some((p?, d?))) {
+            if let Some(row) = data.labels().iter().position(|&l| l >= outputs) {
+                return Err(Error::invalid_data(
+                    path,
+                    format!("row {row}"),
+                    format!(
+                        "label {} but the model has {outputs} classes",
+                        data.labels()[row]
+                    ),
+                ));
+            }
+        }
+    }
     if architecture.model.in_features != train.cols {
         return Err(Error::ShapeMismatch {
             op: "model input vs data columns".into(),
