@@ -1,0 +1,211 @@
+//! How batches reach a compiled plan: gathers from a resident dataset, host staging for a
+//! streamed one, the augmentation shift, and the recording of a submission's steps.
+
+use super::*;
+
+/// How one batch reaches a plan's input and target.
+pub(super) struct Gathered {
+    /// Gathers from a resident dataset, then the augmentation shift; empty for a streamed
+    /// dataset without augmentation.
+    pub(super) dispatches: Vec<Dispatch>,
+    /// Where the batch's features land (the plan's input, or the shift's source).
+    pub(super) landing: Tensor,
+    /// The plan's target, as `[batch, target columns]`.
+    pub(super) target: Tensor,
+}
+
+impl Trainer {
+    /// Prepares what fills the plan's input and target for one batch: for a resident dataset
+    /// the gathers, for a streamed one nothing on the GPU (the host copies the batch in); then
+    /// the image shift when augmenting. Created once per (dataset, batch offset, size, mode).
+    pub(super) fn gather_dispatches(
+        &mut self,
+        data: &DeviceDataset,
+        offset: usize,
+        batch: usize,
+        mode: Mode,
+    ) -> Result<()> {
+        let key = (data.id, offset, batch, mode);
+        if self.gathers.contains_key(&key) {
+            return Ok(());
+        }
+        self.plan(batch, mode)?;
+        let plan = &self.plans[&(batch, mode)];
+        let gpu = &self.gpu;
+        let target = plan.target().reshape(&[batch, data.target_cols.max(1)])?;
+        let shift = match (mode, self.config.augment_shift, data.image) {
+            (Mode::Train, s, Some(image)) if s > 0 => Some((s, image)),
+            _ => None,
+        };
+        // With a shift, batches land in a scratch tensor and the shift writes the input.
+        let landing = match shift {
+            Some(_) => match self.scratch.get(&batch) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = gpu.uninit(plan.input().shape())?;
+                    self.scratch.insert(batch, t.clone());
+                    t
+                }
+            },
+            None => plan.input().clone(),
+        };
+        let mut dispatches = vec![];
+        if let Storage::Resident {
+            format,
+            features,
+            targets,
+            order,
+        } = &data.storage
+        {
+            dispatches.push(gather_rows(
+                gpu, *format, data.rows, features, order, offset, &landing,
+            )?);
+            dispatches.push(gather_rows(
+                gpu,
+                RowFormat::F32,
+                data.rows,
+                targets,
+                order,
+                offset,
+                &target,
+            )?);
+        }
+        if let Some((max_shift, image)) = shift {
+            dispatches.push(random_shift(
+                gpu,
+                image,
+                max_shift,
+                0x5817,
+                &self.step_ring,
+                &landing,
+                plan.input(),
+            )?);
+        }
+        self.gathers.insert(
+            key,
+            Gathered {
+                dispatches,
+                landing,
+                target,
+            },
+        );
+        Ok(())
+    }
+
+    /// Steps per submission for `data`: streamed batches each need a staging slot, so their
+    /// submissions are capped at 64 MiB of staged data.
+    pub(super) fn steps_per_submit(&self, data: &DeviceDataset) -> usize {
+        let per_submit = self.config.steps_per_submit.max(1);
+        if !data.is_streamed() {
+            return per_submit;
+        }
+        let slot_bytes = 4 * self.config.batch_size * (data.cols + data.target_cols.max(1));
+        per_submit.min((64 << 20) / slot_bytes.max(1)).max(1)
+    }
+
+    /// Records one training step per `(offset, batch)` of `data`'s current order into one
+    /// submission, each step's loss copied into slot j of the loss ring. Does not wait.
+    pub(super) fn submit_steps(
+        &mut self,
+        data: &DeviceDataset,
+        batches: &[(usize, usize)],
+    ) -> Result<()> {
+        for &(offset, batch) in batches {
+            self.gather_dispatches(data, offset, batch, Mode::Train)?;
+        }
+        let first = self.step + 1;
+        for j in 0..batches.len() {
+            self.write_step_params(j, first + j as u64);
+        }
+        // Streamed batches: gathered here, staged one slot per step, copied in per step.
+        let staged = if data.is_streamed() {
+            Some(self.stage_batches(data, batches)?)
+        } else {
+            None
+        };
+        for &(_, batch) in batches {
+            if !self.loss_copies.contains_key(&batch) {
+                let loss = self.plans[&(batch, Mode::Train)].loss();
+                let copy = copy_to_step_slot(&self.gpu, loss, &self.loss_ring, &self.step_ring)?;
+                self.loss_copies.insert(batch, copy);
+            }
+        }
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        match &staged {
+            // Resident data: every step of the submission in one compute pass.
+            None => {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for (j, &(offset, batch)) in batches.iter().enumerate() {
+                    self.record_step(&mut pass, data, j, (offset, batch));
+                }
+            }
+            // Streamed data: each step's batch is copied in first, so each step has a pass.
+            Some((x, y, slot)) => {
+                for (j, &(offset, batch)) in batches.iter().enumerate() {
+                    let gathered = &self.gathers[&(data.id, offset, batch, Mode::Train)];
+                    // Slot j of a staging tensor (`width` floats per row) into `dst`.
+                    let mut copy_in = |src: &Tensor, width: usize, dst: &Tensor| {
+                        let at = (j * slot * width * 4) as u64;
+                        encoder.copy_buffer_to_buffer(
+                            src.buffer(),
+                            src.byte_offset() + at,
+                            dst.buffer(),
+                            dst.byte_offset(),
+                            dst.byte_len(),
+                        );
+                    };
+                    copy_in(x, data.cols, &gathered.landing);
+                    copy_in(y, data.target_cols.max(1), &gathered.target);
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    self.record_step(&mut pass, data, j, (offset, batch));
+                }
+            }
+        }
+        self.gpu.queue().submit([encoder.finish()]);
+        self.step += batches.len() as u64;
+        self.gpu.take_fault()
+    }
+
+    /// Records step `j` of a submission: its batch's gathers, the plan, the update, and the
+    /// copy of its loss into slot `j` of the loss ring.
+    fn record_step(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        data: &DeviceDataset,
+        j: usize,
+        (offset, batch): (usize, usize),
+    ) {
+        let slot = j as u32;
+        for d in &self.gathers[&(data.id, offset, batch, Mode::Train)].dispatches {
+            d.record(pass, slot);
+        }
+        self.plans[&(batch, Mode::Train)].record(pass, slot);
+        self.optimizer.record(pass, slot);
+        self.loss_copies[&batch].record(pass, slot);
+    }
+
+    /// Gathers `batches` of a streamed dataset on the host into staging tensors, one slot of
+    /// the largest batch's size per step; returns them and that slot size in rows.
+    fn stage_batches(
+        &mut self,
+        data: &DeviceDataset,
+        batches: &[(usize, usize)],
+    ) -> Result<(Tensor, Tensor, usize)> {
+        let (mut xs, mut ys) = (vec![], vec![]);
+        let slot = batches.iter().map(|&(_, b)| b).max().unwrap_or(1);
+        for &(offset, batch) in batches {
+            let (x, y) = data.host_batch(offset, batch)?;
+            // Pad each slot to the largest batch so slot j starts at j × slot size.
+            xs.extend(&x);
+            xs.resize(xs.len() + (slot - batch) * data.cols, 0.0);
+            ys.extend(&y);
+            ys.resize(ys.len() + (slot - batch) * data.target_cols.max(1), 0.0);
+        }
+        let x = self.gpu.tensor(&xs, &[xs.len()])?;
+        let y = self.gpu.tensor(&ys, &[ys.len()])?;
+        Ok((x, y, slot))
+    }
+}
