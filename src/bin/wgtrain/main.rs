@@ -1,6 +1,7 @@
 //! The `wgtrain` command-line program: info, train, eval, predict, bench.
 
 mod commands;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -185,7 +186,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => commands::info(),
-        Command::Train(args) => commands::train(&args),
+        Command::Train(args) => train::train(&args),
         Command::Eval(args) => commands::eval(&args),
         Command::Predict(args) => commands::predict(&args),
         Command::Bench(args) => wgtrain::bench::run(&args),

@@ -1,0 +1,364 @@
+//! `wgtrain train`: data, model, optimizer and schedule from the flags (or a checkpoint to
+//! resume), then epochs with progress, checkpoints, step logs, metrics and plots.
+
+use wgtrain::data::{Dataset, DeviceDataset, Split, Standardizer, mnist_files};
+use wgtrain::graph::Weights;
+use wgtrain::kernels::Activation;
+use wgtrain::kernels::loss::Loss;
+use wgtrain::nn::Sequential;
+use wgtrain::optim::{Optimizer, Schedule};
+use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
+use wgtrain::train::{EpochProgress, TrainConfig, Trainer, plot_curves};
+use wgtrain::{Error, Gpu, Result};
+
+use crate::commands::{PendingFile, bad_flag, is_csv, load, report_metrics, write_json};
+use crate::{LossArg, ScheduleArg, TaskArg, TrainArgs};
+
+fn activation(name: &str) -> Result<Activation> {
+    Ok(match name {
+        "relu" => Activation::Relu,
+        "leaky-relu" | "leaky_relu" => Activation::LeakyRelu(0.01),
+        "gelu" => Activation::Gelu,
+        "tanh" => Activation::Tanh,
+        "sigmoid" => Activation::Sigmoid,
+        other => {
+            return Err(bad_flag(format!(
+                "unknown --activation {other:?}: relu, leaky-relu, gelu, tanh or sigmoid"
+            )));
+        }
+    })
+}
+
+fn hidden_layers(spec: &str) -> Result<Vec<usize>> {
+    if spec.trim().is_empty() || spec == "none" {
+        return Ok(vec![]);
+    }
+    spec.split(',')
+        .map(|w| match w.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(bad_flag(format!(
+                "--layers {spec:?}: {w:?} is not a positive width"
+            ))),
+        })
+        .collect()
+}
+
+fn validate(args: &TrainArgs) -> Result<()> {
+    if !(args.lr > 0.0 && args.lr.is_finite()) {
+        return Err(bad_flag(format!("--lr must be positive, got {}", args.lr)));
+    }
+    if args.batch_size == 0 {
+        return Err(bad_flag("--batch-size must be at least 1".into()));
+    }
+    if !(0.0..1.0).contains(&args.dropout) {
+        return Err(bad_flag(format!(
+            "--dropout must lie in [0, 1), got {}",
+            args.dropout
+        )));
+    }
+    if !(0.0..1.0).contains(&args.val_split) {
+        return Err(bad_flag(format!(
+            "--val-split must lie in [0, 1), got {}",
+            args.val_split
+        )));
+    }
+    if args.clip_norm.is_some_and(|c| c.is_nan() || c <= 0.0) {
+        return Err(bad_flag("--clip-norm must be positive".into()));
+    }
+    if args.patience.is_some() && args.val_split == 0.0 {
+        return Err(bad_flag(
+            "--patience watches the validation loss: give --val-split too".into(),
+        ));
+    }
+    if args.l1 < 0.0 || args.weight_decay < 0.0 {
+        return Err(bad_flag(
+            "--l1 and --weight-decay must not be negative".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn loss_of(args: &TrainArgs) -> Loss {
+    match (args.loss, args.data.task) {
+        (Some(LossArg::CrossEntropy), _) | (None, TaskArg::Classify) => Loss::CrossEntropy,
+        (Some(LossArg::Mse), _) | (None, TaskArg::Regress) => Loss::Mse,
+        (Some(LossArg::Bce), _) => Loss::BceWithLogits,
+        (Some(LossArg::Huber), _) => Loss::Huber { delta: 1.0 },
+    }
+}
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    validate(args)?;
+    let mut train = load(&args.data, &args.data.data, Split::Train)?;
+    if train.rows < 2 && args.val_split > 0.0 {
+        return Err(bad_flag("--val-split needs at least two rows".into()));
+    }
+    let mut val = if args.val_split > 0.0 {
+        let keep = ((train.rows as f64) * (1.0 - args.val_split))
+            .round()
+            .max(1.0) as usize;
+        Some(train.split_off(keep)?)
+    } else {
+        None
+    };
+    let mut test = match &args.test {
+        Some(path) => Some(load(&args.data, path, Split::Test)?),
+        // An IDX directory brings its own test split when its t10k files are there.
+        None if !is_csv(&args.data, &args.data.data)
+            && mnist_files(&args.data.data, Split::Test).0.exists() =>
+        {
+            Some(load(&args.data, &args.data.data, Split::Test)?)
+        }
+        None => None,
+    };
+
+    let resumed = args.resume.as_deref().map(checkpoint::load).transpose()?;
+    let architecture = match resumed.as_ref().and_then(|c| c.architecture.clone()) {
+        Some(architecture) => architecture,
+        None => {
+            let loss = loss_of(args);
+            let outputs = match loss {
+                Loss::CrossEntropy => {
+                    let classes = train
+                        .classes()
+                        .max(test.as_ref().map_or(0, Dataset::classes))
+                        .max(2);
+                    if train.target_cols > 0 {
+                        return Err(bad_flag(
+                            "cross-entropy needs class labels: use --task classify".into(),
+                        ));
+                    }
+                    classes
+                }
+                _ => train.target_cols.max(1),
+            };
+            let model = Sequential::mlp(
+                train.cols,
+                &hidden_layers(&args.layers)?,
+                outputs,
+                activation(&args.activation)?,
+                args.dropout,
+                args.batchnorm,
+            );
+            let standardize = args.standardize.then(|| Standardizer::fit(&train));
+            Architecture {
+                model,
+                loss,
+                standardize,
+            }
+        }
+    };
+    // A class the model has no output for would make the loss NaN: refuse it by name.
+    if architecture.loss == Loss::CrossEntropy {
+        let outputs = architecture.model.out_features();
+        let data_path = Some(args.data.data.as_path());
+        let sources = [
+            (data_path, Some(&train)),
+            (data_path, val.as_ref()),
+            (args.test.as_deref().or(data_path), test.as_ref()),
+        ];
+
+        for (path, data) in sources.into_iter().filter_map(|(p, d)| Some((p?, d?))) {
+            if let Some(row) = data.labels().iter().position(|&l| l >= outputs) {
+                return Err(Error::invalid_data(
+                    path,
+                    format!("row {row}"),
+                    format!(
+                        "label {} but the model has {outputs} classes",
+                        data.labels()[row]
+                    ),
+                ));
+            }
+        }
+    }
+    if architecture.model.in_features != train.cols {
+        return Err(Error::ShapeMismatch {
+            op: "model input vs data columns".into(),
+            left: vec![architecture.model.in_features],
+            right: vec![train.cols],
+        });
+    }
+    if let Some(standardize) = &architecture.standardize {
+        for data in [Some(&mut train), val.as_mut(), test.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            standardize.apply(data);
+        }
+    }
+
+    let gpu = Gpu::new()?;
+    let graph = architecture.model.build(architecture.loss)?;
+    let weights = Weights::init(&gpu, &graph, args.seed)?;
+    let optimizer = match &resumed {
+        Some(c) => c.training.as_ref().map(|t| t.optimizer),
+        None => None,
+    };
+    let optimizer = match optimizer {
+        Some(o) => o,
+        None => Optimizer::from_name(&args.optimizer, args.lr, args.momentum, args.weight_decay)?,
+    };
+    let steps_per_epoch = train.rows.div_ceil(args.batch_size) as u64;
+    let schedule = match args.schedule {
+        ScheduleArg::Constant => Schedule::Constant,
+        ScheduleArg::Step => Schedule::Step {
+            step_size: 10 * steps_per_epoch,
+            gamma: 0.1,
+        },
+        ScheduleArg::Exp => Schedule::Exponential {
+            gamma: 0.95f64.powf(1.0 / steps_per_epoch as f64),
+        },
+        ScheduleArg::Cosine => Schedule::Cosine {
+            total_steps: args.epochs as u64 * steps_per_epoch,
+            min_lr: 0.0,
+        },
+    };
+    let seed = resumed
+        .as_ref()
+        .and_then(|c| c.training.as_ref())
+        .map_or(args.seed, |t| t.seed);
+    let config = TrainConfig {
+        optimizer,
+        l1: args.l1,
+        clip_norm: args.clip_norm,
+        schedule,
+        warmup_steps: args.warmup,
+        batch_size: args.batch_size,
+        shuffle: !args.no_shuffle,
+        seed,
+        skip_nonfinite: args.skip_nonfinite,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(&gpu, graph, weights, config)?;
+
+    let (mut start_epoch, mut start_batch) = (0, 0);
+    if let Some(c) = &resumed {
+        let state = c.load_training_state(&mut trainer)?;
+        (start_epoch, start_batch) = (state.epoch, state.batch);
+    } else if let Some(path) = &args.init {
+        checkpoint::load(path)?.load_weights(&mut trainer)?;
+    }
+
+    let train_data = DeviceDataset::upload(&gpu, &train)?;
+    let val_data = val
+        .as_ref()
+        .map(|v| DeviceDataset::upload(&gpu, v))
+        .transpose()?;
+    let mut log = args
+        .log_steps
+        .as_deref()
+        .map(PendingFile::create)
+        .transpose()?;
+    let mut curves: Vec<(String, Vec<(f64, f64)>)> =
+        vec![("train".into(), vec![]), ("validation".into(), vec![])];
+    let batches = trainer.epoch_batches(train.rows).len();
+    let segment = if args.save_every > 0 {
+        args.save_every
+    } else {
+        batches
+    };
+    let save = |trainer: &Trainer, epoch: usize, batch: usize| -> Result<()> {
+        match &args.save {
+            Some(path) => {
+                let state = TrainingState {
+                    epoch,
+                    batch,
+                    step: trainer.step,
+                    seed,
+                    optimizer,
+                };
+                checkpoint::save(path, trainer, &architecture, &state)
+            }
+            None => Ok(()),
+        }
+    };
+    let mut best_val = (f64::INFINITY, 0);
+    for epoch in start_epoch..args.epochs {
+        let mut progress = EpochProgress::new(epoch, args.epochs, batches, args.batch_size);
+        let (mut loss_rows, mut rows) = (0.0, 0);
+        let mut log_error = Ok(());
+        let first = if epoch == start_epoch {
+            start_batch.min(batches)
+        } else {
+            0
+        };
+        for start in (first..batches).step_by(segment.max(1)) {
+            let end = (start + segment).min(batches);
+            let (sum, n) = trainer.fit_batches(&train_data, epoch, start..end, &mut |step| {
+                progress.step(step);
+                if let Some(log) = &mut log
+                    && log_error.is_ok()
+                {
+                    // Written by hand to keep the documented key order; JSON has no NaN.
+                    let loss = if step.loss.is_finite() {
+                        step.loss.to_string()
+                    } else {
+                        "null".into()
+                    };
+                    log_error = log.line(&format!(
+                        "{{\"epoch\":{},\"step\":{},\"loss\":{loss},\"lr\":{}}}",
+                        step.epoch, step.step, step.lr
+                    ));
+                }
+            })?;
+            (loss_rows, rows) = (loss_rows + sum, rows + n);
+            if end < batches {
+                save(&trainer, epoch, end)?;
+            }
+        }
+        log_error?;
+        let loss = loss_rows / rows.max(1) as f64;
+        curves[0].1.push(((epoch + 1) as f64, loss));
+        let mut extra = String::new();
+        if let Some(val_data) = &val_data {
+            let eval = trainer.evaluate(val_data)?;
+            curves[1].1.push(((epoch + 1) as f64, eval.loss));
+            extra = format!("  val loss {:.4}", eval.loss);
+            if eval.loss < best_val.0 {
+                best_val = (eval.loss, epoch);
+            }
+        }
+        progress.finish(loss, &extra);
+        save(&trainer, epoch + 1, 0)?;
+        if let Some(patience) = args.patience
+            && epoch - best_val.1 >= patience
+        {
+            println!(
+                "early stop: validation loss has not improved for {patience} epochs (best {:.4} after epoch {})",
+                best_val.0,
+                best_val.1 + 1
+            );
+            break;
+        }
+    }
+    if let Some(log) = log {
+        log.commit()?;
+    }
+
+    let mut metrics = serde_json::Map::new();
+    for (name, data) in [("validation", val.as_ref()), ("test", test.as_ref())] {
+        if let Some(data) = data {
+            let device = DeviceDataset::upload(&gpu, data)?;
+            let eval = trainer.evaluate(&device)?;
+            metrics.insert(
+                name.into(),
+                report_metrics(architecture.loss, data, &eval.outputs, eval.loss, name),
+            );
+        }
+    }
+    if metrics.is_empty() {
+        let eval = trainer.evaluate(&train_data)?;
+        metrics.insert(
+            "train".into(),
+            report_metrics(architecture.loss, &train, &eval.outputs, eval.loss, "train"),
+        );
+    }
+    if let Some(path) = &args.metrics_json {
+        write_json(path, &serde_json::Value::Object(metrics))?;
+    }
+    if let Some(path) = &args.plot {
+        curves.retain(|(_, points)| !points.is_empty());
+        plot_curves(path, "wgtrain", "epoch", &curves)?;
+    }
+    Ok(())
+}
