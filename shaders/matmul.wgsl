@@ -4,12 +4,15 @@
 //   op(B) is K×N: B stored row-major as K×N, or as N×K when TRANS_B.
 // Epilogue, in order: + C (ACCUMULATE), + bias[n] (HAS_BIAS), then activation ACT; or, with
 // GRAD_MASK, the product is multiplied by ACT'(aux[m, n]) (a fused activation backward).
+// ROW_SUMS also writes row_sums[m] = Σ_k op(A)[m, k], as a column N of ones appended to op(B)
+// would: a Linear layer's bias gradient comes out of its weight-gradient product.
 //
 // Bindings: 0 params (uniform), 1 a (read, M·K), 2 b (read, K·N), 3 bias (read, N; or aux,
-//           M·N), 4 c (read_write, M·N).
-// Grid: (ceil(N / 64), ceil(M / 64)) workgroups of 16×16 threads for `matmul` (each thread
-// a 4×4 block of C), (ceil(N / 128), ceil(M / 128)) for `matmul_128` (8×8 per thread). The three transposes of a Linear layer's forward and backward are override
-// constants, so each variant compiles to a branch-free inner loop.
+//           M·N), 4 c (read_write, M·N), 5 row_sums (read_write, M; c again when unused).
+// Grid: (ceil(N' / 64), ceil(M / 64)) workgroups of 16×16 threads for `matmul` (each thread a
+// 4×4 block of C), (ceil(N' / 128), ceil(M / 128)) for `matmul_128` (8×8 per thread), with
+// N' = N + 1 under ROW_SUMS. The transposes are override constants, so each variant compiles
+// to a branch-free inner loop.
 
 struct MatmulParams {
     m: u32,
@@ -23,6 +26,7 @@ override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
 override GRAD_MASK: bool = false;
+override ROW_SUMS: bool = false;
 override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
@@ -30,6 +34,7 @@ override ACT: u32 = 0u;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> row_sums: array<f32>;
 
 // 64×64 tile of C per workgroup, 16-deep slices of K: 2 × 16 × 64 floats = 8 KiB of workgroup
 // memory, inside WebGPU's default 16 KiB, so every adapter runs it. Tiles are stored K-major as
@@ -46,6 +51,7 @@ fn load_a(row: u32, kk: u32) -> f32 {
 }
 
 fn load_b(kk: u32, col: u32) -> f32 {
+    if ROW_SUMS && col == params.n { return select(0.0, 1.0, kk < params.k); }
     if kk >= params.k || col >= params.n { return 0.0; }
     if TRANS_B { return b[col * params.k + kk]; }
     return b[kk * params.n + col];
@@ -57,7 +63,9 @@ fn store4(row: u32, col: u32, v: vec4<f32>) {
     if row >= params.m { return; }
     for (var j = 0u; j < 4u; j++) {
         let c_col = col + j;
+        if ROW_SUMS && c_col == params.n { row_sums[row] = v[j]; }
         if c_col >= params.n { return; }
+
         let index = row * params.n + c_col;
         var x = v[j];
         if GRAD_MASK {

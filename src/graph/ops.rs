@@ -13,7 +13,7 @@ use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::graph::{Graph, NodeId, Op, ParamId};
 use crate::kernels::matmul::{Epilogue, Matmul};
 use crate::kernels::norm::{self, BatchNormTensors};
-use crate::kernels::{Activation, elementwise, loss, random, reduce};
+use crate::kernels::{Activation, elementwise, loss, random};
 
 /// A value the plan allocates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -190,18 +190,17 @@ pub(crate) fn backward(ctx: &Ctx<'_>, node: NodeId) -> Result<Vec<Dispatch>> {
         Op::Input => {}
         Op::Linear { weight, bias, .. } => {
             let x = ctx.get(Value::Out(x_id))?;
-            // dweight[o, i] = Σ_b dy[b, o] · x[b, i]
+            // dweight[o, i] = Σ_b dy[b, o] · x[b, i], and in the same product
+            // dbias[o] = Σ_b dy[b, o] (a column of ones appended to x)
             out.push(
                 Matmul {
                     trans_a: true,
+                    row_sums: bias.map(|b| &ctx.grads[b.0]),
                     ..Default::default()
                 }
                 .dispatch(gpu, dy, x, &ctx.grads[weight.0])?,
             );
-            // dbias[o] = Σ_b dy[b, o]
-            if let Some(bias) = bias {
-                out.push(reduce::sum_rows(gpu, 1.0, dy, &ctx.grads[bias.0])?);
-            }
+
             // dx[b, i] = Σ_o dy[b, o] · w[o, i], times act'(x) when x's activation is fused
             if let Some(dx) = dx {
                 let epilogue = match pending_mask(graph, x_id) {

@@ -18,6 +18,7 @@ const BINDINGS: &[Access] = &[
     Access::Read,
     Access::Read,
     Access::ReadWrite,
+    Access::ReadWrite,
 ];
 static TILED: KernelSpec = KernelSpec {
     shader: &SHADER,
@@ -94,6 +95,9 @@ pub struct Matmul<'a> {
     pub trans_b: bool,
     pub epilogue: Epilogue<'a>,
     pub tile: Tile,
+    /// Also write `Σ_k op(a)[i, k]` to `row_sums[i]` (`[m]`): a Linear layer's bias gradient
+    /// from the same pass over `dY` as its weight gradient. Only with [`Epilogue::Store`].
+    pub row_sums: Option<&'a Tensor>,
 }
 
 impl Matmul<'_> {
@@ -125,6 +129,17 @@ impl Matmul<'_> {
                 (Some(pre), activation, false)
             }
         };
+        if let Some(sums) = self.row_sums {
+            expect_shape("matmul row_sums", sums, &[m])?;
+            if !matches!(self.epilogue, Epilogue::Store)
+                || sums.shares_buffer(a)
+                || sums.shares_buffer(b)
+            {
+                return Err(Error::InvalidArgument(
+                    "matmul row sums need a plain store and their own buffer".into(),
+                ));
+            }
+        }
         if c.shares_buffer(a) || c.shares_buffer(b) {
             return Err(Error::InvalidArgument(
                 "matmul output aliases an input".into(),
@@ -155,13 +170,16 @@ impl Matmul<'_> {
                 ))),
             ),
             ("ACT", f64::from(activation.code())),
+            ("ROW_SUMS", f64::from(u8::from(self.row_sums.is_some()))),
         ];
         let tile = match self.tile {
             Tile::Auto => gpu.matmul_tile((m, n, k), (self.trans_a, self.trans_b))?,
             fixed => fixed,
         };
         let edge = tile.edge();
-        let groups = [to_u32(n.div_ceil(edge)), to_u32(m.div_ceil(edge)), 1];
+        // Row sums ride as an extra column of ones.
+        let columns = n + usize::from(self.row_sums.is_some());
+        let groups = [to_u32(columns.div_ceil(edge)), to_u32(m.div_ceil(edge)), 1];
         gpu.dispatch(
             if tile == Tile::T128 {
                 &TILED_128
@@ -175,6 +193,7 @@ impl Matmul<'_> {
                 Bind::Tensor(b),
                 Bind::Tensor(aux.unwrap_or(a)),
                 Bind::Tensor(c),
+                Bind::Tensor(self.row_sums.unwrap_or(c)),
             ],
             groups,
         )
@@ -208,6 +227,7 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
             Bind::Tensor(a),
             Bind::Tensor(b),
             Bind::Tensor(a),
+            Bind::Tensor(c),
             Bind::Tensor(c),
         ],
         groups,

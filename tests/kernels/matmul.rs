@@ -40,11 +40,14 @@ fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
             let b = rng.uniform(k * n, -1.0, 1.0);
             let a_shape = if ta { [k, m] } else { [m, k] };
             let b_shape = if tb { [n, k] } else { [k, n] };
-            let c = poisoned(&[m, n]);
+            let (c, sums) = (poisoned(&[m, n]), poisoned(&[m]));
+            // Every other case also asks for the row sums of op(a) (the bias-gradient path).
+            let with_sums = (m + n + k + usize::from(ta)) % 2 == 0;
             let op = Matmul {
                 trans_a: ta,
                 trans_b: tb,
                 tile,
+                row_sums: with_sums.then_some(&sums),
                 ..Default::default()
             };
             let dispatch = op
@@ -55,11 +58,23 @@ fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
             let want = reference::matmul(&a, &b, (m, n, k), ta, tb);
             let mags = magnitudes(&a, &b, (m, n, k), ta, tb);
             assert_within(
-                &format!("matmul {m}x{n}x{k} ta={ta} tb={tb}"),
+                &format!("matmul {tile:?} {m}x{n}x{k} ta={ta} tb={tb} sums={with_sums}"),
                 &read(&c),
                 &want,
                 |i| dot_bound(k, mags[i]),
             );
+            if with_sums {
+                // Σ_k op(a)[i, k] is the product with a column of ones: the same bound.
+                let ones = vec![1.0; k];
+                let want = reference::matmul(&a, &ones, (m, 1, k), ta, false);
+                let mags = magnitudes(&a, &ones, (m, 1, k), ta, false);
+                assert_within(
+                    &format!("row sums {tile:?} {m}x{k} ta={ta}"),
+                    &read(&sums),
+                    &want,
+                    |i| dot_bound(k, mags[i]),
+                );
+            }
         }
     }
 }
