@@ -2,15 +2,12 @@
 //! synchronises: the callback fires only after every submission that wrote the buffer has
 //! finished, so a mapped range always holds final values.
 
-use std::future::Future;
-
 use futures_intrusive::channel::shared::{OneshotReceiver, oneshot_channel};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
-/// A copy of GPU memory on its way to the host. Poll it with [`PendingRead::try_take`]
-/// (never blocks) or [`PendingRead::wait`].
+/// A copy of GPU memory on its way to the host; [`PendingRead::wait`] collects it.
 pub struct PendingRead {
     staging: wgpu::Buffer,
     receiver: OneshotReceiver<std::result::Result<(), wgpu::BufferAsyncError>>,
@@ -47,31 +44,9 @@ impl Gpu {
             .wait(self)
             .map(|bytes| bytemuck::pod_collect_to_vec(&bytes))
     }
-
-    pub fn read_u32(&self, tensor: &Tensor) -> Result<Vec<u32>> {
-        self.read_async(tensor.buffer(), tensor.byte_offset(), tensor.byte_len())
-            .wait(self)
-            .map(|bytes| bytemuck::pod_collect_to_vec(&bytes))
-    }
 }
 
 impl PendingRead {
-    /// The bytes if the copy has landed, without blocking.
-    pub fn try_take(&self, gpu: &Gpu) -> Result<Option<Vec<u8>>> {
-        // A non-blocking poll runs any map callbacks whose work has finished.
-        let _ = gpu.device().poll(wgpu::PollType::Poll);
-        gpu.take_fault()?;
-        let receive = std::pin::pin!(self.receiver.receive());
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        match receive.poll(&mut context) {
-            std::task::Poll::Ready(Some(result)) => self.finish(result).map(Some),
-            std::task::Poll::Ready(None) => {
-                Err(Error::DeviceLost("readback channel closed".into()))
-            }
-            std::task::Poll::Pending => Ok(None),
-        }
-    }
-
     /// Blocks until the bytes arrive.
     pub fn wait(self, gpu: &Gpu) -> Result<Vec<u8>> {
         gpu.wait()?;

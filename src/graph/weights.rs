@@ -142,9 +142,4 @@ impl Weights {
     pub fn offsets(&self) -> &[usize] {
         &self.offsets
     }
-
-    /// Total bytes of the flat parameter buffer.
-    pub fn byte_len(&self) -> u64 {
-        self.params.byte_len()
-    }
 }
