@@ -5,6 +5,10 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 use crate::kernels::data::RowFormat;
@@ -21,6 +25,20 @@ pub struct DeviceDataset {
     pub target_cols: usize,
     pub image: Option<(usize, usize)>,
     pub(crate) storage: Storage,
+    /// The standard order last set, so an epoch split into several calls (checkpoints every
+    /// few steps) shuffles and uploads its order once; `None` after a caller's own order.
+    order_key: Mutex<Option<OrderKey>>,
+}
+
+/// The orders the trainer visits rows in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OrderKey {
+    Identity,
+    /// A permutation drawn from (seed, epoch) alone, so any batch of an epoch can be replayed.
+    Shuffled {
+        seed: u64,
+        epoch: usize,
+    },
 }
 
 pub(crate) enum Storage {
@@ -93,6 +111,7 @@ impl DeviceDataset {
             target_cols: data.target_cols,
             image: data.image,
             storage,
+            order_key: Mutex::new(Some(OrderKey::Identity)),
         }
     }
 
@@ -102,6 +121,34 @@ impl DeviceDataset {
 
     /// Sets the order the next pass visits rows in.
     pub fn set_order(&self, gpu: &Gpu, order: &[u32]) -> Result<()> {
+        self.write_order(gpu, order)?;
+        *self.order_key()? = None;
+        Ok(())
+    }
+
+    /// Makes `key`'s order current, computing and uploading it only if it is not already.
+    pub(crate) fn use_order(&self, gpu: &Gpu, key: OrderKey) -> Result<()> {
+        if *self.order_key()? == Some(key) {
+            return Ok(());
+        }
+        let mut order: Vec<u32> = (0..self.rows as u32).collect();
+        if let OrderKey::Shuffled { seed, epoch } = key {
+            order.shuffle(&mut StdRng::seed_from_u64(
+                seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ));
+        }
+        self.write_order(gpu, &order)?;
+        *self.order_key()? = Some(key);
+        Ok(())
+    }
+
+    fn order_key(&self) -> Result<std::sync::MutexGuard<'_, Option<OrderKey>>> {
+        self.order_key
+            .lock()
+            .map_err(|_| Error::InvalidArgument("dataset order poisoned".into()))
+    }
+
+    fn write_order(&self, gpu: &Gpu, order: &[u32]) -> Result<()> {
         match &self.storage {
             Storage::Resident { order: tensor, .. } => gpu.write_u32(tensor, order),
             Storage::Streamed { order: host, .. } => {

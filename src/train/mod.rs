@@ -16,12 +16,8 @@ pub use progress::EpochProgress;
 
 use std::collections::{HashMap, VecDeque};
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-
 use crate::data::DeviceDataset;
-use crate::data::device::Storage;
+use crate::data::device::{OrderKey, Storage};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
 use crate::graph::{Graph, Mode, Plan, Weights};
@@ -293,13 +289,16 @@ impl Trainer {
         range: std::ops::Range<usize>,
         on_step: &mut dyn FnMut(&StepLog),
     ) -> Result<(f64, usize)> {
-        let mut order: Vec<u32> = (0..data.rows as u32).collect();
-        if self.config.shuffle {
-            order.shuffle(&mut StdRng::seed_from_u64(
-                self.config.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            ));
-        }
-        data.set_order(&self.gpu, &order)?;
+        let order = if self.config.shuffle {
+            OrderKey::Shuffled {
+                seed: self.config.seed,
+                epoch,
+            }
+        } else {
+            OrderKey::Identity
+        };
+
+        data.use_order(&self.gpu, order)?;
         let all = self.epoch_batches(data.rows);
         let batches = all.get(range.clone()).ok_or_else(|| {
             Error::InvalidArgument(format!("batches {range:?} of an epoch of {}", all.len()))
@@ -393,8 +392,8 @@ impl Trainer {
 
     /// Loss and outputs over `data` in eval mode (running statistics, no dropout).
     pub fn evaluate(&mut self, data: &DeviceDataset) -> Result<Evaluation> {
-        let identity: Vec<u32> = (0..data.rows as u32).collect();
-        data.set_order(&self.gpu, &identity)?;
+        data.use_order(&self.gpu, OrderKey::Identity)?;
+
         let bs = self.config.batch_size;
         let mut outputs = Vec::with_capacity(data.rows * self.graph.output_features().unwrap_or(0));
         let mut total = 0.0;
