@@ -9,7 +9,9 @@
 //
 // Bindings: 0 params (uniform), 1 a (read, M·K), 2 b (read, K·N), 3 bias (read, N; or aux,
 //           M·N), 4 c (read_write, M·N), 5 row_sums (read_write, M; c again when unused).
-// Grid: (ceil(N' / 64), ceil(M / 64)) workgroups of 16×16 threads for `matmul` (each thread a
+// Batched: workgroup z is the batch index; A, B and C (and aux under GRAD_MASK) start
+// stride_a, stride_b, stride_c elements further per batch (bias and row_sums are not batched).
+// Grid: (ceil(N' / 64), ceil(M / 64), batch) workgroups of 16×16 threads for `matmul` (each thread a
 // 4×4 block of C), (ceil(N' / 128), ceil(M / 128)) for `matmul_128` (8×8 per thread), with
 // N' = N + 1 under ROW_SUMS. The transposes are override constants, so each variant compiles
 // to a branch-free inner loop.
@@ -19,6 +21,10 @@ struct MatmulParams {
     n: u32,
     k: u32,
     slope: f32,
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    _pad: u32,
 }
 
 override TRANS_A: bool = false;
@@ -36,6 +42,17 @@ override ACT: u32 = 0u;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read_write> row_sums: array<f32>;
 
+// This workgroup's matrices inside the batched buffers.
+var<private> base_a: u32;
+var<private> base_b: u32;
+var<private> base_c: u32;
+
+fn set_batch(z: u32) {
+    base_a = z * params.stride_a;
+    base_b = z * params.stride_b;
+    base_c = z * params.stride_c;
+}
+
 // 64×64 tile of C per workgroup, 16-deep slices of K: 2 × 16 × 64 floats = 8 KiB of workgroup
 // memory, inside WebGPU's default 16 KiB, so every adapter runs it. Tiles are stored K-major as
 // vec4s so one load fetches a thread's four rows (or columns) of the slice.
@@ -46,15 +63,15 @@ var<workgroup> tile_b: array<vec4<f32>, 256>; // [kk][col / 4]
 
 fn load_a(row: u32, kk: u32) -> f32 {
     if row >= params.m || kk >= params.k { return 0.0; }
-    if TRANS_A { return a[kk * params.m + row]; }
-    return a[row * params.k + kk];
+    if TRANS_A { return a[base_a + kk * params.m + row]; }
+    return a[base_a + row * params.k + kk];
 }
 
 fn load_b(kk: u32, col: u32) -> f32 {
     if ROW_SUMS && col == params.n { return select(0.0, 1.0, kk < params.k); }
     if kk >= params.k || col >= params.n { return 0.0; }
-    if TRANS_B { return b[col * params.k + kk]; }
-    return b[kk * params.n + col];
+    if TRANS_B { return b[base_b + col * params.k + kk]; }
+    return b[base_b + kk * params.n + col];
 }
 
 // Applies the epilogue to four consecutive elements of row `row` from column `col` on and
@@ -66,7 +83,7 @@ fn store4(row: u32, col: u32, v: vec4<f32>) {
         if ROW_SUMS && c_col == params.n { row_sums[row] = v[j]; }
         if c_col >= params.n { return; }
 
-        let index = row * params.n + c_col;
+        let index = base_c + row * params.n + c_col;
         var x = v[j];
         if GRAD_MASK {
             x *= activate_grad(bias[index], ACT, params.slope);
@@ -81,6 +98,7 @@ fn store4(row: u32, col: u32, v: vec4<f32>) {
 
 @compute @workgroup_size(16, 16)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_batch(wid.z);
     let thread = lid.y * 16u + lid.x;
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
@@ -134,6 +152,7 @@ var<workgroup> big_b: array<vec4<f32>, 512>; // [kk][col / 4], 16 × 32
 
 @compute @workgroup_size(16, 16)
 fn matmul_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    set_batch(wid.z);
     let thread = lid.y * 16u + lid.x;
     let row0 = wid.y * BIG;
     let col0 = wid.x * BIG;

@@ -1,15 +1,23 @@
-//! The op graph: nodes over `[batch, features]` values with static feature shapes (the batch
-//! is a parameter of each compiled plan), reverse-mode differentiation with one VJP rule per op
-//! kind (`ops.rs`), and compilation into a plan of dispatches (`plan.rs`).
+//! The op graph: a DAG of nodes over N-d values `[batch, d1, ..., dk]` (the batch is a
+//! parameter of each compiled plan; parameters enter as unbatched values), reverse-mode
+//! differentiation with one VJP rule per op kind (`ops/`), a fusion pass over the graph
+//! (`fuse.rs`), and compilation into a plan of dispatches (`plan.rs`).
 //!
-//! Shape errors surface here, when the graph is built, never when a plan runs.
+//! Every node is created through [`Graph::push`], which runs the op's shape rule
+//! (`shapes.rs`): shape errors surface when the graph is built (or loaded from JSON), never
+//! when a plan runs. Nodes are stored in creation order, which is a topological order.
 
+mod builder;
+mod fuse;
+mod json;
 mod liveness;
 mod ops;
 mod plan;
+mod shapes;
 mod weights;
 
-pub use plan::{Mode, Plan, PlanStats};
+pub use json::GRAPH_FORMAT_VERSION;
+pub use plan::{Feed, Mode, Plan, PlanStats};
 pub use weights::Weights;
 
 use crate::error::{Error, Result};
@@ -17,27 +25,35 @@ use crate::kernels::Activation;
 use crate::kernels::loss::Loss;
 use crate::kernels::norm::BatchNormConfig;
 
-/// A node of the graph; its value is `[batch, features]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A node of the graph, by creation index.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct NodeId(pub(crate) usize);
 
-/// A parameter tensor of the graph (weight, bias, γ, β).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A parameter tensor of the graph (weight, bias, γ, β, embedding table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct ParamId(pub(crate) usize);
 
 /// How a parameter starts.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Init {
     /// U(−bound, bound): PyTorch's Linear init, where Kaiming-uniform with a = √5 gives
     /// bound = 1/√fan_in for the weight, and the bias uses the same bound.
     Uniform {
         bound: f32,
     },
+    /// N(0, std²), as `nn.Embedding` (std 1) or GPT-style initialisations.
+    Normal {
+        std: f32,
+    },
     Constant(f32),
 }
 
 /// A named parameter with PyTorch's name and layout (`0.weight` is `[out, in]`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
@@ -55,49 +71,148 @@ impl ParamSpec {
 }
 
 /// A non-trainable state tensor carried by the model (BatchNorm's running statistics).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BufferSpec {
     /// The PyTorch module prefix, e.g. `1` for `1.running_mean`.
     pub module: String,
     pub features: usize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Op {
-    Input,
-    /// `y = act(x · Wᵀ + b)`; only activations whose derivative can be read off `y`
-    /// (identity, ReLU, LeakyReLU with slope > 0) are fused here.
+/// Element type of a value. Indices (token ids, class labels) are u32; they carry no gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// What a node computes. The serialized form of a graph (checkpoint metadata, `--model`
+/// files) is a list of these with their inputs; each kind's shape rule is in `shapes.rs`,
+/// its kernels and VJP in `ops/`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// A batched input the host (or a gather) fills: `[batch, dims...]`.
+    Input {
+        name: String,
+        dims: Vec<usize>,
+        dtype: DType,
+    },
+    /// A parameter as an unbatched value of its own shape.
+    Param {
+        param: ParamId,
+    },
+    /// `y = x · Wᵀ + b` over the last axis, `W` being `[out, in]` as in PyTorch. The fusion
+    /// pass may set an activation applied in the same kernel; builders never do.
     Linear {
         weight: ParamId,
         bias: Option<ParamId>,
+        #[serde(default = "identity", skip_serializing_if = "is_identity")]
         activation: Activation,
     },
-    Activation(Activation),
+    Activation {
+        activation: Activation,
+    },
+    /// Inverted dropout (kept values scaled by 1/(1 − p)); the identity in eval mode.
     Dropout {
         p: f32,
     },
+    /// BatchNorm1d over the features of `[batch, features]`.
     BatchNorm {
         gamma: ParamId,
         beta: ParamId,
         buffer: usize,
         config: BatchNormConfig,
     },
+    /// `a + b`, `a − b`, `a ⊙ b`: `b` has `a`'s shape, or is unbatched with a suffix of it
+    /// (broadcast over the leading axes, as numpy aligns trailing axes).
+    Add,
+    Sub,
+    Mul,
+    /// `alpha · x`
+    Scale {
+        alpha: f32,
+    },
+    /// Concatenation of the inputs along the last axis.
+    Concat,
+    /// The same elements under other feature dims (a free view).
+    Reshape {
+        dims: Vec<usize>,
+    },
+    /// Swaps two axes (indices into the full shape; the batch axis stays first).
+    Transpose {
+        axes: [usize; 2],
+    },
+    /// `op(a) · op(b)` over the last two axes, batched over the leading ones (equal in both).
+    MatMul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    /// Softmax over the last axis; `causal` masks key j > query i of the last two (square) axes.
+    Softmax {
+        causal: bool,
+    },
+    /// LayerNorm over the last axis with affine γ, β.
+    LayerNorm {
+        gamma: ParamId,
+        beta: ParamId,
+        eps: f32,
+    },
+    /// Rows of `weight` (`[vocab, dim]`) picked by u32 indices: `[batch, ...] → [batch, ..., dim]`.
+    Embedding {
+        weight: ParamId,
+    },
+    /// Sum (or mean) over one non-batch axis, which disappears from the shape.
+    Reduce {
+        axis: usize,
+        mean: bool,
+    },
 }
 
-#[derive(Clone, Debug)]
+fn identity() -> Activation {
+    Activation::Identity
+}
+
+fn is_identity(a: &Activation) -> bool {
+    *a == Activation::Identity
+}
+
+/// One node: its op, its inputs, and the shape and type its shape rule gave it.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Node {
     pub op: Op,
-    pub input: Option<NodeId>,
-    pub features: usize,
+    pub inputs: Vec<NodeId>,
+    /// The feature dims; the full shape is `[batch, dims...]` when `batched`.
+    pub dims: Vec<usize>,
+    pub batched: bool,
+    pub dtype: DType,
 }
 
-/// A model as a graph: one input, a chain or tree of ops, one output, one loss.
-#[derive(Clone, Debug, Default)]
+impl Node {
+    /// The value's shape at `batch` rows.
+    pub fn shape(&self, batch: usize) -> Vec<usize> {
+        let mut shape = Vec::with_capacity(self.dims.len() + 1);
+        if self.batched {
+            shape.push(batch);
+        }
+        shape.extend(&self.dims);
+        shape
+    }
+
+    /// Elements at `batch` rows.
+    pub fn len(&self, batch: usize) -> usize {
+        self.shape(batch).iter().product()
+    }
+}
+
+/// A model as a graph: inputs, parameters, a DAG of ops, one output trained with one loss.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Graph {
     pub(crate) nodes: Vec<Node>,
     pub(crate) params: Vec<ParamSpec>,
     pub(crate) buffers: Vec<BufferSpec>,
     pub(crate) output: Option<(NodeId, Loss)>,
+    /// Module prefix for the names of parameters created now (`blocks.0.attn`).
+    scope: Vec<String>,
 }
 
 impl Graph {
@@ -105,117 +220,56 @@ impl Graph {
         Self::default()
     }
 
-    /// The input node, `[batch, features]`.
-    pub fn input(&mut self, features: usize) -> Result<NodeId> {
-        if self.nodes.iter().any(|n| n.op == Op::Input) {
-            return Err(Error::InvalidArgument(
-                "a graph has exactly one input".into(),
-            ));
+    /// Adds a node after checking its inputs with the op's shape rule.
+    pub fn push(&mut self, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
+        for &x in inputs {
+            self.node(x)?;
         }
-        if features == 0 {
-            return Err(Error::InvalidArgument(
-                "an input needs at least one feature".into(),
-            ));
-        }
-        Ok(self.push(Op::Input, None, features))
+        let (dims, batched, dtype) = shapes::infer(self, &op, inputs)?;
+        self.nodes.push(Node {
+            op,
+            inputs: inputs.to_vec(),
+            dims,
+            batched,
+            dtype,
+        });
+        Ok(NodeId(self.nodes.len() - 1))
     }
 
-    pub fn param(&mut self, name: impl Into<String>, shape: &[usize], init: Init) -> ParamId {
+    /// A new parameter named `<scope>.<name>`.
+    pub fn param(&mut self, name: impl AsRef<str>, shape: &[usize], init: Init) -> ParamId {
         self.params.push(ParamSpec {
-            name: name.into(),
+            name: self.scoped_name(name.as_ref()),
             shape: shape.to_vec(),
             init,
         });
         ParamId(self.params.len() - 1)
     }
 
-    /// `x · Wᵀ + b` then `activation`, with `W` of shape `[out, in]` as in PyTorch.
-    pub fn linear(
+    /// Runs `build` with `name` appended to the module prefix of new parameters, as a PyTorch
+    /// submodule attribute prefixes its `state_dict` keys.
+    pub fn scope<T>(
         &mut self,
-        x: NodeId,
-        weight: ParamId,
-        bias: Option<ParamId>,
-        activation: Activation,
-    ) -> Result<NodeId> {
-        let in_features = self.features(x)?;
-        let w = self.param_shape(weight)?;
-        let [out, w_in] = w[..] else {
-            return Err(shape_error("linear weight (expects [out, in])", &w, &[]));
-        };
-        if w_in != in_features {
-            return Err(shape_error(
-                "linear (weight [out, in] vs input [batch, in])",
-                &w,
-                &[in_features],
-            ));
-        }
-        if let Some(bias) = bias {
-            let b = self.param_shape(bias)?;
-            if b != [out] {
-                return Err(shape_error("linear bias", &b, &[out]));
-            }
-        }
-        if !fusable(activation) {
-            return Err(Error::InvalidArgument(format!(
-                "{activation:?} cannot be fused into a Linear: its derivative needs the pre-activation; add it as its own node"
-            )));
-        }
-        Ok(self.push(
-            Op::Linear {
-                weight,
-                bias,
-                activation,
-            },
-            Some(x),
-            out,
-        ))
+        name: impl std::fmt::Display,
+        build: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        self.scope.push(name.to_string());
+        let result = build(self);
+        self.scope.pop();
+        result
     }
 
-    pub fn activation(&mut self, x: NodeId, activation: Activation) -> Result<NodeId> {
-        let features = self.features(x)?;
-        Ok(self.push(Op::Activation(activation), Some(x), features))
-    }
-
-    pub fn dropout(&mut self, x: NodeId, p: f32) -> Result<NodeId> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::InvalidArgument(format!(
-                "dropout probability {p} must lie in [0, 1)"
-            )));
-        }
-        let features = self.features(x)?;
-        Ok(self.push(Op::Dropout { p }, Some(x), features))
-    }
-
-    /// BatchNorm1d over `x`'s features, with γ/β named `<module>.weight`/`<module>.bias`.
-    pub fn batch_norm(
-        &mut self,
-        x: NodeId,
-        module: &str,
-        config: BatchNormConfig,
-    ) -> Result<NodeId> {
-        let features = self.features(x)?;
-        let gamma = self.param(format!("{module}.weight"), &[features], Init::Constant(1.0));
-        let beta = self.param(format!("{module}.bias"), &[features], Init::Constant(0.0));
-        self.buffers.push(BufferSpec {
-            module: module.to_string(),
-            features,
-        });
-        let buffer = self.buffers.len() - 1;
-        Ok(self.push(
-            Op::BatchNorm {
-                gamma,
-                beta,
-                buffer,
-                config,
-            },
-            Some(x),
-            features,
-        ))
-    }
-
-    /// Marks `output` as the model's prediction, trained against `loss`.
+    /// Marks `output` as the model's prediction, trained against `loss`: for cross-entropy the
+    /// last axis holds the classes and the targets are one index per other position.
     pub fn set_output(&mut self, output: NodeId, loss: Loss) -> Result<()> {
-        self.features(output)?;
+        let node = self.node(output)?;
+        if !node.batched || node.dtype != DType::F32 || node.dims.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "the output must be a batched f32 value with a feature axis, not {:?} {:?}",
+                node.dtype,
+                node.shape(0)
+            )));
+        }
         self.output = Some((output, loss));
         Ok(())
     }
@@ -228,42 +282,65 @@ impl Graph {
         &self.buffers
     }
 
-    pub fn input_features(&self) -> Option<usize> {
+    /// The graph's inputs in creation order: name, feature dims, dtype.
+    pub fn inputs(&self) -> Vec<(&str, &[usize], DType)> {
         self.nodes
             .iter()
-            .find(|n| n.op == Op::Input)
-            .map(|n| n.features)
+            .filter_map(|n| match &n.op {
+                Op::Input { name, dims, dtype } => Some((name.as_str(), &dims[..], *dtype)),
+                _ => None,
+            })
+            .collect()
     }
 
+    /// Features per sample of the only input (`None` unless there is exactly one).
+    pub fn input_features(&self) -> Option<usize> {
+        match self.inputs()[..] {
+            [(_, dims, _)] => Some(dims.iter().product()),
+            _ => None,
+        }
+    }
+
+    /// Elements per sample of the output.
     pub fn output_features(&self) -> Option<usize> {
-        self.output.map(|(id, _)| self.nodes[id.0].features)
+        self.output
+            .map(|(id, _)| self.nodes[id.0].dims.iter().product())
+    }
+
+    /// The output's feature dims.
+    pub fn output_dims(&self) -> Option<&[usize]> {
+        self.output.map(|(id, _)| &self.nodes[id.0].dims[..])
     }
 
     pub fn loss(&self) -> Option<Loss> {
         self.output.map(|(_, loss)| loss)
     }
 
-    fn push(&mut self, op: Op, input: Option<NodeId>, features: usize) -> NodeId {
-        self.nodes.push(Node {
-            op,
-            input,
-            features,
-        });
-        NodeId(self.nodes.len() - 1)
+    /// The shape of node `id`'s value at `batch` rows.
+    pub fn shape_of(&self, id: NodeId, batch: usize) -> Result<Vec<usize>> {
+        Ok(self.node(id)?.shape(batch))
     }
 
-    fn features(&self, id: NodeId) -> Result<usize> {
+    pub(crate) fn node(&self, id: NodeId) -> Result<&Node> {
         self.nodes
             .get(id.0)
-            .map(|n| n.features)
             .ok_or_else(|| Error::InvalidArgument(format!("node {id:?} is not in this graph")))
     }
 
-    fn param_shape(&self, id: ParamId) -> Result<Vec<usize>> {
+    pub(crate) fn param_spec(&self, id: ParamId) -> Result<&ParamSpec> {
         self.params
             .get(id.0)
-            .map(|p| p.shape.clone())
             .ok_or_else(|| Error::InvalidArgument(format!("parameter {id:?} is not in this graph")))
+    }
+
+    fn scoped_name(&self, name: &str) -> String {
+        self.scope
+            .iter()
+            .map(String::as_str)
+            .chain([name])
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(".")
     }
 }
 

@@ -56,13 +56,21 @@ impl Weights {
         let values: Vec<Vec<f32>> = graph
             .params
             .iter()
-            .map(|p| match p.init {
-                Init::Uniform { bound } => (0..p.len())
-                    .map(|_| rng.random_range(-bound..=bound))
-                    .collect(),
-                Init::Constant(c) => vec![c; p.len()],
+            .map(|p| -> Result<Vec<f32>> {
+                Ok(match p.init {
+                    Init::Uniform { bound } => (0..p.len())
+                        .map(|_| rng.random_range(-bound..=bound))
+                        .collect(),
+                    Init::Normal { std } => {
+                        let normal = rand_distr::Normal::new(0.0, std).map_err(|e| {
+                            Error::InvalidArgument(format!("init of {}: {e}", p.name))
+                        })?;
+                        (0..p.len()).map(|_| rng.sample(normal)).collect()
+                    }
+                    Init::Constant(c) => vec![c; p.len()],
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Self::from_values(gpu, graph, &values)
     }
 

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{
-    Activation, expect_shape, matrix_dims, shape_error, to_u32, with_activations,
+    Activation, expect_same_len, expect_shape, matrix_dims, shape_error, to_u32, with_activations,
 };
 
 pub(crate) static SHADER: Shader = Shader {
@@ -65,6 +65,11 @@ pub struct MatmulParams {
     pub n: u32,
     pub k: u32,
     pub slope: f32,
+    /// Elements between consecutive matrices of a batched product (0 when not batched).
+    pub stride_a: u32,
+    pub stride_b: u32,
+    pub stride_c: u32,
+    pub _pad: u32,
 }
 
 /// What happens to each product element before it is stored.
@@ -112,6 +117,51 @@ impl Matmul<'_> {
             ));
         }
         expect_shape("matmul c", c, &[m, n])?;
+        self.launch(gpu, 1, (m, n, k), a, b, c)
+    }
+
+    /// `c[i] = epilogue(op(a[i]) · op(b[i]))` for each of the `batch` matrices of `a`
+    /// (`[batch, rows, cols]`), `b` and `c` (`[batch, m, n]`): one dispatch, batch along z.
+    pub fn dispatch_batched(
+        &self,
+        gpu: &Gpu,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+    ) -> Result<Dispatch> {
+        let batched = |t: &Tensor, what: &str| match *t.shape() {
+            [batch, rows, cols] => Ok((batch, (rows, cols))),
+            _ => Err(shape_error(
+                &format!("batched matmul {what} (expects [batch, rows, cols])"),
+                t.shape(),
+                &[],
+            )),
+        };
+        let (batch, dims_a) = batched(a, "a")?;
+        let (batch_b, dims_b) = batched(b, "b")?;
+        let (m, k) = stored_dims(dims_a, self.trans_a);
+        let (kb, n) = stored_dims(dims_b, self.trans_b);
+        if k != kb || batch != batch_b {
+            return Err(shape_error("batched matmul (a vs b)", a.shape(), b.shape()));
+        }
+        expect_shape("batched matmul c", c, &[batch, m, n])?;
+        if batch > 65535 || (batch > 1 && self.row_sums.is_some()) {
+            return Err(Error::InvalidArgument(format!(
+                "batched matmul of {batch} matrices: at most 65535, and no row sums"
+            )));
+        }
+        self.launch(gpu, batch, (m, n, k), a, b, c)
+    }
+
+    fn launch(
+        &self,
+        gpu: &Gpu,
+        batch: usize,
+        (m, n, k): (usize, usize, usize),
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+    ) -> Result<Dispatch> {
         let (aux, activation, accumulate) = match self.epilogue {
             Epilogue::Store => (None, Activation::Identity, false),
             Epilogue::Activate {
@@ -125,7 +175,7 @@ impl Matmul<'_> {
                 (bias, activation, accumulate)
             }
             Epilogue::ActivationGrad { pre, activation } => {
-                expect_shape("matmul activation-grad input", pre, &[m, n])?;
+                expect_same_len("matmul activation-grad input", pre, c)?;
                 (Some(pre), activation, false)
             }
         };
@@ -150,6 +200,10 @@ impl Matmul<'_> {
             n: to_u32(n),
             k: to_u32(k),
             slope: activation.slope(),
+            stride_a: to_u32(m * k),
+            stride_b: to_u32(k * n),
+            stride_c: to_u32(m * n),
+            _pad: 0,
         });
         let constants = [
             ("TRANS_A", f64::from(u8::from(self.trans_a))),
@@ -179,7 +233,11 @@ impl Matmul<'_> {
         let edge = tile.edge();
         // Row sums ride as an extra column of ones.
         let columns = n + usize::from(self.row_sums.is_some());
-        let groups = [to_u32(columns.div_ceil(edge)), to_u32(m.div_ceil(edge)), 1];
+        let groups = [
+            to_u32(columns.div_ceil(edge)),
+            to_u32(m.div_ceil(edge)),
+            to_u32(batch),
+        ];
         gpu.dispatch(
             if tile == Tile::T128 {
                 &TILED_128
@@ -217,6 +275,10 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
         n: to_u32(n),
         k: to_u32(k),
         slope: 0.0,
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: 0,
+        _pad: 0,
     });
     let groups = [to_u32(n.div_ceil(16)), to_u32(m.div_ceil(16)), 1];
     gpu.dispatch(

@@ -4,24 +4,30 @@
 
 pub mod data;
 pub mod elementwise;
+pub mod layernorm;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod optim;
 pub mod random;
 pub mod reduce;
+pub mod softmax;
+pub mod tensor;
 
 /// Every params struct a kernel binds, each the Rust twin of a WGSL struct of the same name
 /// (their layouts are compared in `tests/shaders.rs`).
 pub mod layouts {
     pub use super::data::GatherParams;
     pub use super::elementwise::ElementwiseParams;
+    pub use super::layernorm::LayerNormParams;
     pub use super::loss::LossParams;
     pub use super::matmul::MatmulParams;
     pub use super::norm::NormParams;
     pub use super::optim::{OptimParams, StepParams};
     pub use super::random::RandomParams;
     pub use super::reduce::ReduceParams;
+    pub use super::softmax::SoftmaxParams;
+    pub use super::tensor::TensorParams;
 }
 
 use crate::error::{Error, Result};
@@ -40,6 +46,9 @@ pub(crate) const SHADERS: &[&Shader] = &[
     &norm::SHADER,
     &random::SHADER,
     &data::SHADER,
+    &tensor::SHADER,
+    &softmax::SHADER,
+    &layernorm::SHADER,
 ];
 
 /// The full WGSL source of every family, by name (what `naga` validates in the tests).

@@ -42,7 +42,7 @@ pub struct NormParams {
 }
 
 /// BatchNorm1d's hyper-parameters (PyTorch's defaults: eps 1e-5, momentum 0.1).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BatchNormConfig {
     pub eps: f32,
     pub momentum: f32,

@@ -2,7 +2,7 @@
 //! and parameter names, so a checkpoint's `0.weight` is the first Linear's `[out, in]` weight.
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Init};
+use crate::graph::Graph;
 use crate::kernels::Activation;
 use crate::kernels::loss::Loss;
 use crate::kernels::norm::BatchNormConfig;
@@ -82,59 +82,30 @@ impl Sequential {
         self
     }
 
-    /// The graph of this model trained with `loss`. A ReLU (or identity, or leaky ReLU)
-    /// between two Linears is fused into the first one's epilogue, and its derivative into the
-    /// second one's dX product; other activations stay nodes of their own.
+    /// The graph of this model trained with `loss`, one node per layer; the planner's fusion
+    /// pass folds each ReLU between two Linears into the first one's epilogue.
     pub fn build(&self, loss: Loss) -> Result<Graph> {
         let mut graph = Graph::new();
-        let mut x = graph.input(self.in_features)?;
-        let mut features = self.in_features;
-        let mut index = 0;
-        while index < self.layers.len() {
+        let mut x = graph.input("x", &[self.in_features])?;
+        for (index, layer) in self.layers.iter().enumerate() {
             let module = index.to_string();
-            match self.layers[index] {
+            x = match *layer {
                 Layer::Linear { out_features, bias } => {
                     if out_features == 0 {
                         return Err(Error::InvalidArgument(format!(
                             "layer {index}: a Linear needs at least one output"
                         )));
                     }
-                    // PyTorch: kaiming_uniform_(a=√5) for the weight, U(±1/√fan_in) for the bias;
-                    // both come to the bound 1/√in_features.
-                    let bound = 1.0 / (features as f32).sqrt();
-                    let weight = graph.param(
-                        format!("{module}.weight"),
-                        &[out_features, features],
-                        Init::Uniform { bound },
-                    );
-                    let bias = bias.then(|| {
-                        graph.param(
-                            format!("{module}.bias"),
-                            &[out_features],
-                            Init::Uniform { bound },
-                        )
-                    });
-                    let fused = match (self.layers.get(index + 1), self.layers.get(index + 2)) {
-                        (Some(Layer::Activation(a)), Some(Layer::Linear { .. }))
-                            if crate::graph::fusable(*a) =>
-                        {
-                            Some(*a)
-                        }
-                        _ => None,
-                    };
-                    x = graph.linear(x, weight, bias, fused.unwrap_or(Activation::Identity))?;
-                    features = out_features;
-                    if fused.is_some() {
-                        index += 1; // the activation keeps its PyTorch index but has no node
+                    if bias {
+                        graph.linear(&module, x, out_features)?
+                    } else {
+                        graph.linear_no_bias(&module, x, out_features)?
                     }
                 }
-                Layer::Activation(a) => x = graph.activation(x, a)?,
-                Layer::Dropout(p) => x = graph.dropout(x, p)?,
-                Layer::BatchNorm1d => {
-                    x = graph.batch_norm(x, &module, BatchNormConfig::default())?
-                }
-            }
-            index += 1;
+                Layer::Activation(a) => graph.activation(x, a)?,
+                Layer::Dropout(p) => graph.dropout(x, p)?,
+                Layer::BatchNorm1d => graph.batch_norm(&module, x, BatchNormConfig::default())?,
+            };
         }
         graph.set_output(x, loss)?;
         Ok(graph)

@@ -37,10 +37,10 @@ fn the_mlp_bench_step_is_eleven_dispatches_with_shared_buffers() {
 #[test]
 fn shape_errors_name_the_op_and_both_shapes() {
     let mut graph = wgtrain::graph::Graph::new();
-    let x = graph.input(5).expect("input");
+    let x = graph.input("x", &[5]).expect("input");
     let w = graph.param("0.weight", &[3, 4], wgtrain::graph::Init::Constant(0.0));
     let error = graph
-        .linear(x, w, None, Activation::Identity)
+        .linear_with(x, w, None)
         .expect_err("in features differ");
     let message = error.to_string();
     assert!(

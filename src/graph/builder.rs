@@ -1,0 +1,248 @@
+//! The functional model API: one method per op, layers that create their own parameters under
+//! the current [`Graph::scope`] with PyTorch's names, initialisations and layouts.
+//!
+//! ```
+//! # use wgtrain::graph::Graph;
+//! # use wgtrain::kernels::loss::Loss;
+//! # fn main() -> wgtrain::Result<()> {
+//! let mut g = Graph::new();
+//! let x = g.input("x", &[16])?;
+//! let h = g.linear("fc1", x, 16)?;
+//! let h = g.relu(h)?;
+//! let y = g.add(h, x)?; // a residual connection: x feeds two ops
+//! let logits = g.linear("head", y, 4)?;
+//! g.set_output(logits, Loss::CrossEntropy)?;
+//! assert_eq!(g.params()[0].name, "fc1.weight");
+//! # Ok(()) }
+//! ```
+
+use crate::error::Result;
+use crate::graph::{BufferSpec, DType, Graph, Init, NodeId, Op, ParamId};
+use crate::kernels::Activation;
+use crate::kernels::norm::BatchNormConfig;
+
+impl Graph {
+    /// A batched f32 input `[batch, dims...]`.
+    pub fn input(&mut self, name: &str, dims: &[usize]) -> Result<NodeId> {
+        self.push(
+            Op::Input {
+                name: name.to_string(),
+                dims: dims.to_vec(),
+                dtype: DType::F32,
+            },
+            &[],
+        )
+    }
+
+    /// A batched u32 input (token ids for an Embedding).
+    pub fn input_indices(&mut self, name: &str, dims: &[usize]) -> Result<NodeId> {
+        self.push(
+            Op::Input {
+                name: name.to_string(),
+                dims: dims.to_vec(),
+                dtype: DType::U32,
+            },
+            &[],
+        )
+    }
+
+    /// Parameter `param` as an unbatched value (a learned bias, position embeddings).
+    pub fn value(&mut self, param: ParamId) -> Result<NodeId> {
+        self.push(Op::Param { param }, &[])
+    }
+
+    /// `nn.Linear(in, out)` named `<name>`: `y = x · Wᵀ + b` over the last axis of any rank.
+    pub fn linear(&mut self, name: &str, x: NodeId, out_features: usize) -> Result<NodeId> {
+        self.linear_layer(name, x, out_features, true)
+    }
+
+    /// `nn.Linear(in, out, bias=False)`.
+    pub fn linear_no_bias(&mut self, name: &str, x: NodeId, out_features: usize) -> Result<NodeId> {
+        self.linear_layer(name, x, out_features, false)
+    }
+
+    fn linear_layer(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        out_features: usize,
+        bias: bool,
+    ) -> Result<NodeId> {
+        let in_features = *self.node(x)?.dims.last().unwrap_or(&0);
+        if out_features == 0 || in_features == 0 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "linear {name}: needs at least one input and one output feature"
+            )));
+        }
+        // PyTorch: kaiming_uniform_(a=√5) for the weight, U(±1/√fan_in) for the bias; both
+        // come to the bound 1/√in_features.
+        let bound = 1.0 / (in_features as f32).sqrt();
+        let init = Init::Uniform { bound };
+        let weight = self.param(format!("{name}.weight"), &[out_features, in_features], init);
+        let bias = bias.then(|| self.param(format!("{name}.bias"), &[out_features], init));
+        self.linear_with(x, weight, bias)
+    }
+
+    /// `x · Wᵀ + b` with given parameters (`W` is `[out, in]`), e.g. a weight tied to another op.
+    pub fn linear_with(
+        &mut self,
+        x: NodeId,
+        weight: ParamId,
+        bias: Option<ParamId>,
+    ) -> Result<NodeId> {
+        self.push(
+            Op::Linear {
+                weight,
+                bias,
+                activation: Activation::Identity,
+            },
+            &[x],
+        )
+    }
+
+    pub fn activation(&mut self, x: NodeId, activation: Activation) -> Result<NodeId> {
+        self.push(Op::Activation { activation }, &[x])
+    }
+
+    pub fn relu(&mut self, x: NodeId) -> Result<NodeId> {
+        self.activation(x, Activation::Relu)
+    }
+
+    /// GELU, tanh form (`nn.GELU(approximate='tanh')`).
+    pub fn gelu(&mut self, x: NodeId) -> Result<NodeId> {
+        self.activation(x, Activation::Gelu)
+    }
+
+    pub fn dropout(&mut self, x: NodeId, p: f32) -> Result<NodeId> {
+        self.push(Op::Dropout { p }, &[x])
+    }
+
+    /// `nn.BatchNorm1d(features)` named `<name>` over `[batch, features]`.
+    pub fn batch_norm(&mut self, name: &str, x: NodeId, config: BatchNormConfig) -> Result<NodeId> {
+        let features = *self.node(x)?.dims.last().unwrap_or(&0);
+        let gamma = self.param(format!("{name}.weight"), &[features], Init::Constant(1.0));
+        let beta = self.param(format!("{name}.bias"), &[features], Init::Constant(0.0));
+        self.buffers.push(BufferSpec {
+            module: self.scoped_name(name),
+            features,
+        });
+        let buffer = self.buffers.len() - 1;
+        let node = self.push(
+            Op::BatchNorm {
+                gamma,
+                beta,
+                buffer,
+                config,
+            },
+            &[x],
+        );
+        if node.is_err() {
+            self.buffers.pop();
+        }
+        node
+    }
+
+    /// `nn.LayerNorm(C)` named `<name>` over the last axis (eps 1e-5, γ = 1, β = 0).
+    pub fn layer_norm(&mut self, name: &str, x: NodeId) -> Result<NodeId> {
+        let c = *self.node(x)?.dims.last().unwrap_or(&0);
+        let gamma = self.param(format!("{name}.weight"), &[c], Init::Constant(1.0));
+        let beta = self.param(format!("{name}.bias"), &[c], Init::Constant(0.0));
+        self.push(
+            Op::LayerNorm {
+                gamma,
+                beta,
+                eps: 1e-5,
+            },
+            &[x],
+        )
+    }
+
+    /// `nn.Embedding(vocab, dim)` named `<name>` (weight N(0, 1)) over u32 `indices`.
+    pub fn embedding(
+        &mut self,
+        name: &str,
+        indices: NodeId,
+        vocab: usize,
+        dim: usize,
+    ) -> Result<NodeId> {
+        let weight = self.param(
+            format!("{name}.weight"),
+            &[vocab, dim],
+            Init::Normal { std: 1.0 },
+        );
+        self.embedding_with(indices, weight)
+    }
+
+    /// Rows of a given `[vocab, dim]` table (e.g. tied to an output projection).
+    pub fn embedding_with(&mut self, indices: NodeId, weight: ParamId) -> Result<NodeId> {
+        self.push(Op::Embedding { weight }, &[indices])
+    }
+
+    /// `a + b`, with `b` the same shape or an unbatched suffix of `a`'s (broadcast).
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.push(Op::Add, &[a, b])
+    }
+
+    pub fn sub(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.push(Op::Sub, &[a, b])
+    }
+
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.push(Op::Mul, &[a, b])
+    }
+
+    pub fn scale(&mut self, x: NodeId, alpha: f32) -> Result<NodeId> {
+        self.push(Op::Scale { alpha }, &[x])
+    }
+
+    /// `torch.cat(xs, dim=-1)`
+    pub fn concat(&mut self, xs: &[NodeId]) -> Result<NodeId> {
+        self.push(Op::Concat, xs)
+    }
+
+    /// The same elements as feature dims `dims` (the batch stays): a free view.
+    pub fn reshape(&mut self, x: NodeId, dims: &[usize]) -> Result<NodeId> {
+        self.push(
+            Op::Reshape {
+                dims: dims.to_vec(),
+            },
+            &[x],
+        )
+    }
+
+    /// `[batch, d1, ..., dk] → [batch, d1·…·dk]` (`nn.Flatten`).
+    pub fn flatten(&mut self, x: NodeId) -> Result<NodeId> {
+        let n = self.node(x)?.dims.iter().product::<usize>();
+        self.reshape(x, &[n])
+    }
+
+    /// Swaps axes `a` and `b` of the full shape (`x.transpose(a, b)`; axis 0 is the batch).
+    pub fn transpose(&mut self, x: NodeId, a: usize, b: usize) -> Result<NodeId> {
+        self.push(Op::Transpose { axes: [a, b] }, &[x])
+    }
+
+    /// `op(a) @ op(b)` over the last two axes, batched over the others.
+    pub fn matmul(&mut self, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool) -> Result<NodeId> {
+        self.push(Op::MatMul { trans_a, trans_b }, &[a, b])
+    }
+
+    /// Softmax over the last axis.
+    pub fn softmax(&mut self, x: NodeId) -> Result<NodeId> {
+        self.push(Op::Softmax { causal: false }, &[x])
+    }
+
+    /// Softmax over the last axis of `[.., T, T]` scores with keys after the query masked.
+    pub fn causal_softmax(&mut self, x: NodeId) -> Result<NodeId> {
+        self.push(Op::Softmax { causal: true }, &[x])
+    }
+
+    /// `x.sum(axis)` over a feature axis of the full shape.
+    pub fn sum(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        self.push(Op::Reduce { axis, mean: false }, &[x])
+    }
+
+    /// `x.mean(axis)` over a feature axis of the full shape.
+    pub fn mean(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        self.push(Op::Reduce { axis, mean: true }, &[x])
+    }
+}

@@ -1,0 +1,62 @@
+//! Fusion as a pass over the graph, not a convention builders must follow: a Linear whose only
+//! consumer is a ReLU-like activation (one whose derivative can be read off its output) takes
+//! that activation into its matmul epilogue, and the activation's backward moves into its
+//! consumers' dX products, which is only possible when every consumer is a Linear. The fused
+//! activation node is left without consumers, so the planner drops it.
+
+use crate::graph::{Graph, NodeId, Op, fusable};
+use crate::kernels::Activation;
+
+/// A copy of `graph` with every valid Linear + activation pair fused.
+pub(crate) fn fuse(graph: &Graph) -> Graph {
+    let mut g = graph.clone();
+    let output = g.output.map(|(o, _)| o);
+    let consumers = consumers(&g);
+    for a in 0..g.nodes.len() {
+        let Op::Activation { activation } = g.nodes[a].op else {
+            continue;
+        };
+        let linear = g.nodes[a].inputs[0];
+        let feeds_only_linears = !consumers[a].is_empty()
+            && consumers[a]
+                .iter()
+                .all(|c| matches!(g.nodes[c.0].op, Op::Linear { .. }));
+        let unfused_linear = matches!(
+            g.nodes[linear.0].op,
+            Op::Linear {
+                activation: Activation::Identity,
+                ..
+            }
+        );
+        if !fusable(activation)
+            || output == Some(NodeId(a))
+            || output == Some(linear)
+            || !unfused_linear
+            || consumers[linear.0] != [NodeId(a)]
+            || !feeds_only_linears
+        {
+            continue;
+        }
+        if let Op::Linear {
+            activation: fused, ..
+        } = &mut g.nodes[linear.0].op
+        {
+            *fused = activation;
+        }
+        for c in &consumers[a] {
+            g.nodes[c.0].inputs[0] = linear;
+        }
+    }
+    g
+}
+
+/// Each node's consumers, one entry per use.
+pub(crate) fn consumers(graph: &Graph) -> Vec<Vec<NodeId>> {
+    let mut consumers = vec![vec![]; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        for x in &node.inputs {
+            consumers[x.0].push(NodeId(i));
+        }
+    }
+    consumers
+}

@@ -1,0 +1,143 @@
+//! Normalisations over an axis: BatchNorm1d (over the batch), LayerNorm and softmax (over
+//! the last axis).
+
+use super::{Ctx, Value};
+use crate::error::Result;
+use crate::gpu::{Dispatch, Tensor};
+use crate::graph::{NodeId, Op};
+use crate::kernels::layernorm::{self, LayerNormTensors};
+use crate::kernels::norm::{self, BatchNormTensors};
+use crate::kernels::softmax;
+
+/// `[.., c]` as `[rows, c]`.
+fn rows(t: &Tensor) -> Result<Tensor> {
+    let c = *t.shape().last().unwrap_or(&1);
+    t.reshape(&[t.len() / c.max(1), c])
+}
+
+/// T of a causal softmax over `[.., T, T]`, else 0.
+fn causal_t(ctx: &Ctx<'_>, n: NodeId) -> usize {
+    match ctx.graph.nodes[n.0].op {
+        Op::Softmax { causal: true } => *ctx.graph.nodes[n.0].dims.last().unwrap_or(&0),
+        _ => 0,
+    }
+}
+
+pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Dispatch>> {
+    let gpu = ctx.gpu;
+    let x = rows(&ctx.input(n, 0)?)?;
+    let y = rows(&ctx.out(n)?)?;
+    let dispatch = match ctx.graph.nodes[n.0].op {
+        Op::BatchNorm {
+            gamma,
+            beta,
+            buffer,
+            config,
+        } => {
+            // Eval uses no batch statistics: the running ones stand in for them.
+            let running = &ctx.buffers[buffer];
+            let tensors = BatchNormTensors {
+                gamma: &ctx.params[gamma.0],
+                beta: &ctx.params[beta.0],
+                saved: if training { ctx.saved(n)? } else { running },
+                running,
+            };
+            if training {
+                norm::batchnorm_forward(gpu, config, &x, &tensors, &y)?
+            } else {
+                norm::batchnorm_eval(gpu, config, &x, &tensors, &y)?
+            }
+        }
+        Op::LayerNorm { gamma, beta, eps } => layernorm::layernorm_forward(
+            gpu,
+            eps,
+            &x,
+            &LayerNormTensors {
+                gamma: &ctx.params[gamma.0],
+                beta: &ctx.params[beta.0],
+                saved: ctx.saved(n)?,
+            },
+            &y,
+        )?,
+        Op::Softmax { .. } => softmax::softmax_forward(gpu, causal_t(ctx, n), &x, &y)?,
+        _ => unreachable!("norm::forward is only called for normalisations"),
+    };
+    Ok(vec![dispatch])
+}
+
+pub(super) fn backward(
+    ctx: &Ctx<'_>,
+    n: NodeId,
+    sinks: &[Option<Tensor>],
+) -> Result<Vec<Dispatch>> {
+    let gpu = ctx.gpu;
+    let dy = rows(ctx.get(Value::Grad(n))?)?;
+    let param_sink = |k: usize| {
+        sinks[k]
+            .as_ref()
+            .expect("parameter slots always have a sink")
+    };
+    let mut out = vec![];
+    match ctx.graph.nodes[n.0].op {
+        Op::BatchNorm {
+            gamma,
+            beta,
+            buffer,
+            config,
+        } => {
+            let tensors = BatchNormTensors {
+                gamma: &ctx.params[gamma.0],
+                beta: &ctx.params[beta.0],
+                saved: ctx.saved(n)?,
+                running: &ctx.buffers[buffer],
+            };
+            // The kernel always computes dx; without a sink it goes to scratch.
+            let dx = match &sinks[0] {
+                Some(dx) => dx.clone(),
+                None => ctx.gpu.uninit(dy.shape())?,
+            };
+            out.push(norm::batchnorm_backward(
+                gpu,
+                config,
+                &rows(&ctx.input(n, 0)?)?,
+                &tensors,
+                &dy,
+                &dx,
+                param_sink(1),
+                param_sink(2),
+            )?);
+        }
+        Op::LayerNorm { gamma, beta, .. } => {
+            let x = rows(&ctx.input(n, 0)?)?;
+            let tensors = LayerNormTensors {
+                gamma: &ctx.params[gamma.0],
+                beta: &ctx.params[beta.0],
+                saved: ctx.saved(n)?,
+            };
+            if let Some(dx) = &sinks[0] {
+                out.push(layernorm::layernorm_backward_input(
+                    gpu,
+                    &x,
+                    &tensors,
+                    &dy,
+                    &rows(dx)?,
+                )?);
+            }
+            out.push(layernorm::layernorm_backward_params(
+                gpu,
+                &x,
+                &tensors,
+                &dy,
+                (param_sink(1), param_sink(2)),
+            )?);
+        }
+        Op::Softmax { .. } => {
+            if let Some(dx) = &sinks[0] {
+                let y = rows(&ctx.out(n)?)?;
+                out.push(softmax::softmax_backward(gpu, &y, &dy, &rows(dx)?)?);
+            }
+        }
+        _ => unreachable!("norm::backward is only called for normalisations"),
+    }
+    Ok(out)
+}

@@ -1,0 +1,304 @@
+//! The shape rule of every op kind: from the op and its inputs, the output's feature dims,
+//! whether it is batched, and its dtype, or an `Error::ShapeMismatch` naming the op and the
+//! shapes. Shapes are written with `B` for the batch where it appears.
+
+use crate::error::{Error, Result};
+use crate::graph::{DType, Graph, Node, Op, shape_error};
+
+/// `(dims, batched, dtype)` of a new node.
+pub(crate) type Inferred = (Vec<usize>, bool, DType);
+
+pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> Result<Inferred> {
+    let nodes: Vec<&Node> = inputs.iter().map(|&i| &graph.nodes[i.0]).collect();
+    let arity = |n: usize| -> Result<()> {
+        if nodes.len() == n {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "{} takes {n} input(s), got {}",
+                name(op),
+                nodes.len()
+            )))
+        }
+    };
+    // Ops over floats refuse index values: they carry no gradient and no meaning as numbers.
+    let floats = |what: &str| -> Result<()> {
+        match nodes.iter().find(|n| n.dtype != DType::F32) {
+            Some(_) => Err(Error::InvalidArgument(format!(
+                "{what} needs f32 inputs; u32 indices feed only an Embedding or a loss target"
+            ))),
+            None => Ok(()),
+        }
+    };
+    let same_as_input = |n: &Node| (n.dims.clone(), n.batched, n.dtype);
+    match op {
+        Op::Input { dims, dtype, .. } => {
+            arity(0)?;
+            if dims.is_empty() || dims.contains(&0) {
+                return Err(Error::InvalidArgument(format!(
+                    "an input needs at least one element per sample, got dims {dims:?}"
+                )));
+            }
+            Ok((dims.clone(), true, *dtype))
+        }
+        Op::Param { param } => {
+            arity(0)?;
+            Ok((graph.param_spec(*param)?.shape.clone(), false, DType::F32))
+        }
+        Op::Linear {
+            weight,
+            bias,
+            activation,
+        } => {
+            arity(1)?;
+            if *activation != crate::kernels::Activation::Identity {
+                return Err(Error::InvalidArgument(
+                    "a Linear's activation is set by the fusion pass; add the activation as its own node".into(),
+                ));
+            }
+            floats("linear")?;
+            let x = nodes[0];
+            let w = &graph.param_spec(*weight)?.shape;
+            let [out, w_in] = w[..] else {
+                return Err(shape_error("linear weight (expects [out, in])", w, &[]));
+            };
+            if x.dims.last() != Some(&w_in) {
+                return Err(shape_error(
+                    "linear (weight [out, in] vs input [B, ..., in])",
+                    w,
+                    &x.dims,
+                ));
+            }
+            if let Some(bias) = bias {
+                let b = &graph.param_spec(*bias)?.shape;
+                if b[..] != [out] {
+                    return Err(shape_error("linear bias", b, &[out]));
+                }
+            }
+            let mut dims = x.dims.clone();
+            *dims.last_mut().expect("checked non-empty above") = out;
+            Ok((dims, x.batched, DType::F32))
+        }
+        Op::Activation { .. } | Op::Scale { .. } => {
+            arity(1)?;
+            floats(name(op))?;
+            Ok(same_as_input(nodes[0]))
+        }
+        Op::Dropout { p } => {
+            arity(1)?;
+            floats("dropout")?;
+            if !(0.0..1.0).contains(p) {
+                return Err(Error::InvalidArgument(format!(
+                    "dropout probability {p} must lie in [0, 1)"
+                )));
+            }
+            Ok(same_as_input(nodes[0]))
+        }
+        Op::BatchNorm { gamma, beta, .. } => {
+            arity(1)?;
+            floats("batch_norm")?;
+            let x = nodes[0];
+            let [features] = x.dims[..] else {
+                return Err(shape_error(
+                    "batch_norm (BatchNorm1d expects [B, features])",
+                    &x.dims,
+                    &[],
+                ));
+            };
+            for p in [gamma, beta] {
+                let shape = &graph.param_spec(*p)?.shape;
+                if shape[..] != [features] {
+                    return Err(shape_error("batch_norm affine", shape, &[features]));
+                }
+            }
+            Ok(same_as_input(x))
+        }
+        Op::Add | Op::Sub | Op::Mul => {
+            arity(2)?;
+            floats(name(op))?;
+            broadcast(name(op), nodes[0], nodes[1])
+        }
+        Op::Concat => {
+            if nodes.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "concat needs at least one input".into(),
+                ));
+            }
+            floats("concat")?;
+            let first = nodes[0];
+            let lead = |n: &Node| (n.batched, n.dims[..n.dims.len().saturating_sub(1)].to_vec());
+            let mut width = 0;
+            for n in &nodes {
+                if n.dims.is_empty() || lead(n) != lead(first) {
+                    return Err(shape_error(
+                        "concat (all but the last axis must agree)",
+                        &first.dims,
+                        &n.dims,
+                    ));
+                }
+                width += n.dims[n.dims.len() - 1];
+            }
+            let mut dims = first.dims.clone();
+            *dims.last_mut().expect("checked non-empty") = width;
+            Ok((dims, first.batched, DType::F32))
+        }
+        Op::Reshape { dims } => {
+            arity(1)?;
+            let x = nodes[0];
+            if dims.iter().product::<usize>() != x.dims.iter().product::<usize>() || dims.is_empty()
+            {
+                return Err(shape_error("reshape (element count)", &x.dims, dims));
+            }
+            Ok((dims.clone(), x.batched, x.dtype))
+        }
+        Op::Transpose { axes: [a, b] } => {
+            arity(1)?;
+            floats("transpose")?;
+            let x = nodes[0];
+            let full = x.shape(0);
+            let first_movable = usize::from(x.batched);
+            if a == b || (*a).max(*b) >= full.len() || (*a).min(*b) < first_movable {
+                return Err(Error::InvalidArgument(format!(
+                    "transpose of axes {a} and {b} of a value of rank {} (the batch axis stays first)",
+                    full.len()
+                )));
+            }
+            let mut shape = full;
+            shape.swap(*a, *b);
+            Ok((shape[first_movable..].to_vec(), x.batched, DType::F32))
+        }
+        Op::MatMul { trans_a, trans_b } => {
+            arity(2)?;
+            floats("matmul")?;
+            let (a, b) = (nodes[0], nodes[1]);
+            let mismatch =
+                || shape_error("matmul ([.., m, k] · [.., k, n])", &a.shape(0), &b.shape(0));
+            if a.dims.len() < 2 || b.dims.len() < 2 || a.batched != b.batched {
+                return Err(mismatch());
+            }
+            let split = |n: &Node, t: bool| {
+                let d = &n.dims;
+                let (r, c) = (d[d.len() - 2], d[d.len() - 1]);
+                (d[..d.len() - 2].to_vec(), if t { (c, r) } else { (r, c) })
+            };
+            let (lead_a, (m, k)) = split(a, *trans_a);
+            let (lead_b, (kb, n)) = split(b, *trans_b);
+            if lead_a != lead_b || k != kb {
+                return Err(mismatch());
+            }
+            let mut dims = lead_a;
+            dims.extend([m, n]);
+            Ok((dims, a.batched, DType::F32))
+        }
+        Op::Softmax { causal } => {
+            arity(1)?;
+            floats("softmax")?;
+            let x = nodes[0];
+            let d = &x.dims;
+            if *causal && (d.len() < 2 || d[d.len() - 1] != d[d.len() - 2]) {
+                return Err(shape_error(
+                    "causal softmax (expects [.., T, T] scores)",
+                    d,
+                    &[],
+                ));
+            }
+            Ok(same_as_input(x))
+        }
+        Op::LayerNorm { gamma, beta, eps } => {
+            arity(1)?;
+            floats("layer_norm")?;
+            let x = nodes[0];
+            let c = *x.dims.last().unwrap_or(&0);
+            for p in [gamma, beta] {
+                let shape = &graph.param_spec(*p)?.shape;
+                if shape[..] != [c] {
+                    return Err(shape_error("layer_norm affine", shape, &[c]));
+                }
+            }
+            if *eps <= 0.0 {
+                return Err(Error::InvalidArgument(format!(
+                    "layer_norm eps {eps} must be positive"
+                )));
+            }
+            Ok(same_as_input(x))
+        }
+        Op::Embedding { weight } => {
+            arity(1)?;
+            let x = nodes[0];
+            if x.dtype != DType::U32 {
+                return Err(Error::InvalidArgument(
+                    "embedding takes u32 indices (an input made with Graph::input_indices)".into(),
+                ));
+            }
+            let w = &graph.param_spec(*weight)?.shape;
+            let [_, dim] = w[..] else {
+                return Err(shape_error(
+                    "embedding weight (expects [vocab, dim])",
+                    w,
+                    &[],
+                ));
+            };
+            let mut dims = x.dims.clone();
+            dims.push(dim);
+            Ok((dims, x.batched, DType::F32))
+        }
+        Op::Reduce { axis, .. } => {
+            arity(1)?;
+            floats(name(op))?;
+            let x = nodes[0];
+            let first_reducible = usize::from(x.batched);
+            let full = x.shape(0);
+            if *axis < first_reducible || *axis >= full.len() || x.dims.len() < 2 {
+                return Err(Error::InvalidArgument(format!(
+                    "{} over axis {axis} of a value of rank {}: reduce a feature axis (not the batch) and keep at least one",
+                    name(op),
+                    full.len()
+                )));
+            }
+            let mut dims = x.dims.clone();
+            dims.remove(axis - first_reducible);
+            Ok((dims, x.batched, DType::F32))
+        }
+    }
+}
+
+/// `a ∘ b`: same shape, or `b` unbatched with a suffix of `a`'s full shape.
+fn broadcast(op: &str, a: &Node, b: &Node) -> Result<Inferred> {
+    let full_a = a.shape(1);
+    let same = a.batched == b.batched && a.dims == b.dims;
+    let suffix = !b.batched && !b.dims.is_empty() && full_a.ends_with(&b.dims);
+    if same || (suffix && b.dims.len() <= a.dims.len()) {
+        Ok((a.dims.clone(), a.batched, DType::F32))
+    } else {
+        Err(shape_error(
+            &format!("{op} (b must have a's shape, or be unbatched with a suffix of it)"),
+            &a.shape(0),
+            &b.shape(0),
+        ))
+    }
+}
+
+/// The op's name in messages.
+pub(crate) fn name(op: &Op) -> &'static str {
+    match op {
+        Op::Input { .. } => "input",
+        Op::Param { .. } => "param",
+        Op::Linear { .. } => "linear",
+        Op::Activation { .. } => "activation",
+        Op::Dropout { .. } => "dropout",
+        Op::BatchNorm { .. } => "batch_norm",
+        Op::Add => "add",
+        Op::Sub => "sub",
+        Op::Mul => "mul",
+        Op::Scale { .. } => "scale",
+        Op::Concat => "concat",
+        Op::Reshape { .. } => "reshape",
+        Op::Transpose { .. } => "transpose",
+        Op::MatMul { .. } => "matmul",
+        Op::Softmax { .. } => "softmax",
+        Op::LayerNorm { .. } => "layer_norm",
+        Op::Embedding { .. } => "embedding",
+        Op::Reduce { mean: true, .. } => "mean",
+        Op::Reduce { mean: false, .. } => "sum",
+    }
+}
