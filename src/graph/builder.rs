@@ -108,6 +108,14 @@ impl Graph {
         self.activation(x, Activation::Relu)
     }
 
+    pub fn tanh(&mut self, x: NodeId) -> Result<NodeId> {
+        self.activation(x, Activation::Tanh)
+    }
+
+    pub fn sigmoid(&mut self, x: NodeId) -> Result<NodeId> {
+        self.activation(x, Activation::Sigmoid)
+    }
+
     /// GELU, tanh form (`nn.GELU(approximate='tanh')`).
     pub fn gelu(&mut self, x: NodeId) -> Result<NodeId> {
         self.activation(x, Activation::Gelu)

@@ -34,6 +34,20 @@ struct NodeFile {
 impl Graph {
     /// The graph as pretty-printed JSON.
     pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(&self.to_json_value()?)
+            .map_err(|e| Error::InvalidArgument(format!("graph to JSON: {e}")))
+    }
+
+    /// A graph from its JSON, every node checked by its shape rule; `what` names the source
+    /// in errors.
+    pub fn from_json(json: &str, what: &std::path::Path) -> Result<Graph> {
+        let value = serde_json::from_str(json)
+            .map_err(|e| Error::invalid_data(what, "graph", format!("not JSON: {e}")))?;
+        Self::from_json_value(value, what)
+    }
+
+    /// The graph as a JSON value (what checkpoint metadata embeds).
+    pub fn to_json_value(&self) -> Result<serde_json::Value> {
         let (output, loss) = self.output.ok_or_else(|| {
             Error::InvalidArgument("the graph has no output: call set_output".into())
         })?;
@@ -53,16 +67,15 @@ impl Graph {
             output,
             loss,
         };
-        serde_json::to_string_pretty(&file)
+        serde_json::to_value(&file)
             .map_err(|e| Error::InvalidArgument(format!("graph to JSON: {e}")))
     }
 
-    /// A graph from its JSON, every node checked by its shape rule; `what` names the source
-    /// in errors.
-    pub fn from_json(json: &str, what: &std::path::Path) -> Result<Graph> {
+    /// [`Graph::from_json`] from a parsed value.
+    pub fn from_json_value(value: serde_json::Value, what: &std::path::Path) -> Result<Graph> {
         let invalid = |reason: String| Error::invalid_data(what, "graph", reason);
         let file: GraphFile =
-            serde_json::from_str(json).map_err(|e| invalid(format!("not a graph: {e}")))?;
+            serde_json::from_value(value).map_err(|e| invalid(format!("not a graph: {e}")))?;
         if file.format != FORMAT || file.version != GRAPH_FORMAT_VERSION {
             return Err(invalid(format!(
                 "format {:?} version {} (this build reads {FORMAT:?} version {GRAPH_FORMAT_VERSION})",

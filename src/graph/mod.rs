@@ -17,7 +17,8 @@ mod shapes;
 mod weights;
 
 pub use json::GRAPH_FORMAT_VERSION;
-pub use plan::{Feed, Mode, Plan, PlanStats};
+pub(crate) use ops::loss_rows;
+pub use plan::{Feed, Mode, Plan, PlanInput, PlanStats};
 pub use weights::Weights;
 
 use crate::error::{Error, Result};

@@ -1,6 +1,8 @@
 //! Layers and models as a thin builder over the graph, with PyTorch's `nn.Sequential` indices
 //! and parameter names, so a checkpoint's `0.weight` is the first Linear's `[out, in]` weight.
 
+pub mod models;
+
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::kernels::Activation;

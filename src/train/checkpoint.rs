@@ -1,7 +1,7 @@
-//! Checkpoints as safetensors in PyTorch's `nn.Sequential` names and layouts (`0.weight` is
-//! `[out, in]`; BatchNorm1d has `weight`, `bias`, `running_mean`, `running_var`,
-//! `num_batches_tracked`), with optimizer state as `optim.<param>.<state>` and the architecture
-//! and training state as JSON metadata. Written atomically: a temp file beside the target,
+//! Checkpoints as safetensors in PyTorch's `state_dict` names and layouts (`0.weight` or
+//! `blocks.0.fc.weight` is `[out, in]`; BatchNorm1d has `weight`, `bias`, `running_mean`,
+//! `running_var`, `num_batches_tracked`), with optimizer state as `optim.<param>.<state>` and
+//! the architecture (the graph) and training state as JSON metadata. Written atomically: a temp file beside the target,
 //! fsync'd, then renamed over it, so a crash mid-write leaves the previous checkpoint whole.
 
 use std::collections::HashMap;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Standardizer;
 use crate::error::{Error, Result};
+use crate::graph::Graph;
 use crate::kernels::loss::Loss;
 use crate::nn::Sequential;
 use crate::optim::Optimizer;
@@ -32,14 +33,69 @@ pub struct TrainingState {
     pub optimizer: Optimizer,
 }
 
-/// The JSON stored under the `wgtrain` metadata key.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The model a checkpoint holds: its graph (ops, shapes, parameter names; see
+/// [`Graph::to_json`]) and the input standardisation it was trained with.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Architecture {
-    pub model: Sequential,
-    pub loss: Loss,
+    pub graph: Graph,
     /// The z-scores applied to inputs in training, to apply again at eval and predict time.
-    #[serde(default)]
     pub standardize: Option<Standardizer>,
+}
+
+/// The JSON under the `architecture` metadata key: `graph` since graph format 1; checkpoints
+/// written before it hold a `Sequential` as `model` with its `loss`, and still load.
+#[derive(Serialize, Deserialize)]
+struct ArchitectureJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    graph: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<Sequential>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss: Option<Loss>,
+    #[serde(default)]
+    standardize: Option<Standardizer>,
+}
+
+impl Architecture {
+    /// Features per sample of the model's only input.
+    pub fn in_features(&self) -> Option<usize> {
+        self.graph.input_features()
+    }
+
+    /// Elements per sample of the output (classes for a classifier).
+    pub fn out_features(&self) -> usize {
+        self.graph.output_features().unwrap_or(0)
+    }
+
+    pub fn loss(&self) -> Loss {
+        self.graph.loss().unwrap_or(Loss::Mse)
+    }
+
+    fn to_json(&self) -> Result<String> {
+        to_json(&ArchitectureJson {
+            graph: Some(self.graph.to_json_value()?),
+            model: None,
+            loss: None,
+            standardize: self.standardize.clone(),
+        })
+    }
+
+    fn from_json(path: &Path, json: &str) -> Result<Self> {
+        let invalid = |e: String| Error::invalid_data(path, "metadata.architecture", e);
+        let file: ArchitectureJson =
+            serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        let graph = match (file.graph, file.model, file.loss) {
+            (Some(graph), _, _) => Graph::from_json_value(graph, path)?,
+            (None, Some(model), Some(loss)) => {
+                model.build(loss).map_err(|e| invalid(e.to_string()))?
+            }
+            _ => return Err(invalid("neither a graph nor a model with its loss".into())),
+        };
+        Ok(Self {
+            graph,
+            standardize: file.standardize,
+        })
+    }
 }
 
 /// A loaded checkpoint: tensors by name, plus what the metadata says.
@@ -117,7 +173,7 @@ pub fn save(
         .collect::<Result<_>>()?;
     let metadata = HashMap::from([
         ("format".to_string(), "wgtrain".to_string()),
-        ("architecture".to_string(), to_json(architecture)?),
+        ("architecture".to_string(), architecture.to_json()?),
         ("training".to_string(), to_json(training)?),
     ]);
     let bytes = safetensors::serialize(views, Some(metadata))
@@ -179,10 +235,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     let meta = metadata.metadata().clone().unwrap_or_default();
     let parse = |key: &str| -> Result<Option<String>> { Ok(meta.get(key).cloned()) };
     let architecture = parse("architecture")?
-        .map(|s| {
-            serde_json::from_str(&s)
-                .map_err(|e| Error::invalid_data(path, "metadata.architecture", e.to_string()))
-        })
+        .map(|s| Architecture::from_json(path, &s))
         .transpose()?;
     let training = parse("training")?
         .map(|s| {

@@ -2,6 +2,7 @@
 //! streamed one, the augmentation shift, and the recording of a submission's steps.
 
 use super::*;
+use crate::graph::DType;
 
 /// How one batch reaches a plan's input and target.
 pub(super) struct Gathered {
@@ -31,6 +32,19 @@ impl Trainer {
         }
         self.plan(batch, mode)?;
         let plan = &self.plans[&(batch, mode)];
+        match plan.inputs() {
+            [input] if input.dtype == DType::F32 && input.tensor.len() == batch * data.cols => {}
+            inputs => {
+                return Err(Error::InvalidArgument(format!(
+                    "a dataset of {} columns feeds a graph with one f32 input of as many features; this graph's inputs are {:?} (use Trainer::train_inputs)",
+                    data.cols,
+                    inputs
+                        .iter()
+                        .map(|i| (&i.name, i.dtype, i.tensor.shape()))
+                        .collect::<Vec<_>>()
+                )));
+            }
+        }
         let gpu = &self.gpu;
         let target = plan.target().reshape(&[batch, data.target_cols.max(1)])?;
         let shift = match (mode, self.config.augment_shift, data.image) {

@@ -20,7 +20,7 @@ use crate::data::DeviceDataset;
 use crate::data::device::{OrderKey, Storage};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
-use crate::graph::{Graph, Mode, Plan, Weights};
+use crate::graph::{Feed, Graph, Mode, Plan, Weights};
 use crate::kernels::data::{RowFormat, gather_rows};
 use crate::kernels::loss::Loss;
 use crate::kernels::optim::StepParams;
@@ -214,20 +214,30 @@ impl Trainer {
     /// One training step on host data: `x` is `[batch, in]`, `y` the targets. Waits for the
     /// loss (tests and small programs; `fit_epoch` never waits per step).
     pub fn train_batch(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
-        self.batch_step(x, y, true)
+        self.batch_step(&[Feed::F32(x)], y, true)
     }
 
     /// Forward and backward without the update: leaves ∂L/∂params in `weights.grads`.
     pub fn compute_gradients(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
-        self.batch_step(x, y, false)
+        self.batch_step(&[Feed::F32(x)], y, false)
     }
 
-    fn batch_step(&mut self, x: &[f32], y: &[f32], update: bool) -> Result<f32> {
-        let features = self.graph.input_features().unwrap_or(1);
-        let batch = x.len() / features.max(1);
+    /// One training step of a graph with any number of inputs, one host batch per input in
+    /// graph order (u32 for index inputs).
+    pub fn train_inputs(&mut self, inputs: &[Feed<'_>], y: &[f32]) -> Result<f32> {
+        self.batch_step(inputs, y, true)
+    }
+
+    /// [`Trainer::compute_gradients`] for a graph with any number of inputs.
+    pub fn compute_gradients_inputs(&mut self, inputs: &[Feed<'_>], y: &[f32]) -> Result<f32> {
+        self.batch_step(inputs, y, false)
+    }
+
+    fn batch_step(&mut self, inputs: &[Feed<'_>], y: &[f32], update: bool) -> Result<f32> {
+        let batch = self.feed_batch(inputs)?;
         self.plan(batch, Mode::Train)?;
         let plan = &self.plans[&(batch, Mode::Train)];
-        self.gpu.write(plan.input(), x)?;
+        plan.write_inputs(&self.gpu, inputs)?;
         self.gpu.write(plan.target(), y)?;
         let t = self.step + 1;
         self.write_step_params(0, t);
@@ -254,6 +264,38 @@ impl Trainer {
             });
         }
         Ok(loss)
+    }
+
+    /// The batch size host inputs imply, checked against every input's per-sample size.
+    fn feed_batch(&self, inputs: &[Feed<'_>]) -> Result<usize> {
+        let specs = self.graph.inputs();
+        if inputs.len() != specs.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} input batches given for a graph with {} inputs",
+                inputs.len(),
+                specs.len()
+            )));
+        }
+        let mut batch = None;
+        for ((name, dims, _), feed) in specs.iter().zip(inputs) {
+            let per_sample: usize = dims.iter().product();
+            let len = match feed {
+                Feed::F32(d) => d.len(),
+                Feed::U32(d) => d.len(),
+            };
+            if len == 0
+                || !len.is_multiple_of(per_sample)
+                || batch.is_some_and(|b| b != len / per_sample)
+            {
+                return Err(Error::ShapeMismatch {
+                    op: format!("input {name} (whole samples, the same batch for every input)"),
+                    left: dims.to_vec(),
+                    right: vec![len],
+                });
+            }
+            batch = Some(len / per_sample);
+        }
+        batch.ok_or_else(|| Error::InvalidArgument("the graph has no input".into()))
     }
 
     /// The batches of one epoch over `rows` rows, as `(offset, size)`: the last one partial.

@@ -59,7 +59,7 @@ fn gradients(
 /// ±1e-7), and BatchNorm divides by σ (≥ 0.1 here) once more; finite differences in f64 are
 /// good to ~1e-9. So: 2e-4 of the model's largest gradient plus 2e-3 relative. A wrong rule
 /// (a missing term, a transposed product) is off by O(1) relative.
-fn assert_gradients_match(what: &str, gpu_grads: &[Vec<f32>], fd: &[Vec<f64>]) {
+pub(crate) fn assert_gradients_match(what: &str, gpu_grads: &[Vec<f32>], fd: &[Vec<f64>]) {
     let scale = fd.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
     for (t, (g, want)) in gpu_grads.iter().zip(fd).enumerate() {
         assert_close(

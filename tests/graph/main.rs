@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dag;
 mod gradients;
 mod plan;
 mod regression;

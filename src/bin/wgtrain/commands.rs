@@ -23,6 +23,22 @@ pub(crate) fn bad_flag(message: String) -> Error {
     Error::InvalidArgument(message)
 }
 
+/// Data rows feed a model with exactly one f32 input as wide as a row.
+pub(crate) fn check_model_input(architecture: &Architecture, cols: usize) -> Result<()> {
+    match architecture.in_features() {
+        Some(features) if features == cols => Ok(()),
+        Some(features) => Err(Error::ShapeMismatch {
+            op: "model input vs data columns".into(),
+            left: vec![features],
+            right: vec![cols],
+        }),
+        None => Err(bad_flag(format!(
+            "the model has {} inputs; data files feed models with exactly one",
+            architecture.graph.inputs().len()
+        ))),
+    }
+}
+
 pub(crate) fn task(args: &DataArgs) -> Task {
     match args.task {
         TaskArg::Classify => Task::Classify,
@@ -168,18 +184,12 @@ fn restore(
     })?;
 
     let mut data = load(data_args, &data_args.data, Split::Test)?;
-    if data.cols != architecture.model.in_features {
-        return Err(Error::ShapeMismatch {
-            op: "model input vs data columns".into(),
-            left: vec![architecture.model.in_features],
-            right: vec![data.cols],
-        });
-    }
+    check_model_input(&architecture, data.cols)?;
     if let Some(standardize) = &architecture.standardize {
         standardize.apply(&mut data);
     }
     let gpu = Gpu::new()?;
-    let graph = architecture.model.build(architecture.loss)?;
+    let graph = architecture.graph.clone();
     let weights = Weights::init(&gpu, &graph, 0)?;
     let config = TrainConfig {
         batch_size,
@@ -194,7 +204,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let (mut trainer, data, architecture) = restore(&args.model, &args.data, args.batch_size)?;
     let device = DeviceDataset::upload(trainer.gpu(), &data)?;
     let eval = trainer.evaluate(&device)?;
-    let metrics = report_metrics(architecture.loss, &data, &eval.outputs, eval.loss, "eval");
+    let metrics = report_metrics(architecture.loss(), &data, &eval.outputs, eval.loss, "eval");
     if let Some(path) = &args.metrics_json {
         write_json(path, &metrics)?;
     }
@@ -205,9 +215,9 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     let (mut trainer, data, architecture) = restore(&args.model, &args.data, args.batch_size)?;
     let device = DeviceDataset::upload(trainer.gpu(), &data)?;
     let outputs = trainer.evaluate(&device)?.outputs;
-    let width = architecture.model.out_features();
+    let width = architecture.out_features();
     let mut out = PendingFile::create(&args.out)?;
-    if architecture.loss == Loss::CrossEntropy {
+    if architecture.loss() == Loss::CrossEntropy {
         out.line("prediction")?;
         for class in ClassificationMetrics::argmax(&outputs, width) {
             out.line(&class.to_string())?;

@@ -94,6 +94,10 @@ struct TrainArgs {
     /// Hidden layer widths; "" or "none" for a linear / logistic model.
     #[arg(long, default_value = "256,128")]
     layers: String,
+    /// Train the graph in this JSON file (the format of `examples/models/*.json` and of a
+    /// checkpoint's architecture) instead of an MLP from --layers.
+    #[arg(long, conflicts_with = "resume")]
+    model: Option<PathBuf>,
     #[arg(long, default_value = "relu")]
     activation: String,
     #[arg(long, default_value_t = 0.0)]

@@ -2,7 +2,7 @@
 //! resume), then epochs with progress, checkpoints, step logs, metrics and plots.
 
 use wgtrain::data::{Dataset, DeviceDataset, Split, Standardizer, mnist_files};
-use wgtrain::graph::Weights;
+use wgtrain::graph::{Graph, Weights};
 use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
@@ -11,7 +11,9 @@ use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
 use wgtrain::train::{EpochProgress, TrainConfig, Trainer, plot_curves};
 use wgtrain::{Error, Gpu, Result};
 
-use crate::commands::{PendingFile, bad_flag, is_csv, load, report_metrics, write_json};
+use crate::commands::{
+    PendingFile, bad_flag, check_model_input, is_csv, load, report_metrics, write_json,
+};
 use crate::{LossArg, ScheduleArg, TaskArg, TrainArgs};
 
 fn activation(name: &str) -> Result<Activation> {
@@ -113,9 +115,27 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
 
     let resumed = args.resume.as_deref().map(checkpoint::load).transpose()?;
-    let architecture = match resumed.as_ref().and_then(|c| c.architecture.clone()) {
-        Some(architecture) => architecture,
-        None => {
+    let from_file = args
+        .model
+        .as_deref()
+        .map(|path| {
+            let json = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Graph::from_json(&json, path)
+        })
+        .transpose()?;
+    let architecture = match (
+        resumed.as_ref().and_then(|c| c.architecture.clone()),
+        from_file,
+    ) {
+        (Some(architecture), _) => architecture,
+        (None, Some(graph)) => Architecture {
+            graph,
+            standardize: args.standardize.then(|| Standardizer::fit(&train)),
+        },
+        (None, None) => {
             let loss = loss_of(args);
             let outputs = match loss {
                 Loss::CrossEntropy => {
@@ -142,15 +162,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             );
             let standardize = args.standardize.then(|| Standardizer::fit(&train));
             Architecture {
-                model,
-                loss,
+                graph: model.build(loss)?,
                 standardize,
             }
         }
     };
     // A class the model has no output for would make the loss NaN: refuse it by name.
-    if architecture.loss == Loss::CrossEntropy {
-        let outputs = architecture.model.out_features();
+    if architecture.loss() == Loss::CrossEntropy {
+        let outputs = architecture.out_features();
         let data_path = Some(args.data.data.as_path());
         let sources = [
             (data_path, Some(&train)),
@@ -171,13 +190,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         }
     }
-    if architecture.model.in_features != train.cols {
-        return Err(Error::ShapeMismatch {
-            op: "model input vs data columns".into(),
-            left: vec![architecture.model.in_features],
-            right: vec![train.cols],
-        });
-    }
+    check_model_input(&architecture, train.cols)?;
     if let Some(standardize) = &architecture.standardize {
         for data in [Some(&mut train), val.as_mut(), test.as_mut()]
             .into_iter()
@@ -188,7 +201,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
 
     let gpu = Gpu::new()?;
-    let graph = architecture.model.build(architecture.loss)?;
+    let graph = architecture.graph.clone();
     let weights = Weights::init(&gpu, &graph, args.seed)?;
     let optimizer = match &resumed {
         Some(c) => c.training.as_ref().map(|t| t.optimizer),
@@ -342,7 +355,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let eval = trainer.evaluate(&device)?;
             metrics.insert(
                 name.into(),
-                report_metrics(architecture.loss, data, &eval.outputs, eval.loss, name),
+                report_metrics(architecture.loss(), data, &eval.outputs, eval.loss, name),
             );
         }
     }
@@ -350,7 +363,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         let eval = trainer.evaluate(&train_data)?;
         metrics.insert(
             "train".into(),
-            report_metrics(architecture.loss, &train, &eval.outputs, eval.loss, "train"),
+            report_metrics(
+                architecture.loss(),
+                &train,
+                &eval.outputs,
+                eval.loss,
+                "train",
+            ),
         );
     }
     if let Some(path) = &args.metrics_json {

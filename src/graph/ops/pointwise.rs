@@ -63,6 +63,7 @@ pub(super) fn backward(
     if let Some(Some(db)) = sinks.get(1) {
         let sign = if *op == Op::Sub { -1.0 } else { 1.0 };
         let cols = db.len();
+        let db = &db.reshape(&[cols])?;
         let broadcast = broadcasts(ctx.graph, n);
         match op {
             // db = ±dy, summed over the leading axes b was repeated along

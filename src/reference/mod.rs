@@ -394,3 +394,6 @@ pub fn least_squares(x: &[f64], y: &[f64], rows: usize, cols: usize) -> Vec<f64>
     }
     (0..n).map(|i| a[i][n] / a[i][i]).collect()
 }
+
+mod graph;
+pub use graph::{DropoutKey, graph_forward, graph_loss, graph_output};

@@ -1,0 +1,122 @@
+//! Ready-made graphs for the model families wgtrain trains, written with the functional API
+//! so they read like the PyTorch modules they mirror (and give the same `state_dict` names).
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Init, NodeId};
+use crate::kernels::loss::Loss;
+
+/// A pre-norm residual MLP classifier:
+///
+/// ```text
+/// x = stem(x)                                   # Linear(inputs, width)
+/// for block in blocks:                          # blocks.{i}
+///     x = x + dropout(fc2(relu(fc1(ln(x)))))    # LayerNorm, Linear(width, width) × 2
+/// logits = head(norm(x))                        # LayerNorm, Linear(width, classes)
+/// ```
+pub fn residual_mlp(
+    inputs: usize,
+    width: usize,
+    blocks: usize,
+    classes: usize,
+    dropout: f32,
+) -> Result<Graph> {
+    let mut g = Graph::new();
+    let x = g.input("x", &[inputs])?;
+    let mut x = g.linear("stem", x, width)?;
+    for i in 0..blocks {
+        x = g.scope(format!("blocks.{i}"), |g| {
+            let h = g.layer_norm("ln", x)?;
+            let h = g.linear("fc1", h, width)?;
+            let h = g.relu(h)?;
+            let h = g.linear("fc2", h, width)?;
+            let h = g.dropout(h, dropout)?;
+            g.add(x, h)
+        })?;
+    }
+    let x = g.layer_norm("norm", x)?;
+    let logits = g.linear("head", x, classes)?;
+    g.set_output(logits, Loss::CrossEntropy)?;
+    Ok(g)
+}
+
+/// Sizes of a [`causal_lm`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CausalLmConfig {
+    pub vocab: usize,
+    /// Tokens per sequence (T).
+    pub block: usize,
+    /// Embedding width (C), a multiple of `heads`.
+    pub width: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub dropout: f32,
+}
+
+/// A GPT-style causal language model over u32 tokens `[batch, block]`, trained with
+/// cross-entropy on the next token at every position, in nanoGPT's module tree (`transformer.
+/// wte`, `transformer.wpe`, `transformer.h.{i}.ln_1`, `.attn`, `.ln_2`, `.mlp.c_fc`,
+/// `.mlp.c_proj`, `transformer.ln_f`, `lm_head`), with query, key and value as three Linears.
+pub fn causal_lm(c: CausalLmConfig) -> Result<Graph> {
+    if c.heads == 0 || !c.width.is_multiple_of(c.heads) {
+        return Err(Error::InvalidArgument(format!(
+            "width {} is not a multiple of {} heads",
+            c.width, c.heads
+        )));
+    }
+    let mut g = Graph::new();
+    let tokens = g.input_indices("tokens", &[c.block])?;
+    let x = g.scope("transformer", |g| {
+        let tok = g.embedding("wte", tokens, c.vocab, c.width)?;
+        // wpe(arange(T)) is the whole table, broadcast over the batch.
+        let wpe = g.param(
+            "wpe.weight",
+            &[c.block, c.width],
+            Init::Normal { std: 0.02 },
+        );
+        let pos = g.value(wpe)?;
+        let mut x = g.add(tok, pos)?;
+        x = g.dropout(x, c.dropout)?;
+        for i in 0..c.layers {
+            x = g.scope(format!("h.{i}"), |g| block(g, x, c))?;
+        }
+        g.layer_norm("ln_f", x)
+    })?;
+    let logits = g.linear_no_bias("lm_head", x, c.vocab)?;
+    g.set_output(logits, Loss::CrossEntropy)?;
+    Ok(g)
+}
+
+/// One pre-LayerNorm transformer block: causal self-attention, then a 4× GELU MLP.
+fn block(g: &mut Graph, x: NodeId, c: CausalLmConfig) -> Result<NodeId> {
+    let (t, d) = (c.block, c.width / c.heads);
+    let h = g.layer_norm("ln_1", x)?;
+    let attn = g.scope("attn", |g| {
+        // [B, T, C] → [B, H, T, D]
+        let heads = |g: &mut Graph, name: &str| -> Result<NodeId> {
+            let v = g.linear(name, h, c.width)?;
+            let v = g.reshape(v, &[t, c.heads, d])?;
+            g.transpose(v, 1, 2)
+        };
+        let q = heads(g, "query")?;
+        let k = heads(g, "key")?;
+        let v = heads(g, "value")?;
+        let scores = g.matmul(q, k, false, true)?;
+        let scores = g.scale(scores, 1.0 / (d as f32).sqrt())?;
+        let att = g.causal_softmax(scores)?;
+        let att = g.dropout(att, c.dropout)?;
+        let y = g.matmul(att, v, false, false)?;
+        let y = g.transpose(y, 1, 2)?;
+        let y = g.reshape(y, &[t, c.width])?;
+        let y = g.linear("c_proj", y, c.width)?;
+        g.dropout(y, c.dropout)
+    })?;
+    let x = g.add(x, attn)?;
+    let h = g.layer_norm("ln_2", x)?;
+    let mlp = g.scope("mlp", |g| {
+        let h = g.linear("c_fc", h, 4 * c.width)?;
+        let h = g.gelu(h)?;
+        let h = g.linear("c_proj", h, c.width)?;
+        g.dropout(h, c.dropout)
+    })?;
+    g.add(x, mlp)
+}

@@ -1,0 +1,244 @@
+//! The f64 forward of a whole graph, op by op from the math: what the graph's finite-difference
+//! gradient checks differentiate and what its GPU forward is compared with. Training-mode
+//! semantics (batch statistics); dropout draws the same masks as the GPU when given the key.
+
+use crate::graph::{Graph, Op};
+use crate::kernels::loss::Loss;
+
+/// The (seed, step) of the GPU's dropout masks; `None` runs dropout as the identity.
+pub type DropoutKey = Option<(u32, u32)>;
+
+/// Every node's value (full shape, row-major) for `params` in graph order and `inputs` in the
+/// graph's input order (u32 indices given as f64).
+pub fn graph_forward(
+    graph: &Graph,
+    params: &[Vec<f64>],
+    inputs: &[Vec<f64>],
+    batch: usize,
+    dropout: DropoutKey,
+) -> Vec<Vec<f64>> {
+    let mut values: Vec<Vec<f64>> = Vec::with_capacity(graph.nodes.len());
+    let mut next_input = inputs.iter();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let x = |k: usize| -> &Vec<f64> { &values[node.inputs[k].0] };
+        let shape_of = |k: usize| graph.nodes[node.inputs[k].0].shape(batch);
+        let last = |k: usize| *shape_of(k).last().expect("values have a last axis");
+        let value = match &node.op {
+            Op::Input { .. } => next_input.next().expect("one host batch per input").clone(),
+            Op::Param { param } => params[param.0].clone(),
+            Op::Linear {
+                weight,
+                bias,
+                activation,
+            } => {
+                let (cols, out) = (last(0), node.dims[node.dims.len() - 1]);
+                let rows = x(0).len() / cols;
+                let mut y = super::matmul(x(0), &params[weight.0], (rows, out, cols), false, true);
+                for (j, v) in y.iter_mut().enumerate() {
+                    let b = bias.map_or(0.0, |b| params[b.0][j % out]);
+                    *v = activation.apply_f64(*v + b);
+                }
+                y
+            }
+            Op::Activation { activation } => {
+                x(0).iter().map(|&v| activation.apply_f64(v)).collect()
+            }
+            Op::Dropout { p } => match dropout {
+                Some((seed, step)) => x(0)
+                    .iter()
+                    .enumerate()
+                    .map(|(e, &v)| {
+                        let keep = super::dropout_keeps(*p, seed, step, i as u32 + 1, e as u32);
+                        if keep { v / (1.0 - f64::from(*p)) } else { 0.0 }
+                    })
+                    .collect(),
+                None => x(0).clone(),
+            },
+            Op::BatchNorm {
+                gamma,
+                beta,
+                config,
+                ..
+            } => {
+                let cols = node.dims[0];
+                let (y, _, _) = super::batchnorm_forward(
+                    x(0),
+                    batch,
+                    cols,
+                    &params[gamma.0],
+                    &params[beta.0],
+                    f64::from(config.eps),
+                );
+                y
+            }
+            Op::Add | Op::Sub | Op::Mul => {
+                let (a, b) = (x(0), x(1));
+                a.iter()
+                    .enumerate()
+                    .map(|(j, &av)| {
+                        let bv = b[j % b.len()];
+                        match node.op {
+                            Op::Add => av + bv,
+                            Op::Sub => av - bv,
+                            _ => av * bv,
+                        }
+                    })
+                    .collect()
+            }
+            Op::Scale { alpha } => x(0).iter().map(|v| v * f64::from(*alpha)).collect(),
+            Op::Concat => {
+                let width = node.dims[node.dims.len() - 1];
+                let rows = node.len(batch) / width;
+                let mut y = Vec::with_capacity(rows * width);
+                for r in 0..rows {
+                    for k in 0..node.inputs.len() {
+                        let w = last(k);
+                        y.extend_from_slice(&x(k)[r * w..(r + 1) * w]);
+                    }
+                }
+                y
+            }
+            Op::Reshape { .. } => x(0).clone(),
+            Op::Transpose { axes: [a, b] } => {
+                let from = shape_of(0);
+                let to = node.shape(batch);
+                let strides = strides(&from);
+                (0..x(0).len())
+                    .map(|flat| {
+                        // Coordinates in the output, swapped back to the input's.
+                        let mut coords = unravel(flat, &to);
+                        coords.swap(*a, *b);
+                        x(0)[coords
+                            .iter()
+                            .zip(&strides)
+                            .map(|(c, s)| c * s)
+                            .sum::<usize>()]
+                    })
+                    .collect()
+            }
+            Op::MatMul { trans_a, trans_b } => {
+                let (sa, sb) = (shape_of(0), shape_of(1));
+                let dims = |s: &[usize], t: bool| {
+                    let (r, c) = (s[s.len() - 2], s[s.len() - 1]);
+                    if t { (c, r) } else { (r, c) }
+                };
+                let ((m, k), (_, n)) = (dims(&sa, *trans_a), dims(&sb, *trans_b));
+                let count = x(0).len() / (m * k);
+                (0..count)
+                    .flat_map(|i| {
+                        super::matmul(
+                            &x(0)[i * m * k..(i + 1) * m * k],
+                            &x(1)[i * k * n..(i + 1) * k * n],
+                            (m, n, k),
+                            *trans_a,
+                            *trans_b,
+                        )
+                    })
+                    .collect()
+            }
+            Op::Softmax { causal } => {
+                let cols = node.dims[node.dims.len() - 1];
+                x(0).chunks(cols)
+                    .enumerate()
+                    .flat_map(|(r, row)| {
+                        let visible = if *causal { r % cols + 1 } else { cols };
+                        let m = row[..visible].iter().cloned().fold(f64::MIN, f64::max);
+                        let sum: f64 = row[..visible].iter().map(|v| (v - m).exp()).sum();
+                        (0..cols)
+                            .map(move |j| {
+                                if j < visible {
+                                    (row[j] - m).exp() / sum
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            }
+            Op::LayerNorm { gamma, beta, eps } => {
+                let cols = node.dims[node.dims.len() - 1];
+                x(0).chunks(cols)
+                    .flat_map(|row| {
+                        let mean = row.iter().sum::<f64>() / cols as f64;
+                        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / cols as f64;
+                        let rstd = 1.0 / (var + f64::from(*eps)).sqrt();
+                        row.iter()
+                            .enumerate()
+                            .map(|(j, v)| {
+                                (v - mean) * rstd * params[gamma.0][j] + params[beta.0][j]
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            }
+            Op::Embedding { weight } => {
+                let dim = node.dims[node.dims.len() - 1];
+                x(0).iter()
+                    .flat_map(|&v| {
+                        let row = v as usize;
+                        params[weight.0][row * dim..(row + 1) * dim].to_vec()
+                    })
+                    .collect()
+            }
+            Op::Reduce { axis, mean } => {
+                let from = shape_of(0);
+                let outer: usize = from[..*axis].iter().product();
+                let len = from[*axis];
+                let inner: usize = from[axis + 1..].iter().product();
+                let scale = if *mean { 1.0 / len as f64 } else { 1.0 };
+                (0..outer * inner)
+                    .map(|o| {
+                        let (o, j) = (o / inner, o % inner);
+                        scale
+                            * (0..len)
+                                .map(|a| x(0)[(o * len + a) * inner + j])
+                                .sum::<f64>()
+                    })
+                    .collect()
+            }
+        };
+        values.push(value);
+    }
+    values
+}
+
+/// The graph's output in f64.
+pub fn graph_output(
+    graph: &Graph,
+    params: &[Vec<f64>],
+    inputs: &[Vec<f64>],
+    batch: usize,
+    dropout: DropoutKey,
+) -> Vec<f64> {
+    let (output, _) = graph.output.expect("the graph has an output");
+    graph_forward(graph, params, inputs, batch, dropout).swap_remove(output.0)
+}
+
+/// The graph's mean loss against `target` in f64.
+pub fn graph_loss(
+    graph: &Graph,
+    params: &[Vec<f64>],
+    inputs: &[Vec<f64>],
+    target: &[f64],
+    batch: usize,
+    dropout: DropoutKey,
+) -> f64 {
+    let (output, kind): (_, Loss) = graph.output.expect("the graph has an output");
+    let values = graph_forward(graph, params, inputs, batch, dropout);
+    let (rows, cols) = crate::graph::loss_rows(graph, output, batch);
+    super::loss(kind, &values[output.0], target, rows, cols).0
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    crate::kernels::tensor::contiguous_strides(shape)
+}
+
+fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut coords = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        coords[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    coords
+}
