@@ -74,14 +74,17 @@ impl Graph {
     /// [`Graph::from_json`] from a parsed value.
     pub fn from_json_value(value: serde_json::Value, what: &std::path::Path) -> Result<Graph> {
         let invalid = |reason: String| Error::invalid_data(what, "graph", reason);
-        let file: GraphFile =
-            serde_json::from_value(value).map_err(|e| invalid(format!("not a graph: {e}")))?;
-        if file.format != FORMAT || file.version != GRAPH_FORMAT_VERSION {
+        // The version first, so a file from another version says so instead of failing on
+        // whatever field changed.
+        let format = value.get("format").and_then(|v| v.as_str());
+        let version = value.get("version").and_then(|v| v.as_u64());
+        if format != Some(FORMAT) || version != Some(u64::from(GRAPH_FORMAT_VERSION)) {
             return Err(invalid(format!(
-                "format {:?} version {} (this build reads {FORMAT:?} version {GRAPH_FORMAT_VERSION})",
-                file.format, file.version
+                "format {format:?} version {version:?} (this build reads {FORMAT:?} version {GRAPH_FORMAT_VERSION})"
             )));
         }
+        let file: GraphFile =
+            serde_json::from_value(value).map_err(|e| invalid(format!("not a graph: {e}")))?;
         let mut graph = Graph {
             params: file.params,
             buffers: file.buffers,

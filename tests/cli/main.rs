@@ -7,6 +7,7 @@ mod common;
 mod checkpoints;
 mod crash;
 mod errors;
+mod graphs;
 mod nonfinite;
 mod resume;
 mod training;

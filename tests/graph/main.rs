@@ -6,6 +6,7 @@ mod common;
 
 mod dag;
 mod gradients;
+mod json;
 mod plan;
 mod regression;
 mod trajectory;

@@ -1,0 +1,101 @@
+//! The architecture as data: graphs round-trip through JSON, the model files shipped in
+//! `examples/models/` are exactly what their builders make, and broken files are refused by
+//! name.
+
+use std::path::Path;
+
+use wgtrain::graph::{Graph, Mode, Weights};
+use wgtrain::kernels::Activation;
+use wgtrain::kernels::loss::Loss;
+use wgtrain::nn::Sequential;
+use wgtrain::nn::models::{CausalLmConfig, causal_lm, residual_mlp};
+use wgtrain::train::{TrainConfig, Trainer};
+
+use crate::common::*;
+
+/// One file per model family, and the builder call that makes it.
+fn shipped() -> Vec<(&'static str, Graph)> {
+    vec![
+        (
+            "mlp.json",
+            Sequential::mlp(784, &[512, 256], 10, Activation::Relu, 0.2, false)
+                .build(Loss::CrossEntropy)
+                .expect("mlp"),
+        ),
+        (
+            "residual_mlp.json",
+            residual_mlp(784, 256, 2, 10, 0.1).expect("residual"),
+        ),
+        (
+            "causal_lm.json",
+            causal_lm(CausalLmConfig {
+                vocab: 65,
+                block: 64,
+                width: 128,
+                heads: 4,
+                layers: 2,
+                dropout: 0.1,
+            })
+            .expect("causal lm"),
+        ),
+    ]
+}
+
+#[test]
+fn shipped_model_files_are_what_their_builders_make() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models");
+    for (file, graph) in shipped() {
+        let path = dir.join(file);
+        // WGTRAIN_BLESS=1 rewrites the files after a deliberate change to a builder.
+        if std::env::var_os("WGTRAIN_BLESS").is_some() {
+            std::fs::write(&path, graph.to_json().expect("json")).expect("writing");
+        }
+        let text = std::fs::read_to_string(&path).expect("shipped model file");
+        let loaded = Graph::from_json(&text, &path).expect("valid graph");
+        assert_eq!(loaded, graph, "{file} differs from its builder");
+        // And it compiles into a training plan.
+        let weights = Weights::init(gpu(), &loaded, 0).expect("weights");
+        let mut trainer =
+            Trainer::new(gpu(), loaded, weights, TrainConfig::default()).expect("trainer");
+        trainer.plan(2, Mode::Train).expect("plan");
+    }
+}
+
+#[test]
+fn broken_graph_files_are_refused_naming_the_node() {
+    let good = residual_mlp(4, 3, 1, 2, 0.0)
+        .expect("graph")
+        .to_json()
+        .expect("json");
+    let path = Path::new("model.json");
+    let cases = [
+        ("not json", "not JSON"),
+        (r#"{"format": "wgtrain-graph", "version": 99}"#, "version"),
+        // a Linear whose weight does not fit its input
+        (
+            &good.replacen(
+                "\"shape\": [\n        3,\n        4\n      ]",
+                "\"shape\": [3, 5]",
+                1,
+            ),
+            "node 1",
+        ),
+        // an input index pointing forward
+        (
+            &good.replacen(
+                "\"inputs\": [\n        0\n      ]",
+                "\"inputs\": [\n        7\n      ]",
+                1,
+            ),
+            "node 1",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = Graph::from_json(text, path).expect_err("broken file");
+        let message = error.to_string();
+        assert!(
+            message.contains("model.json") && message.contains(expected),
+            "{message}"
+        );
+    }
+}
