@@ -99,23 +99,7 @@ pub fn graph_forward(
                 y
             }
             Op::Reshape { .. } => x(0).clone(),
-            Op::Transpose { axes: [a, b] } => {
-                let from = shape_of(0);
-                let to = node.shape(batch);
-                let strides = strides(&from);
-                (0..x(0).len())
-                    .map(|flat| {
-                        // Coordinates in the output, swapped back to the input's.
-                        let mut coords = unravel(flat, &to);
-                        coords.swap(*a, *b);
-                        x(0)[coords
-                            .iter()
-                            .zip(&strides)
-                            .map(|(c, s)| c * s)
-                            .sum::<usize>()]
-                    })
-                    .collect()
-            }
+            Op::Transpose { axes: [a, b] } => super::transpose(x(0), &shape_of(0), (*a, *b)),
             Op::MatMul { trans_a, trans_b } => {
                 let (sa, sb) = (shape_of(0), shape_of(1));
                 let dims = |s: &[usize], t: bool| {
@@ -138,64 +122,27 @@ pub fn graph_forward(
             }
             Op::Softmax { causal } => {
                 let cols = node.dims[node.dims.len() - 1];
-                x(0).chunks(cols)
-                    .enumerate()
-                    .flat_map(|(r, row)| {
-                        let visible = if *causal { r % cols + 1 } else { cols };
-                        let m = row[..visible].iter().cloned().fold(f64::MIN, f64::max);
-                        let sum: f64 = row[..visible].iter().map(|v| (v - m).exp()).sum();
-                        (0..cols)
-                            .map(move |j| {
-                                if j < visible {
-                                    (row[j] - m).exp() / sum
-                                } else {
-                                    0.0
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
+                super::softmax(x(0), cols, if *causal { cols } else { 0 })
             }
-            Op::LayerNorm { gamma, beta, eps } => {
-                let cols = node.dims[node.dims.len() - 1];
-                x(0).chunks(cols)
-                    .flat_map(|row| {
-                        let mean = row.iter().sum::<f64>() / cols as f64;
-                        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / cols as f64;
-                        let rstd = 1.0 / (var + f64::from(*eps)).sqrt();
-                        row.iter()
-                            .enumerate()
-                            .map(|(j, v)| {
-                                (v - mean) * rstd * params[gamma.0][j] + params[beta.0][j]
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
-            }
+            Op::LayerNorm { gamma, beta, eps } => super::layer_norm(
+                x(0),
+                node.dims[node.dims.len() - 1],
+                &params[gamma.0],
+                &params[beta.0],
+                f64::from(*eps),
+            ),
             Op::Embedding { weight } => {
-                let dim = node.dims[node.dims.len() - 1];
-                x(0).iter()
-                    .flat_map(|&v| {
-                        let row = v as usize;
-                        params[weight.0][row * dim..(row + 1) * dim].to_vec()
-                    })
-                    .collect()
+                let idx: Vec<usize> = x(0).iter().map(|&v| v as usize).collect();
+                super::embedding(&params[weight.0], node.dims[node.dims.len() - 1], &idx)
             }
             Op::Reduce { axis, mean } => {
                 let from = shape_of(0);
-                let outer: usize = from[..*axis].iter().product();
-                let len = from[*axis];
-                let inner: usize = from[axis + 1..].iter().product();
-                let scale = if *mean { 1.0 / len as f64 } else { 1.0 };
-                (0..outer * inner)
-                    .map(|o| {
-                        let (o, j) = (o / inner, o % inner);
-                        scale
-                            * (0..len)
-                                .map(|a| x(0)[(o * len + a) * inner + j])
-                                .sum::<f64>()
-                    })
-                    .collect()
+                let dims = (
+                    from[..*axis].iter().product(),
+                    from[*axis],
+                    from[axis + 1..].iter().product(),
+                );
+                super::axis_sum(x(0), dims, if *mean { 1.0 / dims.1 as f64 } else { 1.0 })
             }
         };
         values.push(value);
@@ -228,17 +175,4 @@ pub fn graph_loss(
     let values = graph_forward(graph, params, inputs, batch, dropout);
     let (rows, cols) = crate::graph::loss_rows(graph, output, batch);
     super::loss(kind, &values[output.0], target, rows, cols).0
-}
-
-fn strides(shape: &[usize]) -> Vec<usize> {
-    crate::kernels::tensor::contiguous_strides(shape)
-}
-
-fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
-    let mut coords = vec![0; shape.len()];
-    for d in (0..shape.len()).rev() {
-        coords[d] = flat % shape[d];
-        flat /= shape[d];
-    }
-    coords
 }

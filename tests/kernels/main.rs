@@ -11,3 +11,4 @@ mod norm;
 mod optim;
 mod random;
 mod reduce;
+mod tensor;
