@@ -69,6 +69,13 @@ impl ClassificationMetrics {
         }
     }
 
+    /// The metrics of `[rows, classes]` scores against class labels stored as f32 (a
+    /// dataset's targets).
+    pub fn from_outputs(outputs: &[f32], labels: &[f32], classes: usize) -> Self {
+        let actual: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+        Self::new(&Self::argmax(outputs, classes), &actual, classes)
+    }
+
     /// Class indices from `[rows, classes]` scores (first index on ties).
     pub fn argmax(outputs: &[f32], classes: usize) -> Vec<usize> {
         outputs

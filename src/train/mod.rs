@@ -151,7 +151,12 @@ impl Trainer {
         loss: Loss,
         config: TrainConfig,
     ) -> Result<Self> {
-        let graph = model.build(loss)?;
+        Self::for_graph(gpu, model.build(loss)?, config)
+    }
+
+    /// A trainer for `graph` with weights initialised from `config.seed` as PyTorch's
+    /// defaults do (plans compile on first use).
+    pub fn for_graph(gpu: &Gpu, graph: Graph, config: TrainConfig) -> Result<Self> {
         let weights = Weights::init(gpu, &graph, config.seed)?;
         Self::new(gpu, graph, weights, config)
     }
