@@ -41,15 +41,23 @@ pub const STEP_SLOT_BYTES: u64 = 256;
 pub(crate) struct CompiledKernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
-    label: &'static str,
+    label: Arc<str>,
 }
 
-type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+/// Module (a family's name, or a user op's full source), entry point, override constants.
+type PipelineKey = (Arc<str>, Arc<str>, Vec<(&'static str, u64)>);
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    modules: HashMap<Arc<str>, wgpu::ShaderModule>,
     kernels: HashMap<PipelineKey, Arc<CompiledKernel>>,
+}
+
+/// A kernel whose WGSL arrives at run time (a user-defined op): the source is its own key.
+pub(crate) struct RuntimeKernel<'a> {
+    pub source: &'a Arc<str>,
+    pub entry: &'a str,
+    pub bindings: &'a [Access],
 }
 
 /// What a dispatch binds, in binding order.
@@ -84,8 +92,8 @@ impl Dispatch {
         pass.dispatch_workgroups(x, y, z);
     }
 
-    pub fn label(&self) -> &'static str {
-        self.kernel.label
+    pub fn label(&self) -> &str {
+        &self.kernel.label
     }
 }
 
@@ -104,9 +112,25 @@ impl Gpu {
         spec: &KernelSpec,
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<CompiledKernel>> {
-        let key: PipelineKey = (
-            spec.shader.name,
+        self.compile_module(
+            (Arc::from(spec.shader.name), spec.shader.source),
             spec.entry,
+            spec.bindings,
+            constants,
+        )
+    }
+
+    /// Compiles `entry` of the module `key` (whose WGSL `source` gives on first use).
+    fn compile_module(
+        &self,
+        (key, source): (Arc<str>, impl FnOnce() -> String),
+        entry: &str,
+        bindings: &[Access],
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<CompiledKernel>> {
+        let pipeline_key: PipelineKey = (
+            Arc::clone(&key),
+            Arc::from(entry),
             constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
         );
         let mut cache = self
@@ -114,23 +138,23 @@ impl Gpu {
             .pipelines
             .lock()
             .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
-        if let Some(kernel) = cache.kernels.get(&key) {
+        if let Some(kernel) = cache.kernels.get(&pipeline_key) {
             return Ok(Arc::clone(kernel));
         }
         let device = &self.inner.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let label = if key.len() > 40 { "user op" } else { &key[..] };
         let module = cache
             .modules
-            .entry(spec.shader.name)
+            .entry(Arc::clone(&key))
             .or_insert_with(|| {
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(spec.shader.name),
-                    source: wgpu::ShaderSource::Wgsl((spec.shader.source)().into()),
+                    label: Some(label),
+                    source: wgpu::ShaderSource::Wgsl(source().into()),
                 })
             })
             .clone();
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
-            .bindings
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
             .enumerate()
             .map(|(i, access)| wgpu::BindGroupLayoutEntry {
@@ -149,19 +173,19 @@ impl Gpu {
             })
             .collect();
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(spec.entry),
+            label: Some(entry),
             entries: &entries,
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(spec.entry),
+            label: Some(entry),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(spec.entry),
+            label: Some(entry),
             layout: Some(&pipeline_layout),
             module: &module,
-            entry_point: Some(spec.entry),
+            entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants,
                 zero_initialize_workgroup_memory: false,
@@ -169,18 +193,15 @@ impl Gpu {
             cache: None,
         });
         if let Some(error) = pollster::block_on(scope.pop()) {
-            cache.modules.remove(spec.shader.name);
-            return Err(Error::Gpu(format!(
-                "compiling {}::{}: {error}",
-                spec.shader.name, spec.entry
-            )));
+            cache.modules.remove(&key);
+            return Err(Error::Gpu(format!("compiling {label}::{entry}: {error}")));
         }
         let kernel = Arc::new(CompiledKernel {
             pipeline,
             layout,
-            label: spec.entry,
+            label: Arc::from(entry),
         });
-        cache.kernels.insert(key, Arc::clone(&kernel));
+        cache.kernels.insert(pipeline_key, Arc::clone(&kernel));
         Ok(kernel)
     }
 
@@ -194,6 +215,32 @@ impl Gpu {
     ) -> Result<Dispatch> {
         debug_assert_eq!(binds.len(), spec.bindings.len(), "{}", spec.entry);
         let kernel = self.compile(spec, constants)?;
+        self.bind(kernel, binds, groups)
+    }
+
+    /// Compiles (or fetches) a kernel given as WGSL at run time and binds `binds` to it.
+    pub(crate) fn dispatch_runtime(
+        &self,
+        kernel: &RuntimeKernel<'_>,
+        binds: &[Bind<'_>],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let source = kernel.source;
+        let compiled = self.compile_module(
+            (Arc::clone(source), || source.to_string()),
+            kernel.entry,
+            kernel.bindings,
+            &[],
+        )?;
+        self.bind(compiled, binds, groups)
+    }
+
+    fn bind(
+        &self,
+        kernel: Arc<CompiledKernel>,
+        binds: &[Bind<'_>],
+        groups: [u32; 3],
+    ) -> Result<Dispatch> {
         let entries: Vec<wgpu::BindGroupEntry> = binds
             .iter()
             .enumerate()
@@ -214,7 +261,7 @@ impl Gpu {
             .inner
             .device
             .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(spec.entry),
+                label: Some(&kernel.label),
                 layout: &kernel.layout,
                 entries: &entries,
             });
@@ -229,7 +276,7 @@ impl Gpu {
             kernel,
             bind_group,
             groups,
-            has_step_uniform: spec.bindings.contains(&Access::StepUniform),
+            has_step_uniform: binds.iter().any(|b| matches!(b, Bind::Step(_))),
             _tensors: tensors,
         })
     }

@@ -17,7 +17,7 @@
 //! ```
 
 use crate::error::Result;
-use crate::graph::{BufferSpec, DType, Graph, Init, NodeId, Op, ParamId};
+use crate::graph::{BufferSpec, CustomOp, DType, Graph, Init, NodeId, Op, ParamId};
 use crate::kernels::Activation;
 use crate::kernels::norm::BatchNormConfig;
 
@@ -242,6 +242,12 @@ impl Graph {
     /// Softmax over the last axis of `[.., T, T]` scores with keys after the query masked.
     pub fn causal_softmax(&mut self, x: NodeId) -> Result<NodeId> {
         self.push(Op::Softmax { causal: true }, &[x])
+    }
+
+    /// A user-defined op over `inputs` (see [`CustomOp`] for the WGSL it provides); its WGSL
+    /// is validated now.
+    pub fn custom(&mut self, op: CustomOp, inputs: &[NodeId]) -> Result<NodeId> {
+        self.push(Op::Custom(op), inputs)
     }
 
     /// `x.sum(axis)` over a feature axis of the full shape.

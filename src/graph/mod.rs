@@ -8,6 +8,7 @@
 //! when a plan runs. Nodes are stored in creation order, which is a topological order.
 
 mod builder;
+mod custom;
 mod fuse;
 mod json;
 mod liveness;
@@ -16,6 +17,7 @@ mod plan;
 mod shapes;
 mod weights;
 
+pub use custom::{CustomOp, CustomShape};
 pub use json::GRAPH_FORMAT_VERSION;
 pub(crate) use ops::loss_rows;
 pub use plan::{Feed, Mode, Plan, PlanInput, PlanStats};
@@ -167,6 +169,8 @@ pub enum Op {
         axis: usize,
         mean: bool,
     },
+    /// A user-defined op: WGSL forward and VJP kernels and a shape rule.
+    Custom(CustomOp),
 }
 
 fn identity() -> Activation {

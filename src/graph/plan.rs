@@ -284,7 +284,7 @@ impl Plan {
         self.stats
     }
 
-    pub fn labels(&self) -> Vec<&'static str> {
+    pub fn labels(&self) -> Vec<&str> {
         self.dispatches.iter().map(Dispatch::label).collect()
     }
 

@@ -259,6 +259,35 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
             dims.remove(axis - first_reducible);
             Ok((dims, x.batched, DType::F32))
         }
+        Op::Custom(op) => custom(op, &nodes),
+    }
+}
+
+/// A custom op: f32 inputs, its WGSL valid, its output shaped by its rule.
+fn custom(op: &crate::graph::CustomOp, nodes: &[&Node]) -> Result<Inferred> {
+    use crate::graph::CustomShape;
+    if nodes.is_empty() || nodes.len() > 8 || nodes.iter().any(|n| n.dtype != DType::F32) {
+        return Err(Error::InvalidArgument(format!(
+            "custom op {:?} takes 1 to 8 f32 inputs, got {}",
+            op.name,
+            nodes.len()
+        )));
+    }
+    op.validate(nodes.len())?;
+    match &op.output {
+        CustomShape::SameAsInput(k) => nodes
+            .get(*k)
+            .map(|n| (n.dims.clone(), n.batched, DType::F32))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("custom op {:?}: no input {k}", op.name))
+            }),
+        CustomShape::Dims(dims) if !dims.is_empty() && !dims.contains(&0) => {
+            Ok((dims.clone(), true, DType::F32))
+        }
+        CustomShape::Dims(dims) => Err(Error::InvalidArgument(format!(
+            "custom op {:?}: output dims {dims:?}",
+            op.name
+        ))),
     }
 }
 
@@ -300,5 +329,6 @@ pub(crate) fn name(op: &Op) -> &'static str {
         Op::Embedding { .. } => "embedding",
         Op::Reduce { mean: true, .. } => "mean",
         Op::Reduce { mean: false, .. } => "sum",
+        Op::Custom(_) => "custom",
     }
 }

@@ -178,7 +178,7 @@ fn matrix_dims(op: &str, tensor: &Tensor) -> Result<(usize, usize)> {
 }
 
 /// Sizes go to WGSL as u32; anything larger could not be bound anyway.
-fn to_u32(n: usize) -> u32 {
+pub(crate) fn to_u32(n: usize) -> u32 {
     u32::try_from(n)
         .expect("tensor sizes fit in u32: buffers are checked against the binding limit")
 }

@@ -1,6 +1,8 @@
 //! The f64 forward of a whole graph, op by op from the math: what the graph's finite-difference
 //! gradient checks differentiate and what its GPU forward is compared with. Training-mode
 //! semantics (batch statistics); dropout draws the same masks as the GPU when given the key.
+//! A custom op has no f64 form here: its output is NaN, so a check through one fails loudly
+//! (test a custom op against a graph of built-in ops that computes the same function).
 
 use crate::graph::{Graph, Op};
 use crate::kernels::loss::Loss;
@@ -144,6 +146,7 @@ pub fn graph_forward(
                 );
                 super::axis_sum(x(0), dims, if *mean { 1.0 / dims.1 as f64 } else { 1.0 })
             }
+            Op::Custom(_) => vec![f64::NAN; node.len(batch)],
         };
         values.push(value);
     }

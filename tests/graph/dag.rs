@@ -17,7 +17,7 @@ use crate::gradients::assert_gradients_match;
 const BATCH: usize = 3;
 
 /// `x + p` with `p` a new parameter of `x`'s feature shape.
-fn trainable(g: &mut Graph, name: &str, x: NodeId) -> NodeId {
+pub(crate) fn trainable(g: &mut Graph, name: &str, x: NodeId) -> NodeId {
     let dims = g.shape_of(x, 1).expect("node")[1..].to_vec();
     let p = g.param(name, &dims, wgtrain::graph::Init::Constant(0.0));
     let p = g.value(p).expect("param value");
@@ -26,7 +26,13 @@ fn trainable(g: &mut Graph, name: &str, x: NodeId) -> NodeId {
 
 /// Checks `graph`'s forward and every parameter gradient on random data (u32 inputs drawn
 /// below `vocab`); returns the GPU gradients.
-fn check(name: &str, graph: &Graph, vocab: u32) -> Vec<Vec<f32>> {
+pub(crate) fn check(name: &str, graph: &Graph, vocab: u32) -> Vec<Vec<f32>> {
+    check_against(name, graph, graph, vocab)
+}
+
+/// [`check`] with the f64 side computed from `truth`, a graph with the same inputs and
+/// parameters that computes the same function (how a custom op is checked).
+pub(crate) fn check_against(name: &str, graph: &Graph, truth: &Graph, vocab: u32) -> Vec<Vec<f32>> {
     let mut rng = rng(name);
     let params: Vec<Vec<f32>> = graph
         .params()
@@ -91,8 +97,8 @@ fn check(name: &str, graph: &Graph, vocab: u32) -> Vec<Vec<f32>> {
     let target64 = f64s(&target);
     // The GPU's dropout masks are keyed by (seed, step 1) for the first step.
     let key = Some((seed as u32, 1));
-    let output = &reference::graph_output(graph, &params64, &inputs64, BATCH, key);
-    let want_loss = reference::graph_loss(graph, &params64, &inputs64, &target64, BATCH, key);
+    let output = &reference::graph_output(truth, &params64, &inputs64, BATCH, key);
+    let want_loss = reference::graph_loss(truth, &params64, &inputs64, &target64, BATCH, key);
     // Each value is a few f32 operations over sums of ≤ 16 terms of magnitude ≤ ~4: a few
     // dozen u of the values' scale; 1e-4 of the scale (plus 1e-4 relative) leaves margin
     // while any wrong index or missing term is off by O(scale).
@@ -112,7 +118,7 @@ fn check(name: &str, graph: &Graph, vocab: u32) -> Vec<Vec<f32>> {
         1e-4,
     );
     let fd = reference::finite_difference_grads(&params64, |p| {
-        reference::graph_loss(graph, p, &inputs64, &target64, BATCH, key)
+        reference::graph_loss(truth, p, &inputs64, &target64, BATCH, key)
     });
     assert_gradients_match(name, &gpu_grads, &fd);
     gpu_grads

@@ -13,6 +13,7 @@
 //! it holds ∂L/∂(pre-activation): every consumer's dX product applies the activation's
 //! derivative in its epilogue (the fusion pass only fuses where all consumers are Linears).
 
+mod custom;
 mod dense;
 mod layout;
 mod norm;
@@ -191,6 +192,7 @@ pub(crate) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Di
         Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } => {
             norm::forward(ctx, n, training)
         }
+        Op::Custom(_) => custom::forward(ctx, n),
     }
 }
 
@@ -206,6 +208,11 @@ pub(crate) fn backward_reads(graph: &Graph, n: NodeId) -> Vec<Value> {
         Op::Embedding { .. } => vec![out_of(0)],
         Op::BatchNorm { .. } | Op::LayerNorm { .. } => vec![out_of(0), Some(Value::Saved(n))],
         Op::Softmax { .. } => vec![Some(Value::Out(n))],
+        // A user's VJP may read any input and the output.
+        Op::Custom(_) => (0..node.inputs.len())
+            .map(out_of)
+            .chain([Some(Value::Out(n))])
+            .collect(),
         _ => vec![],
     };
     reads.extend(extra.into_iter().flatten());
@@ -238,6 +245,7 @@ pub(crate) fn backward(
         Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } => {
             norm::backward(ctx, n, sinks)
         }
+        Op::Custom(_) => custom::backward(ctx, n, sinks),
     }
 }
 
