@@ -240,34 +240,37 @@ pub fn mul_broadcast(gpu: &Gpu, x: &Tensor, y: &Tensor, out: &Tensor) -> Result<
 /// `out[o, j] = alpha · Σ_a x[o, a, j]` for `x` seen as `[outer, axis_len, inner]`.
 pub fn axis_sum(
     gpu: &Gpu,
-    (outer, axis_len, inner): (usize, usize, usize),
+    dims: (usize, usize, usize),
     alpha: f32,
     x: &Tensor,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    if x.len() != outer * axis_len * inner || out.len() != outer * inner {
-        return Err(shape_error("axis_sum", x.shape(), out.shape()));
-    }
-    let params = TensorParams {
-        n: to_u32(out.len()),
-        axis_len: to_u32(axis_len),
-        inner: to_u32(inner.max(1)),
-        alpha,
-        ..Default::default()
-    };
-    launch(gpu, &AXIS_SUM, &params, x, x, out, None)
+    along_axis(gpu, &AXIS_SUM, dims, alpha, (x, out), (x, out))
 }
 
 /// `out[o, a, j] = alpha · x[o, j]`: the backward of [`axis_sum`].
 pub fn axis_broadcast(
     gpu: &Gpu,
-    (outer, axis_len, inner): (usize, usize, usize),
+    dims: (usize, usize, usize),
     alpha: f32,
     x: &Tensor,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    if out.len() != outer * axis_len * inner || x.len() != outer * inner {
-        return Err(shape_error("axis_broadcast", x.shape(), out.shape()));
+    along_axis(gpu, &AXIS_BROADCAST, dims, alpha, (x, out), (out, x))
+}
+
+/// Either direction between `full` (`[outer, axis_len, inner]`) and `reduced` (`[outer,
+/// inner]`).
+fn along_axis(
+    gpu: &Gpu,
+    spec: &KernelSpec,
+    (outer, axis_len, inner): (usize, usize, usize),
+    alpha: f32,
+    (x, out): (&Tensor, &Tensor),
+    (full, reduced): (&Tensor, &Tensor),
+) -> Result<Dispatch> {
+    if full.len() != outer * axis_len * inner || reduced.len() != outer * inner {
+        return Err(shape_error(spec.entry, full.shape(), reduced.shape()));
     }
     let params = TensorParams {
         n: to_u32(out.len()),
@@ -276,7 +279,7 @@ pub fn axis_broadcast(
         alpha,
         ..Default::default()
     };
-    launch(gpu, &AXIS_BROADCAST, &params, x, x, out, None)
+    launch(gpu, spec, &params, x, x, out, None)
 }
 
 /// `out[r, :] = weight[idx[r], :]` for `weight` `[vocab, dim]` and u32 `idx` (`rows` of them);

@@ -4,7 +4,7 @@
 use super::{Ctx, Value};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Tensor};
-use crate::graph::{NodeId, Op};
+use crate::graph::{NodeId, Op, ParamId};
 use crate::kernels::layernorm::{self, LayerNormTensors};
 use crate::kernels::norm::{self, BatchNormTensors};
 use crate::kernels::softmax;
@@ -13,6 +13,20 @@ use crate::kernels::softmax;
 fn rows(t: &Tensor) -> Result<Tensor> {
     let c = *t.shape().last().unwrap_or(&1);
     t.reshape(&[t.len() / c.max(1), c])
+}
+
+/// A BatchNorm layer's γ, β and running statistics, with `saved` statistics.
+fn batch_norm_tensors<'a>(
+    ctx: &Ctx<'a>,
+    (gamma, beta, buffer): (ParamId, ParamId, usize),
+    saved: &'a Tensor,
+) -> BatchNormTensors<'a> {
+    BatchNormTensors {
+        gamma: &ctx.params[gamma.0],
+        beta: &ctx.params[beta.0],
+        saved,
+        running: &ctx.buffers[buffer],
+    }
 }
 
 /// T of a causal softmax over `[.., T, T]`, else 0.
@@ -36,12 +50,8 @@ pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Di
         } => {
             // Eval uses no batch statistics: the running ones stand in for them.
             let running = &ctx.buffers[buffer];
-            let tensors = BatchNormTensors {
-                gamma: &ctx.params[gamma.0],
-                beta: &ctx.params[beta.0],
-                saved: if training { ctx.saved(n)? } else { running },
-                running,
-            };
+            let saved = if training { ctx.saved(n)? } else { running };
+            let tensors = batch_norm_tensors(ctx, (gamma, beta, buffer), saved);
             if training {
                 norm::batchnorm_forward(gpu, config, &x, &tensors, &y)?
             } else {
@@ -85,12 +95,7 @@ pub(super) fn backward(
             buffer,
             config,
         } => {
-            let tensors = BatchNormTensors {
-                gamma: &ctx.params[gamma.0],
-                beta: &ctx.params[beta.0],
-                saved: ctx.saved(n)?,
-                running: &ctx.buffers[buffer],
-            };
+            let tensors = batch_norm_tensors(ctx, (gamma, beta, buffer), ctx.saved(n)?);
             // The kernel always computes dx; without a sink it goes to scratch.
             let dx = match &sinks[0] {
                 Some(dx) => dx.clone(),
