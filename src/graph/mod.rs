@@ -265,7 +265,8 @@ impl Graph {
     }
 
     /// Marks `output` as the model's prediction, trained against `loss`: for cross-entropy the
-    /// last axis holds the classes and the targets are one index per other position.
+    /// last axis holds the classes and the targets are one index per other position. Refuses
+    /// a graph where two parameters or two inputs share a name.
     pub fn set_output(&mut self, output: NodeId, loss: Loss) -> Result<()> {
         let node = self.node(output)?;
         if !node.batched || node.dtype != DType::F32 || node.dims.is_empty() {
@@ -274,6 +275,20 @@ impl Graph {
                 node.dtype,
                 node.shape(0)
             )));
+        }
+        // Names are how checkpoints and host batches find things: no two may be equal.
+        let mut seen = std::collections::HashSet::new();
+        let names = self.params.iter().map(|p| ("parameter", p.name.as_str()));
+        let inputs = self
+            .inputs()
+            .into_iter()
+            .map(|(name, _, _)| ("input", name));
+        for (kind, name) in names.chain(inputs) {
+            if !seen.insert((kind, name)) {
+                return Err(Error::InvalidArgument(format!(
+                    "two {kind}s are named {name:?}: give each layer its own name (or scope)"
+                )));
+            }
         }
         self.output = Some((output, loss));
         Ok(())

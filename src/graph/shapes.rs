@@ -171,8 +171,13 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
             arity(2)?;
             floats("matmul")?;
             let (a, b) = (nodes[0], nodes[1]);
-            let mismatch =
-                || shape_error("matmul ([.., m, k] · [.., k, n])", &a.shape(0), &b.shape(0));
+            let mismatch = || {
+                shape_error(
+                    "matmul (per-sample [.., m, k] · [.., k, n])",
+                    &a.dims,
+                    &b.dims,
+                )
+            };
             if a.dims.len() < 2 || b.dims.len() < 2 || a.batched != b.batched {
                 return Err(mismatch());
             }
@@ -300,9 +305,11 @@ fn broadcast(op: &str, a: &Node, b: &Node) -> Result<Inferred> {
         Ok((a.dims.clone(), a.batched, DType::F32))
     } else {
         Err(shape_error(
-            &format!("{op} (b must have a's shape, or be unbatched with a suffix of it)"),
-            &a.shape(0),
-            &b.shape(0),
+            &format!(
+                "{op} (per-sample shapes; b must have a's shape, or be an unbatched value whose shape ends a's)"
+            ),
+            &a.dims,
+            &b.dims,
         ))
     }
 }

@@ -52,3 +52,30 @@ fn shape_errors_name_the_op_and_both_shapes() {
         "{message}"
     );
 }
+
+#[test]
+fn duplicate_names_and_bad_broadcasts_are_refused_when_the_graph_is_built() {
+    use wgtrain::graph::Graph;
+    let mut g = Graph::new();
+    let x = g.input("x", &[4]).expect("input");
+    let a = g.linear("fc", x, 4).expect("linear");
+    let b = g.linear("fc", a, 4).expect("linear"); // the same name twice
+    let error = g.set_output(b, Loss::Mse).expect_err("duplicate names");
+    assert!(error.to_string().contains("\"fc.weight\""), "{error}");
+
+    let mut g = Graph::new();
+    let x = g.input("x", &[3, 5]).expect("input");
+    let p = g.param("p", &[3], wgtrain::graph::Init::Constant(0.0));
+    let p = g.value(p).expect("value");
+    let error = g.add(x, p).expect_err("[3] does not end [3, 5]");
+    let message = error.to_string();
+    assert!(
+        matches!(error, wgtrain::Error::ShapeMismatch { .. }) && message.contains("[3, 5]"),
+        "{message}"
+    );
+    let y = g.input("y", &[5, 2]).expect("input");
+    let error = g
+        .matmul(x, y, true, false)
+        .expect_err("inner dimensions differ");
+    assert!(error.to_string().contains("matmul"), "{error}");
+}
