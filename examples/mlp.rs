@@ -90,7 +90,7 @@ fn run(args: Args) -> Result<()> {
 
     let steps = train.rows.div_ceil(args.batch_size);
     for epoch in 0..args.epochs {
-        let mut progress = EpochProgress::new(epoch, args.epochs, steps, args.batch_size);
+        let mut progress = EpochProgress::new(epoch, args.epochs, steps);
         let loss = trainer.fit_epoch(&train, epoch, &mut |log| progress.step(log))?;
         let eval = trainer.evaluate(&test_data)?;
         let accuracy = accuracy(&eval.outputs, &test.targets);

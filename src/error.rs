@@ -52,6 +52,10 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop; it stopped between steps.
+    #[error("interrupted by signal {signal}: {detail}")]
+    Interrupted { signal: i32, detail: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod data;
 mod error;
+pub mod files;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;

@@ -54,10 +54,10 @@ pub struct Measurement {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let gpu = Gpu::new()?;
     let info = gpu.adapter_info().clone();
-    println!(
+    crate::train::say(format_args!(
         "adapter {} ({:?}, {} {})",
         info.name, info.backend, info.driver, info.driver_info
-    );
+    ));
     let cpu = info.device_type == wgpu::DeviceType::Cpu;
     let mut results = vec![];
     let mut show = |m: Measurement| {
@@ -65,14 +65,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .extra
             .map(|(v, u)| format!("  {v:>10.2} {u}"))
             .unwrap_or_default();
-        println!(
+        crate::train::say(format_args!(
             "{:<12} {:<34} {:>12.2} {:<10} [{}]{extra}",
             m.name,
             m.params,
             m.figure,
             m.unit,
             m.clock.name()
-        );
+        ));
         results.push(m);
     };
     let mut rng = StdRng::seed_from_u64(1);
@@ -152,7 +152,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .to_string()
             })
             .collect();
-        crate::train::checkpoint::write_atomically(path, (lines.join("\n") + "\n").as_bytes())?;
+        crate::files::write_atomically(path, (lines.join("\n") + "\n").as_bytes())?;
     }
     Ok(())
 }
@@ -441,19 +441,21 @@ fn profile_mlp_step(gpu: &Gpu, batch: usize) -> Result<()> {
     let (seconds, _) = time_pass(gpu, 1, 5, &|pass| optimizer.record(pass, 0))?;
     rows.push(("optimizer update".into(), seconds));
     let total: f64 = rows.iter().map(|r| r.1).sum();
-    println!("mlp-bench step at batch {batch}, each dispatch timed alone:");
+    crate::train::say(format_args!(
+        "mlp-bench step at batch {batch}, each dispatch timed alone:"
+    ));
     for (label, seconds) in &rows {
-        println!(
+        crate::train::say(format_args!(
             "  {label:<28} {:>10.1} µs  {:>5.1}%",
             seconds * 1e6,
             100.0 * seconds / total
-        );
+        ));
     }
-    println!(
+    crate::train::say(format_args!(
         "  {:<28} {:>10.1} µs  ({:.1} steps/s if nothing else costs)",
         "sum",
         total * 1e6,
         1.0 / total
-    );
+    ));
     Ok(())
 }

@@ -15,11 +15,7 @@ pub enum Task {
 
 /// Reads `path`; `target` names the target column (the last column when `None`).
 pub fn load_csv(path: &Path, target: Option<&str>, task: Task) -> Result<Dataset> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_csv(path, &bytes, target, task)
+    parse_csv(path, &crate::files::read_regular(path)?, target, task)
 }
 
 /// Parses CSV bytes; `path` only names the source in errors.

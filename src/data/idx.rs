@@ -14,28 +14,65 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads a file, inflating it when it starts with gzip's magic.
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = vec![];
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                Error::invalid_data(path, "gzip stream", format!("corrupt gzip data: {e}"))
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// Deflate cannot expand data more than about 1032 : 1, so a gzip file of n bytes holds at
+/// most this many times n bytes: a header promising more is a lie, refused before inflating.
+const MAX_GZIP_RATIO: usize = 1032;
+
+/// Reads an IDX file, inflating it when it starts with gzip's magic. A gzip stream is
+/// inflated only as far as its header promises (plus one byte, so that extra data is still
+/// reported): a small file that inflates to gigabytes costs no memory.
+pub(crate) fn read_idx_bytes(path: &Path) -> Result<Vec<u8>> {
+    let raw = crate::files::read_regular(path)?;
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
+    }
+    let corrupt = |e: std::io::Error| {
+        Error::invalid_data(path, "gzip stream", format!("corrupt gzip data: {e}"))
+    };
+    let mut stream = flate2::read::MultiGzDecoder::new(&raw[..]);
+    let mut out = vec![];
+    // The magic and dimension count, then the dimensions: what parse_idx checks.
+    (&mut stream)
+        .take(4)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    let ndim = out.get(3).map_or(0, |&n| usize::from(n));
+    (&mut stream)
+        .take(4 * ndim as u64)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    let promised = out
+        .get(4..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .try_fold(1usize, |acc, d| {
+            acc.checked_mul(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        });
+    let limit = raw.len().saturating_mul(MAX_GZIP_RATIO);
+    match promised {
+        Some(p) if p <= limit => {
+            (&mut stream)
+                .take(p as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(corrupt)?;
+            Ok(out)
+        }
+        _ if out.len() < 4 + 4 * ndim => Ok(out), // truncated: parse_idx says so
+        _ => Err(Error::invalid_data(
+            path,
+            "header",
+            format!(
+                "the header promises {} bytes, more than a {}-byte gzip file can hold",
+                promised.map_or("overflowing".into(), |p| p.to_string()),
+                raw.len()
+            ),
+        )),
     }
 }
 
 /// Parses an IDX file of unsigned bytes.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    parse_idx(path, &read_maybe_gzip(path)?)
+    parse_idx(path, &read_idx_bytes(path)?)
 }
 
 /// Parses IDX bytes; `path` only names the source in errors.

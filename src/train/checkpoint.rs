@@ -5,7 +5,6 @@
 //! fsync'd, then renamed over it, so a crash mid-write leaves the previous checkpoint whole.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -178,52 +177,16 @@ pub fn save(
     ]);
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    write_atomically(path, &bytes)
+    crate::files::write_atomically(path, &bytes)
 }
 
 fn to_json(value: &impl Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
-/// Temp file in the same directory (so the rename is atomic), fsync, rename, fsync the
-/// directory so the rename itself is durable.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            d.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(io)
-}
-
 /// Reads a safetensors checkpoint (ours or PyTorch's `save_file` of a `state_dict`).
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(path, &bytes)
+    parse(path, &crate::files::read_regular(path)?)
 }
 
 /// Parses checkpoint bytes; `path` only names the source in errors.

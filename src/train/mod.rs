@@ -12,7 +12,7 @@ mod progress;
 
 pub use metrics::{ClassificationMetrics, RegressionMetrics};
 pub use plot::plot_curves;
-pub use progress::EpochProgress;
+pub use progress::{EpochProgress, say, warn};
 
 use std::collections::{HashMap, VecDeque};
 
@@ -76,6 +76,8 @@ pub struct StepLog {
     pub step: u64,
     pub loss: f32,
     pub lr: f64,
+    /// Rows in the step's batch.
+    pub rows: usize,
 }
 
 /// Loss and outputs of a pass over a dataset in eval mode.
@@ -428,6 +430,7 @@ impl Trainer {
                 step,
                 loss,
                 lr: self.lr_at(step),
+                rows,
             });
             // A skipped step (the optimizer left it undone on the GPU) stays out of the mean.
             if loss.is_finite() {

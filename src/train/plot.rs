@@ -67,5 +67,5 @@ pub fn plot_curves(
             .map_err(|e| draw_error(&e))?;
         root.present().map_err(|e| draw_error(&e))?;
     }
-    crate::train::checkpoint::write_atomically(path, svg.as_bytes())
+    crate::files::write_atomically(path, svg.as_bytes())
 }

@@ -11,13 +11,14 @@ pub struct EpochProgress {
     bar: ProgressBar,
     start: Instant,
     label: String,
-    batch_size: usize,
     loss_sum: f64,
     steps: u64,
+    /// Rows actually trained on (a last partial batch counts its own rows).
+    rows: usize,
 }
 
 impl EpochProgress {
-    pub fn new(epoch: usize, epochs: usize, steps: usize, batch_size: usize) -> Self {
+    pub fn new(epoch: usize, epochs: usize, steps: usize) -> Self {
         let bar = ProgressBar::new(steps as u64);
         bar.set_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
@@ -30,15 +31,16 @@ impl EpochProgress {
             bar,
             start: Instant::now(),
             label,
-            batch_size,
             loss_sum: 0.0,
             steps: 0,
+            rows: 0,
         }
     }
 
     pub fn step(&mut self, log: &StepLog) {
         self.loss_sum += f64::from(log.loss);
         self.steps += 1;
+        self.rows += log.rows;
         self.bar.inc(1);
         self.bar.set_message(format!(
             "loss {:.4}  {:.0} samples/s",
@@ -48,18 +50,30 @@ impl EpochProgress {
     }
 
     fn samples_per_second(&self) -> f64 {
-        (self.steps as usize * self.batch_size) as f64
-            / self.start.elapsed().as_secs_f64().max(1e-9)
+        self.rows as f64 / self.start.elapsed().as_secs_f64().max(1e-9)
     }
 
     /// Clears the bar and prints one line: the epoch, its mean loss, throughput and `extra`.
     pub fn finish(self, mean_loss: f64, extra: &str) {
         self.bar.finish_and_clear();
-        println!(
+        say(format_args!(
             "{}  loss {mean_loss:.4}  {:.1}s  {:.0} samples/s{extra}",
             self.label,
             self.start.elapsed().as_secs_f64(),
             self.samples_per_second()
-        );
+        ));
     }
+}
+
+/// One line to stdout. A closed or full stdout (`wgtrain train ... | head -1`) drops the line
+/// instead of panicking as `println!` does: a report must never cost a run its checkpoint.
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// [`say`] for stderr.
+pub fn warn(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

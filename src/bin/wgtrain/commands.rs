@@ -5,22 +5,65 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use wgtrain::data::{Dataset, DeviceDataset, Split, Task, load_csv, load_mnist};
+use wgtrain::data::{Dataset, DeviceDataset, Split, Task, load_csv, load_mnist, mnist_files};
 use wgtrain::graph::Weights;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::train::checkpoint::{self, Architecture};
+use wgtrain::train::say;
 use wgtrain::train::{ClassificationMetrics, RegressionMetrics, TrainConfig, Trainer};
 use wgtrain::{Error, Gpu, Result};
 
 use crate::{DataArgs, EvalArgs, Format, PredictArgs, TaskArg};
 
 pub fn info() -> Result<()> {
-    println!("{}", Gpu::new()?);
+    say(format_args!("{}", Gpu::new()?));
     Ok(())
 }
 
 pub(crate) fn bad_flag(message: String) -> Error {
     Error::InvalidArgument(message)
+}
+
+/// The files a data flag reads: the CSV itself, or both splits of an IDX directory.
+pub(crate) fn data_files(args: &DataArgs, path: &Path) -> Vec<PathBuf> {
+    if is_csv(args, path) || !path.is_dir() {
+        return vec![path.to_path_buf()];
+    }
+    let (a, b) = mnist_files(path, Split::Train);
+    let (c, d) = mnist_files(path, Split::Test);
+    vec![a, b, c, d]
+}
+
+/// Checks every output before any work: each is a regular file (or absent) in an existing
+/// directory, no two outputs are one file, and no output is one of the inputs, except the
+/// pairs in `may_replace` (a resumed checkpoint saved over itself).
+pub(crate) fn check_paths(
+    inputs: &[(&str, PathBuf)],
+    outputs: &[(&str, &Path)],
+    may_replace: &[(&str, &str)],
+) -> Result<()> {
+    for (i, &(flag, path)) in outputs.iter().enumerate() {
+        wgtrain::files::output_target(path)
+            .map_err(|e| bad_flag(format!("{flag} {}: {e}", path.display())))?;
+        for &(other, earlier) in &outputs[..i] {
+            if wgtrain::files::same_file(path, earlier) {
+                return Err(bad_flag(format!(
+                    "{flag} and {other} name the same file {}: each output needs its own",
+                    path.display()
+                )));
+            }
+        }
+        for (input, source) in inputs {
+            if wgtrain::files::same_file(path, source) && !may_replace.contains(&(flag, input)) {
+                return Err(bad_flag(format!(
+                    "{flag} {} would overwrite the {input} input {}",
+                    path.display(),
+                    source.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Data rows feed a model with exactly one f32 input as wide as a row.
@@ -76,17 +119,15 @@ pub(crate) struct PendingFile {
 
 impl PendingFile {
     pub(crate) fn create(path: &Path) -> Result<Self> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let target = wgtrain::files::output_target(path)?;
+        wgtrain::files::remove_stale_temps(&target);
+        let temp = wgtrain::files::temp_path(&target);
         let file = std::fs::File::create(&temp).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
         Ok(Self {
-            path: path.to_path_buf(),
+            path: target,
             temp,
             file: Some(std::io::BufWriter::new(file)),
         })
@@ -128,7 +169,7 @@ impl Drop for PendingFile {
 
 pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| bad_flag(e.to_string()))?;
-    checkpoint::write_atomically(path, text.as_bytes())
+    wgtrain::files::write_atomically(path, text.as_bytes())
 }
 
 /// Prints and returns the metrics of `outputs` against `data`'s targets.
@@ -151,16 +192,16 @@ pub(crate) fn report_metrics(
             outputs.iter().map(|&v| usize::from(v > 0.0)).collect()
         };
         let m = ClassificationMetrics::new(&predicted, &data.labels(), classes);
-        println!("{label}: loss {mean_loss:.4}\n{m}");
+        say(format_args!("{label}: loss {mean_loss:.4}\n{m}"));
         json!({"loss": mean_loss, "accuracy": m.accuracy, "precision": m.precision, "recall": m.recall, "f1": m.f1,
                "macro_precision": m.macro_precision, "macro_recall": m.macro_recall, "macro_f1": m.macro_f1,
                "confusion_matrix": m.confusion})
     } else {
         let m = RegressionMetrics::new(outputs, &data.targets);
-        println!(
+        say(format_args!(
             "{label}: loss {mean_loss:.4}  MSE {:.6}  MAE {:.6}  R² {:.4}",
             m.mse, m.mae, m.r2
-        );
+        ));
         json!({"loss": mean_loss, "mse": m.mse, "mae": m.mae, "r2": m.r2})
     }
 }
@@ -201,6 +242,18 @@ fn restore(
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    let mut inputs = vec![("--model", args.model.clone())];
+    inputs.extend(
+        data_files(&args.data, &args.data.data)
+            .into_iter()
+            .map(|p| ("--data", p)),
+    );
+    let outputs: Vec<_> = args
+        .metrics_json
+        .iter()
+        .map(|p| ("--metrics-json", p.as_path()))
+        .collect();
+    check_paths(&inputs, &outputs, &[])?;
     let (mut trainer, data, architecture) = restore(&args.model, &args.data, args.batch_size)?;
     let device = DeviceDataset::upload(trainer.gpu(), &data)?;
     let eval = trainer.evaluate(&device)?;
@@ -212,6 +265,13 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
+    let mut inputs = vec![("--model", args.model.clone())];
+    inputs.extend(
+        data_files(&args.data, &args.data.data)
+            .into_iter()
+            .map(|p| ("--data", p)),
+    );
+    check_paths(&inputs, &[("--out", &args.out)], &[])?;
     let (mut trainer, data, architecture) = restore(&args.model, &args.data, args.batch_size)?;
     let device = DeviceDataset::upload(trainer.gpu(), &data)?;
     let outputs = trainer.evaluate(&device)?.outputs;

@@ -1,6 +1,7 @@
 //! The `wgtrain` command-line program: info, train, eval, predict, bench.
 
 mod commands;
+mod signals;
 mod train;
 
 use std::path::PathBuf;
@@ -188,6 +189,7 @@ struct PredictArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    signals::install();
     let result = match cli.command {
         Command::Info => commands::info(),
         Command::Train(args) => train::train(&args),
@@ -195,10 +197,22 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict(&args),
         Command::Bench(args) => wgtrain::bench::run(&args),
     };
+    // A command that finished while a signal was pending still reports the interruption.
+    let result = match (result, signals::received()) {
+        (Ok(()), Some(signal)) => Err(wgtrain::Error::Interrupted {
+            signal,
+            detail: "the command had finished; its outputs are complete".into(),
+        }),
+        (result, _) => result,
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(wgtrain::Error::Interrupted { signal, detail }) => {
+            wgtrain::train::warn(format_args!("interrupted by signal {signal}: {detail}"));
+            ExitCode::from(128 + signal as u8)
+        }
         Err(error) => {
-            eprintln!("error: {error}");
+            wgtrain::train::warn(format_args!("error: {error}"));
             ExitCode::FAILURE
         }
     }

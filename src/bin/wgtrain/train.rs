@@ -8,13 +8,18 @@ use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
 use wgtrain::optim::{Optimizer, Schedule};
 use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
+use wgtrain::train::say;
 use wgtrain::train::{EpochProgress, TrainConfig, Trainer, plot_curves};
 use wgtrain::{Error, Gpu, Result};
 
 use crate::commands::{
-    PendingFile, bad_flag, check_model_input, is_csv, load, report_metrics, write_json,
+    PendingFile, bad_flag, check_model_input, check_paths, data_files, is_csv, load,
+    report_metrics, write_json,
 };
-use crate::{LossArg, ScheduleArg, TaskArg, TrainArgs};
+use crate::{LossArg, ScheduleArg, TaskArg, TrainArgs, signals};
+
+/// Batches trained between two looks at the signal flag: two default submissions.
+const SIGNAL_POLL_BATCHES: usize = 32;
 
 fn activation(name: &str) -> Result<Activation> {
     Ok(match name {
@@ -91,6 +96,34 @@ fn loss_of(args: &TrainArgs) -> Loss {
 
 pub fn train(args: &TrainArgs) -> Result<()> {
     validate(args)?;
+    let mut inputs: Vec<(&str, std::path::PathBuf)> = data_files(&args.data, &args.data.data)
+        .into_iter()
+        .map(|p| ("--data", p))
+        .collect();
+    if let Some(test) = &args.test {
+        inputs.extend(
+            data_files(&args.data, test)
+                .into_iter()
+                .map(|p| ("--test", p)),
+        );
+    }
+    for (flag, path) in [
+        ("--model", &args.model),
+        ("--init", &args.init),
+        ("--resume", &args.resume),
+    ] {
+        inputs.extend(path.iter().map(|p| (flag, p.clone())));
+    }
+    let outputs: Vec<(&str, &std::path::Path)> = [
+        ("--save", &args.save),
+        ("--metrics-json", &args.metrics_json),
+        ("--log-steps", &args.log_steps),
+        ("--plot", &args.plot),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| Some((flag, p.as_deref()?)))
+    .collect();
+    check_paths(&inputs, &outputs, &[("--save", "--resume")])?;
     let mut train = load(&args.data, &args.data.data, Split::Train)?;
     if train.rows < 2 && args.val_split > 0.0 {
         return Err(bad_flag("--val-split needs at least two rows".into()));
@@ -119,10 +152,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         .model
         .as_deref()
         .map(|path| {
-            let json = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let bytes = wgtrain::files::read_regular(path)?;
+            let json = String::from_utf8(bytes)
+                .map_err(|_| Error::invalid_data(path, "graph", "not UTF-8 text"))?;
             Graph::from_json(&json, path)
         })
         .transpose()?;
@@ -270,24 +302,30 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     } else {
         batches
     };
-    let save = |trainer: &Trainer, epoch: usize, batch: usize| -> Result<()> {
-        match &args.save {
-            Some(path) => {
-                let state = TrainingState {
-                    epoch,
-                    batch,
-                    step: trainer.step,
-                    seed,
-                    optimizer,
-                };
-                checkpoint::save(path, trainer, &architecture, &state)
-            }
-            None => Ok(()),
+    // What the last checkpoint holds, for the message of an interrupted run.
+    let mut last_saved: Option<String> = None;
+    let mut save = |trainer: &Trainer, epoch: usize, batch: usize| -> Result<()> {
+        if let Some(path) = &args.save {
+            let state = TrainingState {
+                epoch,
+                batch,
+                step: trainer.step,
+                seed,
+                optimizer,
+            };
+            checkpoint::save(path, trainer, &architecture, &state)?;
+            last_saved = Some(format!(
+                "the last checkpoint is {} (step {}, epoch {epoch}, batch {batch})",
+                path.display(),
+                trainer.step
+            ));
         }
+        Ok(())
     };
     let mut best_val = (f64::INFINITY, 0);
-    for epoch in start_epoch..args.epochs {
-        let mut progress = EpochProgress::new(epoch, args.epochs, batches, args.batch_size);
+    let mut stopped_by = None;
+    'epochs: for epoch in start_epoch..args.epochs {
+        let mut progress = EpochProgress::new(epoch, args.epochs, batches);
         let (mut loss_rows, mut rows) = (0.0, 0);
         let mut log_error = Ok(());
         let first = if epoch == start_epoch {
@@ -297,24 +335,33 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         };
         for start in (first..batches).step_by(segment.max(1)) {
             let end = (start + segment).min(batches);
-            let (sum, n) = trainer.fit_batches(&train_data, epoch, start..end, &mut |step| {
-                progress.step(step);
-                if let Some(log) = &mut log
-                    && log_error.is_ok()
-                {
-                    // Written by hand to keep the documented key order; JSON has no NaN.
-                    let loss = if step.loss.is_finite() {
-                        step.loss.to_string()
-                    } else {
-                        "null".into()
-                    };
-                    log_error = log.line(&format!(
-                        "{{\"epoch\":{},\"step\":{},\"loss\":{loss},\"lr\":{}}}",
-                        step.epoch, step.step, step.lr
-                    ));
+            // Pieces of a few submissions, so a signal is noticed within a few steps.
+            for piece in (start..end).step_by(SIGNAL_POLL_BATCHES) {
+                let piece_end = (piece + SIGNAL_POLL_BATCHES).min(end);
+                let (sum, n) =
+                    trainer.fit_batches(&train_data, epoch, piece..piece_end, &mut |step| {
+                        progress.step(step);
+                        if let Some(log) = &mut log
+                            && log_error.is_ok()
+                        {
+                            // Written by hand to keep the documented key order; JSON has no NaN.
+                            let loss = if step.loss.is_finite() {
+                                step.loss.to_string()
+                            } else {
+                                "null".into()
+                            };
+                            log_error = log.line(&format!(
+                                "{{\"epoch\":{},\"step\":{},\"loss\":{loss},\"lr\":{}}}",
+                                step.epoch, step.step, step.lr
+                            ));
+                        }
+                    })?;
+                (loss_rows, rows) = (loss_rows + sum, rows + n);
+                if let Some(signal) = signals::received() {
+                    stopped_by = Some(signal);
+                    break 'epochs;
                 }
-            })?;
-            (loss_rows, rows) = (loss_rows + sum, rows + n);
+            }
             if end < batches {
                 save(&trainer, epoch, end)?;
             }
@@ -336,13 +383,31 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         if let Some(patience) = args.patience
             && epoch - best_val.1 >= patience
         {
-            println!(
+            say(format_args!(
                 "early stop: validation loss has not improved for {patience} epochs (best {:.4} after epoch {})",
                 best_val.0,
                 best_val.1 + 1
-            );
+            ));
             break;
         }
+        if let Some(signal) = signals::received() {
+            stopped_by = Some(signal);
+            break;
+        }
+    }
+    if let Some(signal) = stopped_by {
+        // The step log is complete up to the last step reported; nothing else is written.
+        if let Some(log) = log {
+            log.commit()?;
+        }
+        return Err(Error::Interrupted {
+            signal,
+            detail: format!(
+                "stopped after step {}; {}",
+                trainer.step,
+                last_saved.unwrap_or_else(|| "no checkpoint was written".into())
+            ),
+        });
     }
     if let Some(log) = log {
         log.commit()?;
