@@ -118,6 +118,7 @@ fn run(args: Args) -> Result<()> {
         step: trainer.step,
         seed: args.seed,
         optimizer: trainer.config().optimizer,
+        run: None,
     };
     if let Some(dir) = args.save.parent() {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {

@@ -52,6 +52,10 @@ pub struct Measurement {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    // An output that cannot be written is found before the suite runs, not after.
+    if let Some(path) = &args.json {
+        crate::files::output_target(path)?;
+    }
     let gpu = Gpu::new()?;
     let info = gpu.adapter_info().clone();
     crate::train::say(format_args!(
@@ -421,6 +425,18 @@ fn bench_mlp_step(gpu: &Gpu, rng: &mut StdRng, batch: usize, short: bool) -> Res
 /// Prints each dispatch of one mlp-bench training step, timed alone (timestamps where the
 /// adapter has them), and their sum.
 fn profile_mlp_step(gpu: &Gpu, batch: usize) -> Result<()> {
+    // The widest activation (1024 per row) must fit a binding: checked before any host
+    // allocation, so a huge batch is an error, not an abort.
+    let widest = (batch as u64).saturating_mul(1024 * 4);
+    if batch == 0 {
+        return Err(Error::InvalidArgument(
+            "--profile needs a batch of at least 1".into(),
+        ));
+    }
+    gpu.check_size(
+        &format!("a batch of {batch} rows of the mlp-bench step"),
+        widest,
+    )?;
     let model = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
     let config = TrainConfig {
         optimizer: Optimizer::adam(1e-3),

@@ -18,6 +18,54 @@ pub fn load_csv(path: &Path, target: Option<&str>, task: Task) -> Result<Dataset
     parse_csv(path, &crate::files::read_regular(path)?, target, task)
 }
 
+/// The number of columns of a CSV file's header.
+pub fn csv_columns(path: &Path) -> Result<usize> {
+    let bytes = crate::files::read_regular(path)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(&bytes[..]);
+    let headers = reader
+        .headers()
+        .map_err(|e| Error::invalid_data(path, "line 1", format!("unreadable header: {e}")))?;
+    Ok(headers.len())
+}
+
+/// Reads a CSV of features only (rows to predict): every column is a feature; the targets are
+/// zeros, `target_cols` wide (0: one class index per row).
+pub fn load_csv_features(path: &Path, target_cols: usize) -> Result<Dataset> {
+    let mut bytes = crate::files::read_regular(path)?;
+    // A zero label column appended to every line turns it into the labelled form.
+    let text = String::from_utf8(std::mem::take(&mut bytes))
+        .map_err(|_| Error::invalid_data(path, "file", "not UTF-8 text"))?;
+    let mut labelled = String::with_capacity(text.len() + text.len() / 8);
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        labelled += line;
+        labelled += if i == 0 {
+            ",__wgtrain_target__\n"
+        } else {
+            ",0\n"
+        };
+    }
+    let task = if target_cols == 0 {
+        Task::Classify
+    } else {
+        Task::Regress
+    };
+    let data = parse_csv(path, labelled.as_bytes(), Some("__wgtrain_target__"), task)?;
+    if target_cols <= 1 {
+        return Ok(data);
+    }
+    Dataset::new(
+        data.features,
+        data.cols,
+        vec![0.0; data.rows * target_cols],
+        target_cols,
+    )
+}
+
 /// Parses CSV bytes; `path` only names the source in errors.
 pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) -> Result<Dataset> {
     let mut reader = csv::ReaderBuilder::new()
@@ -33,6 +81,20 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
             path,
             "line 1",
             "empty file: expected a header row",
+        ));
+    }
+    if let Some(dup) = headers
+        .iter()
+        .enumerate()
+        .find(|&(i, h)| headers.iter().take(i).any(|earlier| earlier == h))
+    {
+        return Err(Error::invalid_data(
+            path,
+            "line 1",
+            format!(
+                "column {:?} appears twice: one of them would silently become a feature",
+                dup.1
+            ),
         ));
     }
     if headers.len() < 2 {

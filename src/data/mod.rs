@@ -5,7 +5,7 @@ mod csv;
 pub(crate) mod device;
 mod idx;
 
-pub use self::csv::{Standardizer, Task, load_csv, parse_csv};
+pub use self::csv::{Standardizer, Task, csv_columns, load_csv, load_csv_features, parse_csv};
 pub use device::DeviceDataset;
 pub use idx::{IdxArray, Split, load_idx_pair, load_mnist, mnist_files, parse_idx, read_idx};
 
@@ -99,6 +99,30 @@ impl Dataset {
             return 0;
         }
         self.targets.iter().fold(0.0f32, |m, &t| m.max(t)) as usize + 1
+    }
+
+    /// Reorders the rows by a permutation drawn from `seed` (before a validation split, so
+    /// that a file sorted by label does not give a one-class split).
+    pub fn shuffle_rows(&mut self, seed: u64) {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut order: Vec<usize> = (0..self.rows).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0x7a11_5e1d));
+        let (cols, tcols) = (self.cols, self.target_cols.max(1));
+        fn gather<T: Copy>(v: &[T], order: &[usize], width: usize) -> Vec<T> {
+            order
+                .iter()
+                .flat_map(|&r| v[r * width..(r + 1) * width].iter().copied())
+                .collect()
+        }
+        self.features = match &self.features {
+            Features::F32(v) => Features::F32(gather(v, &order, cols)),
+            Features::U8 { bytes, scale } => Features::U8 {
+                bytes: gather(bytes, &order, cols),
+                scale: *scale,
+            },
+        };
+        self.targets = gather(&self.targets, &order, tcols);
     }
 
     /// Moves the rows from `at` on into a new dataset (a validation split).

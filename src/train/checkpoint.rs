@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::kernels::loss::Loss;
 use crate::nn::Sequential;
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, Schedule};
 use crate::train::Trainer;
 
 /// Where training stood when a checkpoint was written.
@@ -30,6 +30,21 @@ pub struct TrainingState {
     pub step: u64,
     pub seed: u64,
     pub optimizer: Optimizer,
+    /// How the run trains, so that a resume continues it exactly (absent in checkpoints
+    /// written before it was kept).
+    #[serde(default)]
+    pub run: Option<RunSettings>,
+}
+
+/// The settings of a run besides the model and optimizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub batch_size: usize,
+    pub l1: f32,
+    pub clip_norm: Option<f32>,
+    pub schedule: Schedule,
+    pub warmup_steps: u64,
+    pub shuffle: bool,
 }
 
 /// The model a checkpoint holds: its graph (ops, shapes, parameter names; see
@@ -177,6 +192,8 @@ pub fn save(
     ]);
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    // Every checkpoint written must load: read it back before it replaces anything.
+    parse(path, &bytes)?;
     crate::files::write_atomically(path, &bytes)
 }
 
@@ -247,6 +264,14 @@ impl Checkpoint {
                 &self.path,
                 format!("tensor {name}"),
                 format!("shape {found:?}, the model needs {shape:?}"),
+            ));
+        }
+        // A NaN weight can hide behind a ReLU and train "fine" into an all-NaN layer.
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid_data(
+                &self.path,
+                format!("tensor {name}, element {i}"),
+                format!("{} is not finite", values[i]),
             ));
         }
         Ok(values)

@@ -76,12 +76,21 @@ fn killed_while_checkpointing_the_checkpoint_loads_and_resumes_to_the_same_losse
         let step = saved.training.as_ref().expect("training state").step;
         resumed_from.push(step);
         let log = dir.join(format!("resumed-{round}.jsonl"));
-        let resume = args(&[
+        // The model, batch size and seed come from the checkpoint.
+        let resume = [
+            "train",
+            "--data",
+            path_str(&data),
+            "--epochs",
+            "3",
+            "--save-every",
+            "2",
             "--resume",
             path_str(&checkpoint),
             "--log-steps",
             path_str(&log),
-        ]);
+        ]
+        .map(String::from);
         let out = wgtrain(&resume.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(out.status.success(), "round {round}: {}", stderr(&out));
         let resumed = step_losses(&log);

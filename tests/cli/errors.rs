@@ -184,7 +184,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "single row with batch norm",
             setup: |d| [csv(d, "a,b,y\n1,2,0\n"), vec!["--batchnorm".into()]].concat(),
-            says: "more than one sample",
+            says: "BatchNorm cannot train on",
             names_file: None,
         },
         Case {

@@ -69,8 +69,6 @@ fn a_sequential_checkpoint_from_before_graphs_loads_predicts_and_resumes() {
         "label",
         "--epochs",
         "41",
-        "--batch-size",
-        "8",
         "--save",
         path_str(&resumed),
     ]);

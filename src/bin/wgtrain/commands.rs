@@ -5,7 +5,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use wgtrain::data::{Dataset, DeviceDataset, Split, Task, load_csv, load_mnist, mnist_files};
+use wgtrain::data::{
+    Dataset, DeviceDataset, Split, Task, csv_columns, load_csv, load_csv_features, load_mnist,
+    mnist_files,
+};
 use wgtrain::graph::Weights;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::train::checkpoint::{self, Architecture};
@@ -66,8 +69,18 @@ pub(crate) fn check_paths(
     Ok(())
 }
 
-/// Data rows feed a model with exactly one f32 input as wide as a row.
+/// Data rows feed a model with exactly one f32 input as wide as a row, through a
+/// standardizer (if any) as wide too.
 pub(crate) fn check_model_input(architecture: &Architecture, cols: usize) -> Result<()> {
+    if let Some(z) = &architecture.standardize
+        && (z.mean.len() != cols || z.std.len() != cols)
+    {
+        return Err(Error::ShapeMismatch {
+            op: "the checkpoint's standardizer vs data columns".into(),
+            left: vec![z.mean.len(), z.std.len()],
+            right: vec![cols],
+        });
+    }
     match architecture.in_features() {
         Some(features) if features == cols => Ok(()),
         Some(features) => Err(Error::ShapeMismatch {
@@ -206,11 +219,14 @@ pub(crate) fn report_metrics(
     }
 }
 
-/// A trainer holding a saved model, and the dataset prepared as the model was trained.
+/// A trainer holding a saved model, and the dataset prepared as the model was trained. The
+/// targets are read as the model's loss needs them (class labels for cross-entropy, numbers
+/// otherwise), whatever `--task` says; with `labels` false a CSV may also hold features only.
 fn restore(
     model: &Path,
     data_args: &DataArgs,
     batch_size: usize,
+    labels: bool,
 ) -> Result<(Trainer, Dataset, Architecture)> {
     if batch_size == 0 {
         return Err(bad_flag("--batch-size must be at least 1".into()));
@@ -223,9 +239,50 @@ fn restore(
             "missing: not a wgtrain checkpoint",
         )
     })?;
-
-    let mut data = load(data_args, &data_args.data, Split::Test)?;
+    let loss = architecture.loss();
+    let outputs = architecture.out_features();
+    let path = &data_args.data;
+    let mut data = if is_csv(data_args, path) {
+        let task = if loss == Loss::CrossEntropy {
+            Task::Classify
+        } else {
+            Task::Regress
+        };
+        let features = architecture.in_features().unwrap_or(0);
+        if !labels && csv_columns(path)? == features {
+            load_csv_features(path, if task == Task::Regress { outputs } else { 0 })?
+        } else {
+            if task == Task::Regress && outputs != 1 {
+                return Err(bad_flag(format!(
+                    "this model has {outputs} outputs; a CSV holds one target column"
+                )));
+            }
+            load_csv(path, data_args.target.as_deref(), task)?
+        }
+    } else {
+        if loss != Loss::CrossEntropy {
+            return Err(bad_flag(format!(
+                "IDX data holds class labels; this model was trained with {loss:?}"
+            )));
+        }
+        load_mnist(path, Split::Test)?
+    };
     check_model_input(&architecture, data.cols)?;
+    // A class the model has no output for would make the loss NaN and drop rows from the
+    // metrics: refuse it by name.
+    if labels
+        && loss == Loss::CrossEntropy
+        && let Some(row) = data.labels().iter().position(|&l| l >= outputs)
+    {
+        return Err(Error::invalid_data(
+            path,
+            format!("row {row}"),
+            format!(
+                "label {} but the model has {outputs} classes",
+                data.labels()[row]
+            ),
+        ));
+    }
     if let Some(standardize) = &architecture.standardize {
         standardize.apply(&mut data);
     }
@@ -254,7 +311,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         .map(|p| ("--metrics-json", p.as_path()))
         .collect();
     check_paths(&inputs, &outputs, &[])?;
-    let (mut trainer, data, architecture) = restore(&args.model, &args.data, args.batch_size)?;
+    let (mut trainer, data, architecture) =
+        restore(&args.model, &args.data, args.batch_size, true)?;
     let device = DeviceDataset::upload(trainer.gpu(), &data)?;
     let eval = trainer.evaluate(&device)?;
     let metrics = report_metrics(architecture.loss(), &data, &eval.outputs, eval.loss, "eval");
@@ -272,7 +330,8 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
             .map(|p| ("--data", p)),
     );
     check_paths(&inputs, &[("--out", &args.out)], &[])?;
-    let (mut trainer, data, architecture) = restore(&args.model, &args.data, args.batch_size)?;
+    let (mut trainer, data, architecture) =
+        restore(&args.model, &args.data, args.batch_size, false)?;
     let device = DeviceDataset::upload(trainer.gpu(), &data)?;
     let outputs = trainer.evaluate(&device)?.outputs;
     let width = architecture.out_features();

@@ -86,60 +86,90 @@ struct TrainArgs {
     #[arg(long)]
     test: Option<PathBuf>,
     /// Hold out this fraction of the training rows for validation.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     val_split: f64,
     /// Stop when the validation loss has not improved for this many epochs (needs
     /// --val-split).
     #[arg(long)]
     patience: Option<usize>,
     /// Hidden layer widths; "" or "none" for a linear / logistic model.
-    #[arg(long, default_value = "256,128")]
+    #[arg(long, default_value = "256,128", conflicts_with = "resume")]
     layers: String,
     /// Train the graph in this JSON file (the format of `examples/models/*.json` and of a
     /// checkpoint's architecture) instead of an MLP from --layers.
     #[arg(long, conflicts_with = "resume")]
     model: Option<PathBuf>,
-    #[arg(long, default_value = "relu")]
+    #[arg(long, default_value = "relu", conflicts_with = "resume")]
     activation: String,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        conflicts_with = "resume",
+        allow_negative_numbers = true
+    )]
     dropout: f32,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     batchnorm: bool,
     /// Default: cross-entropy to classify, mse to regress.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "resume")]
     loss: Option<LossArg>,
-    #[arg(long, default_value = "adam")]
+    #[arg(long, default_value = "adam", conflicts_with = "resume")]
     optimizer: String,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(
+        long,
+        default_value_t = 1e-3,
+        conflicts_with = "resume",
+        allow_negative_numbers = true
+    )]
     lr: f32,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(
+        long,
+        default_value_t = 0.9,
+        conflicts_with = "resume",
+        allow_negative_numbers = true
+    )]
     momentum: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        conflicts_with = "resume",
+        allow_negative_numbers = true
+    )]
     weight_decay: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        conflicts_with = "resume",
+        allow_negative_numbers = true
+    )]
     l1: f32,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume", allow_negative_numbers = true)]
     clip_norm: Option<f32>,
     /// step: ×0.1 every 10 epochs; exp: ×0.95 per epoch; cosine: to 0 over the run.
-    #[arg(long, value_enum, default_value = "constant")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "constant",
+        conflicts_with = "resume"
+    )]
     schedule: ScheduleArg,
     /// Steps of linear learning-rate warm-up.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     warmup: u64,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, conflicts_with = "resume")]
     batch_size: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     seed: u64,
     /// Feed batches in file order (the last partial batch included).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     no_shuffle: bool,
     /// z-score features with the training set's mean and population std.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     standardize: bool,
     /// Initial weights from a safetensors file (PyTorch names and layouts).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     init: Option<PathBuf>,
     /// Save the model and training state here after every epoch (atomically).
     #[arg(long)]
@@ -150,7 +180,9 @@ struct TrainArgs {
     /// Skip (and log) steps whose loss or gradient is not finite instead of stopping.
     #[arg(long)]
     skip_nonfinite: bool,
-    /// Continue the run saved in this checkpoint, up to --epochs in total.
+    /// Continue the run saved in this checkpoint, up to --epochs in total. The model,
+    /// optimizer, schedule, batch size, seed and standardisation come from the checkpoint:
+    /// the flags that set them are refused alongside --resume.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// One JSON line per optimizer step: {"epoch":E,"step":S,"loss":L,"lr":LR}.

@@ -7,7 +7,7 @@ use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
 use wgtrain::optim::{Optimizer, Schedule};
-use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
+use wgtrain::train::checkpoint::{self, Architecture, RunSettings, TrainingState};
 use wgtrain::train::say;
 use wgtrain::train::{EpochProgress, TrainConfig, Trainer, plot_curves};
 use wgtrain::{Error, Gpu, Result};
@@ -77,12 +77,43 @@ fn validate(args: &TrainArgs) -> Result<()> {
             "--patience watches the validation loss: give --val-split too".into(),
         ));
     }
-    if args.l1 < 0.0 || args.weight_decay < 0.0 {
+    if !(args.l1 >= 0.0
+        && args.l1.is_finite()
+        && args.weight_decay >= 0.0
+        && args.weight_decay.is_finite())
+    {
         return Err(bad_flag(
-            "--l1 and --weight-decay must not be negative".into(),
+            "--l1 and --weight-decay must be finite and not negative".into(),
         ));
     }
+    if !(0.0..1.0).contains(&args.momentum) {
+        return Err(bad_flag(format!(
+            "--momentum must lie in [0, 1), got {}",
+            args.momentum
+        )));
+    }
+    if args.clip_norm.is_some_and(|c| !c.is_finite()) {
+        return Err(bad_flag("--clip-norm must be finite".into()));
+    }
     Ok(())
+}
+
+/// The schedule the flags ask for, in steps of an epoch of `steps_per_epoch`.
+fn schedule_of(args: &TrainArgs, steps_per_epoch: u64) -> Schedule {
+    match args.schedule {
+        ScheduleArg::Constant => Schedule::Constant,
+        ScheduleArg::Step => Schedule::Step {
+            step_size: 10 * steps_per_epoch,
+            gamma: 0.1,
+        },
+        ScheduleArg::Exp => Schedule::Exponential {
+            gamma: 0.95f64.powf(1.0 / steps_per_epoch as f64),
+        },
+        ScheduleArg::Cosine => Schedule::Cosine {
+            total_steps: (args.epochs as u64).saturating_mul(steps_per_epoch),
+            min_lr: 0.0,
+        },
+    }
 }
 
 fn loss_of(args: &TrainArgs) -> Loss {
@@ -124,15 +155,21 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     .filter_map(|(flag, p)| Some((flag, p.as_deref()?)))
     .collect();
     check_paths(&inputs, &outputs, &[("--save", "--resume")])?;
+    let resumed = args.resume.as_deref().map(checkpoint::load).transpose()?;
+    let saved_state = resumed.as_ref().and_then(|c| c.training.clone());
+    let seed = saved_state.as_ref().map_or(args.seed, |t| t.seed);
     let mut train = load(&args.data, &args.data.data, Split::Train)?;
-    if train.rows < 2 && args.val_split > 0.0 {
-        return Err(bad_flag("--val-split needs at least two rows".into()));
-    }
     let mut val = if args.val_split > 0.0 {
-        let keep = ((train.rows as f64) * (1.0 - args.val_split))
-            .round()
-            .max(1.0) as usize;
-        Some(train.split_off(keep)?)
+        let held = ((train.rows as f64) * args.val_split).round() as usize;
+        if held == 0 || held >= train.rows {
+            return Err(bad_flag(format!(
+                "--val-split {} of {} rows holds out {held}: it must leave at least one row on each side",
+                args.val_split, train.rows
+            )));
+        }
+        // A seeded shuffle first: a file sorted by label must not give a one-class split.
+        train.shuffle_rows(seed);
+        Some(train.split_off(train.rows - held)?)
     } else {
         None
     };
@@ -146,8 +183,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
         None => None,
     };
+    if let Some(test) = &test
+        && test.cols != train.cols
+    {
+        return Err(Error::invalid_data(
+            args.test.as_deref().unwrap_or(&args.data.data),
+            "header",
+            format!(
+                "{} feature columns, the training data has {}",
+                test.cols, train.cols
+            ),
+        ));
+    }
 
-    let resumed = args.resume.as_deref().map(checkpoint::load).transpose()?;
     let from_file = args
         .model
         .as_deref()
@@ -169,20 +217,38 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         },
         (None, None) => {
             let loss = loss_of(args);
-            let outputs = match loss {
-                Loss::CrossEntropy => {
-                    let classes = train
-                        .classes()
-                        .max(test.as_ref().map_or(0, Dataset::classes))
-                        .max(2);
-                    if train.target_cols > 0 {
-                        return Err(bad_flag(
-                            "cross-entropy needs class labels: use --task classify".into(),
-                        ));
-                    }
-                    classes
+            let classes = train
+                .classes()
+                .max(test.as_ref().map_or(0, Dataset::classes))
+                .max(2);
+            // One output (and one confusion-matrix row) per class: labels far beyond the
+            // rows there are would make a model, and metrics, the data cannot support.
+            if train.target_cols == 0 && classes > train.rows.max(2) {
+                return Err(Error::invalid_data(
+                    &args.data.data,
+                    "labels",
+                    format!(
+                        "the largest label, {}, means {classes} classes for {} training rows: class labels must run 0, 1, 2, ... (use --task regress for numeric targets)",
+                        classes - 1,
+                        train.rows
+                    ),
+                ));
+            }
+            let outputs = match (loss, train.target_cols) {
+                (Loss::CrossEntropy, 0) => classes,
+                (Loss::CrossEntropy, _) => {
+                    return Err(bad_flag(
+                        "cross-entropy needs class labels: use --task classify".into(),
+                    ));
                 }
-                _ => train.target_cols.max(1),
+                (Loss::BceWithLogits, 0) if classes <= 2 => 1,
+                (_, 0) => {
+                    return Err(bad_flag(format!(
+                        "--loss {:?} on class labels ({classes} classes): classify with cross-entropy (or bce for two classes), or use --task regress for numeric targets",
+                        args.loss.unwrap_or(LossArg::CrossEntropy)
+                    )));
+                }
+                _ => train.target_cols,
             };
             let model = Sequential::mlp(
                 train.cols,
@@ -232,44 +298,59 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
     }
 
+    // What the run is: the checkpoint's when resuming, the flags' otherwise.
+    let run = match saved_state.as_ref().and_then(|t| t.run.clone()) {
+        Some(run) => run,
+        None => RunSettings {
+            batch_size: args.batch_size,
+            l1: args.l1,
+            clip_norm: args.clip_norm,
+            schedule: schedule_of(args, train.rows.div_ceil(args.batch_size) as u64),
+            warmup_steps: args.warmup,
+            shuffle: !args.no_shuffle,
+        },
+    };
+    let steps_per_epoch = train.rows.div_ceil(run.batch_size) as u64;
+    if (args.epochs as u64)
+        .checked_mul(steps_per_epoch)
+        .is_none_or(|s| s > u64::from(u32::MAX))
+    {
+        return Err(bad_flag(format!(
+            "--epochs {} of {steps_per_epoch} steps each is more steps than a run can count (2^32)",
+            args.epochs
+        )));
+    }
+    if let Some(state) = &saved_state
+        && state.epoch >= args.epochs
+    {
+        say(format_args!(
+            "the checkpoint has trained {} epochs; --epochs {} is the total, so there is nothing to train",
+            state.epoch, args.epochs
+        ));
+    }
+    // BatchNorm cannot train on a batch of one row: find the last batch before the first step.
+    if !architecture.graph.buffers().is_empty() && train.rows % run.batch_size == 1 {
+        return Err(bad_flag(format!(
+            "{} rows in batches of {} leave a last batch of one row, which BatchNorm cannot train on: choose another --batch-size",
+            train.rows, run.batch_size
+        )));
+    }
+
     let gpu = Gpu::new()?;
     let graph = architecture.graph.clone();
-    let weights = Weights::init(&gpu, &graph, args.seed)?;
-    let optimizer = match &resumed {
-        Some(c) => c.training.as_ref().map(|t| t.optimizer),
-        None => None,
-    };
-    let optimizer = match optimizer {
-        Some(o) => o,
+    let weights = Weights::init(&gpu, &graph, seed)?;
+    let optimizer = match &saved_state {
+        Some(state) => state.optimizer,
         None => Optimizer::from_name(&args.optimizer, args.lr, args.momentum, args.weight_decay)?,
     };
-    let steps_per_epoch = train.rows.div_ceil(args.batch_size) as u64;
-    let schedule = match args.schedule {
-        ScheduleArg::Constant => Schedule::Constant,
-        ScheduleArg::Step => Schedule::Step {
-            step_size: 10 * steps_per_epoch,
-            gamma: 0.1,
-        },
-        ScheduleArg::Exp => Schedule::Exponential {
-            gamma: 0.95f64.powf(1.0 / steps_per_epoch as f64),
-        },
-        ScheduleArg::Cosine => Schedule::Cosine {
-            total_steps: args.epochs as u64 * steps_per_epoch,
-            min_lr: 0.0,
-        },
-    };
-    let seed = resumed
-        .as_ref()
-        .and_then(|c| c.training.as_ref())
-        .map_or(args.seed, |t| t.seed);
     let config = TrainConfig {
         optimizer,
-        l1: args.l1,
-        clip_norm: args.clip_norm,
-        schedule,
-        warmup_steps: args.warmup,
-        batch_size: args.batch_size,
-        shuffle: !args.no_shuffle,
+        l1: run.l1,
+        clip_norm: run.clip_norm,
+        schedule: run.schedule,
+        warmup_steps: run.warmup_steps,
+        batch_size: run.batch_size,
+        shuffle: run.shuffle,
         seed,
         skip_nonfinite: args.skip_nonfinite,
         ..TrainConfig::default()
@@ -312,6 +393,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 step: trainer.step,
                 seed,
                 optimizer,
+                run: Some(run.clone()),
             };
             checkpoint::save(path, trainer, &architecture, &state)?;
             last_saved = Some(format!(
@@ -394,6 +476,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             stopped_by = Some(signal);
             break;
         }
+    }
+    // No epoch ran (--epochs 0 to save or score initial weights): the model is still saved.
+    if args.save.is_some() && start_epoch >= args.epochs {
+        save(&trainer, start_epoch, start_batch)?;
     }
     if let Some(signal) = stopped_by {
         // The step log is complete up to the last step reported; nothing else is written.
