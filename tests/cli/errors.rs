@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::*;
 
-fn idx(magic_type: u8, dims: &[u32], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn idx(magic_type: u8, dims: &[u32], payload: &[u8]) -> Vec<u8> {
     let mut bytes = vec![0, 0, magic_type, dims.len() as u8];
     for d in dims {
         bytes.extend(d.to_be_bytes());
@@ -262,7 +262,224 @@ fn cases() -> Vec<Case> {
             says: "--dropout must lie in [0, 1)",
             names_file: None,
         },
+        // Round two: runs that used to "succeed" wrongly, or fail only after training.
+        Case {
+            name: "momentum nan",
+            setup: |d| {
+                let extra = ["--optimizer", "momentum", "--momentum", "nan"].map(String::from);
+                [csv(d, "a,y\n1,0\n2,1\n"), extra.to_vec()].concat()
+            },
+            says: "--momentum must lie in [0, 1)",
+            names_file: None,
+        },
+        Case {
+            name: "negative learning rate",
+            setup: |d| [csv(d, "a,y\n1,0\n2,1\n"), vec!["--lr".into(), "-1".into()]].concat(),
+            says: "--lr must be positive",
+            names_file: None,
+        },
+        Case {
+            name: "mse on class labels",
+            setup: |d| {
+                let extra = ["--loss", "mse"].map(String::from);
+                [csv(d, "a,y\n1,0\n2,1\n3,2\n"), extra.to_vec()].concat()
+            },
+            says: "on class labels",
+            names_file: None,
+        },
+        Case {
+            name: "a label far beyond the rows",
+            setup: |d| {
+                let mut text = String::from("a,y\n");
+                for r in 0..19 {
+                    text += &format!("{r},{}\n", r % 2);
+                }
+                text += "5,65535\n";
+                csv(d, &text)
+            },
+            says: "65536 classes for 20 training rows",
+            names_file: Some("data.csv"),
+        },
+        Case {
+            name: "an empty validation split",
+            setup: |d| {
+                let extra = ["--val-split", "0.001"].map(String::from);
+                [csv(d, "a,y\n1,0\n2,1\n3,0\n"), extra.to_vec()].concat()
+            },
+            says: "holds out 0",
+            names_file: None,
+        },
+        Case {
+            name: "a duplicate CSV column",
+            setup: |d| csv(d, "a,label,label\n1,0,1\n2,1,0\n"),
+            says: "\"label\" appears twice",
+            names_file: Some("data.csv"),
+        },
+        Case {
+            name: "NaN weights in --init",
+            setup: |d| {
+                let init = d.join("init.safetensors");
+                let w = [0.5f32, f32::NAN, 0.5, 0.5];
+                let b = [0.0f32, 0.0];
+                let views = vec![
+                    (
+                        "0.weight",
+                        safetensors::tensor::TensorView::new(
+                            safetensors::tensor::Dtype::F32,
+                            vec![2, 2],
+                            bytemuck::cast_slice(&w),
+                        )
+                        .expect("view"),
+                    ),
+                    (
+                        "0.bias",
+                        safetensors::tensor::TensorView::new(
+                            safetensors::tensor::Dtype::F32,
+                            vec![2],
+                            bytemuck::cast_slice(&b),
+                        )
+                        .expect("view"),
+                    ),
+                ];
+                std::fs::write(
+                    &init,
+                    safetensors::serialize(views, None).expect("serialize"),
+                )
+                .expect("write");
+                let extra = ["--layers", "none", "--init", path_str(&init)].map(String::from);
+                [csv(d, "a,b,y\n1,2,0\n3,4,1\n"), extra.to_vec()].concat()
+            },
+            says: "0.weight, element 1",
+            names_file: Some("init.safetensors"),
+        },
+        Case {
+            name: "a test file of another width",
+            setup: |d| {
+                let test = d.join("test.csv");
+                std::fs::write(&test, "a,b,c,y\n1,2,3,0\n").expect("write");
+                [
+                    csv(d, "a,b,y\n1,2,0\n3,4,1\n"),
+                    vec!["--test".into(), path_str(&test).into()],
+                ]
+                .concat()
+            },
+            says: "3 feature columns, the training data has 2",
+            names_file: Some("test.csv"),
+        },
+        Case {
+            name: "more steps than a run can count",
+            setup: |d| {
+                let extra = ["--epochs", "4611686018427387904", "--schedule", "cosine"];
+                [csv(d, "a,y\n1,0\n2,1\n"), extra.map(String::from).to_vec()].concat()
+            },
+            says: "more steps than a run can count",
+            names_file: None,
+        },
+        Case {
+            name: "a flag --resume would ignore",
+            setup: |d| {
+                let model = d.join("model.safetensors");
+                std::fs::write(&model, b"unused").expect("write");
+                let extra = ["--resume", path_str(&model), "--lr", "0.5"].map(String::from);
+                [csv(d, "a,y\n1,0\n2,1\n"), extra.to_vec()].concat()
+            },
+            says: "cannot be used with",
+            names_file: None,
+        },
+        Case {
+            name: "a device as data",
+            setup: |_| {
+                vec![
+                    "--data".into(),
+                    "/dev/zero".into(),
+                    "--format".into(),
+                    "csv".into(),
+                ]
+            },
+            says: "not a regular file (a device)",
+            names_file: Some("/dev/zero"),
+        },
+        Case {
+            name: "a FIFO as data",
+            setup: |d| {
+                let fifo = d.join("data.csv");
+                make_fifo(&fifo);
+                vec!["--data".into(), path_str(&fifo).into()]
+            },
+            says: "not a regular file (a FIFO)",
+            names_file: Some("data.csv"),
+        },
+        Case {
+            name: "a FIFO inside an IDX folder",
+            setup: |d| {
+                let dir = idx_dir(&d.join("mnist"), &good_images(2), &good_labels(2));
+                let labels = d.join("mnist").join("train-labels-idx1-ubyte");
+                std::fs::remove_file(&labels).expect("rm");
+                make_fifo(&labels);
+                vec!["--data".into(), dir]
+            },
+            says: "not a regular file (a FIFO)",
+            names_file: Some("train-labels-idx1-ubyte"),
+        },
+        Case {
+            name: "a gzip IDX that inflates past its header",
+            setup: |d| {
+                let dir = d.join("mnist");
+                idx_dir(&dir, &good_images(2), &good_labels(2));
+                // The header promises 2·2·2 = 8 bytes; 64 MiB of zeros follow.
+                std::fs::write(
+                    dir.join("train-images-idx3-ubyte.gz"),
+                    gzip_bomb(&[2, 2, 2], 64 << 20),
+                )
+                .expect("write");
+                std::fs::remove_file(dir.join("train-images-idx3-ubyte")).expect("rm");
+                vec!["--data".into(), path_str(&dir).into()]
+            },
+            says: "bytes after the 8-byte payload",
+            names_file: Some("train-images-idx3-ubyte.gz"),
+        },
+        Case {
+            name: "a gzip IDX header promising more than gzip can hold",
+            setup: |d| {
+                let dir = d.join("mnist");
+                idx_dir(&dir, &good_images(2), &good_labels(2));
+                std::fs::write(
+                    dir.join("train-images-idx3-ubyte.gz"),
+                    gzip_bomb(&[60_000, 4096, 4096], 16),
+                )
+                .expect("write");
+                std::fs::remove_file(dir.join("train-images-idx3-ubyte")).expect("rm");
+                vec!["--data".into(), path_str(&dir).into()]
+            },
+            says: "more than a",
+            names_file: Some("train-images-idx3-ubyte.gz"),
+        },
     ]
+}
+
+/// A FIFO at `path` (nothing ever writes to it: opening it for reading would block forever).
+pub(crate) fn make_fifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A gzip IDX file of `dims` whose payload is `zeros` zero bytes, streamed through the encoder
+/// (so a large bomb costs no memory to make).
+pub(crate) fn gzip_bomb(dims: &[u32], zeros: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&idx(8, dims, &[])).expect("header");
+    let block = vec![0u8; 1 << 20];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(block.len());
+        encoder.write_all(&block[..n]).expect("zeros");
+        left -= n;
+    }
+    encoder.finish().expect("gzip")
 }
 
 fn listing(dir: &Path) -> Vec<String> {

@@ -8,6 +8,7 @@ mod checkpoints;
 mod crash;
 mod errors;
 mod graphs;
+mod hardening;
 mod nonfinite;
 mod resume;
 mod training;
