@@ -311,7 +311,7 @@ fn interrupts_at_random_moments_stop_cleanly() {
     let mut rng = StdRng::seed_from_u64(seed);
     for round in 0..4 {
         let signal = ["INT", "TERM", "HUP"][round % 3];
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
             .args([
                 "train",
                 "--data",
