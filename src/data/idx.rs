@@ -22,7 +22,12 @@ const MAX_GZIP_RATIO: usize = 1032;
 /// inflated only as far as its header promises (plus one byte, so that extra data is still
 /// reported): a small file that inflates to gigabytes costs no memory.
 pub(crate) fn read_idx_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = crate::files::read_regular(path)?;
+    decode_idx(path, crate::files::read_regular(path)?)
+}
+
+/// A file's bytes as IDX bytes: inflated (as far as the header promises) when gzip, as they
+/// are otherwise; `path` only names the source in errors.
+pub fn decode_idx(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }

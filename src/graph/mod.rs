@@ -231,6 +231,10 @@ impl Graph {
             self.node(x)?;
         }
         let (dims, batched, dtype) = shapes::infer(self, &op, inputs)?;
+        shapes::check_size(&dims)?;
+        for p in ops::owned_params(&op) {
+            shapes::check_size(&self.param_spec(p)?.shape)?;
+        }
         self.nodes.push(Node {
             op,
             inputs: inputs.to_vec(),

@@ -34,6 +34,7 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
     match op {
         Op::Input { dims, dtype, .. } => {
             arity(0)?;
+            check_size(dims)?;
             if dims.is_empty() || dims.contains(&0) {
                 return Err(Error::InvalidArgument(format!(
                     "an input needs at least one element per sample, got dims {dims:?}"
@@ -43,6 +44,7 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
         }
         Op::Param { param } => {
             arity(0)?;
+            check_size(&graph.param_spec(*param)?.shape)?;
             Ok((graph.param_spec(*param)?.shape.clone(), false, DType::F32))
         }
         Op::Linear {
@@ -145,6 +147,7 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
         Op::Reshape { dims } => {
             arity(1)?;
             let x = nodes[0];
+            check_size(dims)?;
             if dims.iter().product::<usize>() != x.dims.iter().product::<usize>() || dims.is_empty()
             {
                 return Err(shape_error("reshape (element count)", &x.dims, dims));
@@ -265,6 +268,20 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
             Ok((dims, x.batched, DType::F32))
         }
         Op::Custom(op) => custom(op, &nodes),
+    }
+}
+
+/// The most elements one sample of a value (or one parameter) may have: far past any binding
+/// an adapter offers, and small enough that sizes never overflow.
+const MAX_ELEMENTS: usize = 1 << 40;
+
+/// Fails when `dims` hold more than [`MAX_ELEMENTS`] elements (or overflow counting them).
+pub(crate) fn check_size(dims: &[usize]) -> Result<()> {
+    match dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+        Some(n) if n <= MAX_ELEMENTS => Ok(()),
+        _ => Err(Error::InvalidArgument(format!(
+            "a value or parameter of shape {dims:?} is too large"
+        ))),
     }
 }
 
