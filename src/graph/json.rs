@@ -91,7 +91,10 @@ impl Graph {
             ..Graph::default()
         };
         for (i, p) in graph.params.iter().enumerate() {
-            if p.shape.is_empty() || p.shape.contains(&0) || super::shapes::check_size(&p.shape).is_err() {
+            if p.shape.is_empty()
+                || p.shape.contains(&0)
+                || super::shapes::check_size(&p.shape).is_err()
+            {
                 return Err(invalid(format!(
                     "parameter {i} ({}) has shape {:?}",
                     p.name, p.shape

@@ -519,6 +519,41 @@ fn runs_that_used_to_succeed_wrongly() {
         rate * seconds <= 20.0 * 1.2 + 1.0,
         "{line}: more samples than rows"
     );
+    // A validation split of a file sorted by label still holds every class.
+    let sorted = dir.join("sorted.csv");
+    let mut text = String::from("a,label\n");
+    for r in 0..60 {
+        text += &format!("{},{}\n", r as f32 / 60.0, r / 20);
+    }
+    std::fs::write(&sorted, text).expect("write");
+    let metrics = dir.join("split.json");
+    let out = wgtrain(&[
+        "train",
+        "--data",
+        path_str(&sorted),
+        "--epochs",
+        "1",
+        "--val-split",
+        "0.3",
+        "--metrics-json",
+        path_str(&metrics),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metrics).expect("metrics")).expect("json");
+    let rows = json["validation"]["confusion_matrix"]
+        .as_array()
+        .expect("confusion matrix");
+    let present = rows
+        .iter()
+        .filter(|row| {
+            row.as_array()
+                .expect("row")
+                .iter()
+                .any(|c| c.as_u64() != Some(0))
+        })
+        .count();
+    assert_eq!(present, 3, "every class in the validation split: {rows:?}");
     // A missing folder for an output is found before training, not after.
     let started = std::time::Instant::now();
     let out = wgtrain(&[

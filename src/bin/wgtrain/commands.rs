@@ -219,6 +219,9 @@ pub(crate) fn report_metrics(
     }
 }
 
+/// The most classes `eval` reports per-class metrics for.
+const MAX_METRIC_CLASSES: usize = 4096;
+
 /// A trainer holding a saved model, and the dataset prepared as the model was trained. The
 /// targets are read as the model's loss needs them (class labels for cross-entropy, numbers
 /// otherwise), whatever `--task` says; with `labels` false a CSV may also hold features only.
@@ -268,6 +271,12 @@ fn restore(
         load_mnist(path, Split::Test)?
     };
     check_model_input(&architecture, data.cols)?;
+    // Metrics keep a classes × classes confusion matrix: 4096 classes is 128 MiB of it.
+    if labels && loss == Loss::CrossEntropy && outputs > MAX_METRIC_CLASSES {
+        return Err(bad_flag(format!(
+            "the model has {outputs} classes; per-class metrics stop at {MAX_METRIC_CLASSES} (a confusion matrix of {outputs}² counts)"
+        )));
+    }
     // A class the model has no output for would make the loss NaN and drop rows from the
     // metrics: refuse it by name.
     if labels
