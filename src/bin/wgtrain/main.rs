@@ -1,6 +1,7 @@
 //! The `wgtrain` command-line program: info, train, eval, predict, bench.
 
 mod commands;
+mod flags;
 mod signals;
 mod train;
 
