@@ -454,6 +454,36 @@ fn cases() -> Vec<Case> {
             says: "more than a",
             names_file: Some("train-images-idx3-ubyte.gz"),
         },
+        Case {
+            name: "a token model on feature rows",
+            setup: |d| {
+                let model = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/examples/models/causal_lm.json"
+                );
+                [
+                    csv(d, "a,y\n1,0\n2,1\n"),
+                    vec!["--model".into(), model.into()],
+                ]
+                .concat()
+            },
+            says: "takes U32 indices",
+            names_file: None,
+        },
+        Case {
+            name: "a graph whose output does not match the targets",
+            setup: |d| {
+                let graph = d.join("graph.json");
+                let json = r#"{"format": "wgtrain-graph", "version": 1, "params": [],
+                    "nodes": [{"op": "input", "name": "x", "dims": [2], "dtype": "F32"}],
+                    "output": 0, "loss": "Mse"}"#;
+                std::fs::write(&graph, json).expect("write");
+                let extra = ["--model", path_str(&graph), "--task", "regress"].map(String::from);
+                [csv(d, "a,b,y\n1,2,0.5\n3,4,1.5\n"), extra.to_vec()].concat()
+            },
+            says: "has 2 output(s) trained with Mse; the data has 1 target column",
+            names_file: None,
+        },
     ]
 }
 

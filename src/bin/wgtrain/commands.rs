@@ -81,6 +81,13 @@ pub(crate) fn check_model_input(architecture: &Architecture, cols: usize) -> Res
             right: vec![cols],
         });
     }
+    if let [(name, _, dtype)] = architecture.graph.inputs()[..]
+        && dtype != wgtrain::graph::DType::F32
+    {
+        return Err(bad_flag(format!(
+            "the model's input {name:?} takes {dtype:?} indices (tokens); data files feed f32 features"
+        )));
+    }
     match architecture.in_features() {
         Some(features) if features == cols => Ok(()),
         Some(features) => Err(Error::ShapeMismatch {

@@ -157,6 +157,28 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
     }
     check_model_input(&architecture, train.cols)?;
+    // The targets must be what the loss compares the output with.
+    let (loss, outputs) = (architecture.loss(), architecture.out_features());
+    match (loss, train.target_cols) {
+        (Loss::CrossEntropy, 0) => {}
+        (Loss::CrossEntropy, _) => {
+            return Err(bad_flag(
+                "this model classifies (cross-entropy): its data needs class labels, --task classify".into(),
+            ));
+        }
+        (_, cols) if cols.max(1) != outputs || cols == 0 && loss != Loss::BceWithLogits => {
+            return Err(bad_flag(format!(
+                "this model has {outputs} output(s) trained with {loss:?}; the data has {} target column(s){}",
+                cols,
+                if cols == 0 {
+                    " of class labels (use --task regress for numeric targets)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        _ => {}
+    }
     if let Some(standardize) = &architecture.standardize {
         for data in [Some(&mut train), val.as_mut(), test.as_mut()]
             .into_iter()
