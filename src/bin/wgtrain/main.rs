@@ -222,7 +222,12 @@ struct PredictArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    signals::install();
+    // Only training polls for signals between steps; the other commands are short, or (bench)
+    // should stop at once, so they keep the default: a signal ends them, and any temp file
+    // they leave is removed by the next write beside it.
+    if matches!(cli.command, Command::Train(_)) {
+        signals::install();
+    }
     let result = match cli.command {
         Command::Info => commands::info(),
         Command::Train(args) => train::train(&args),
@@ -230,7 +235,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict(&args),
         Command::Bench(args) => wgtrain::bench::run(&args),
     };
-    // A command that finished while a signal was pending still reports the interruption.
+    // A run that finished while a signal was pending still reports the interruption.
     let result = match (result, signals::received()) {
         (Ok(()), Some(signal)) => Err(wgtrain::Error::Interrupted {
             signal,
