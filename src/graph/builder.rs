@@ -22,6 +22,18 @@ use crate::kernels::Activation;
 use crate::kernels::norm::BatchNormConfig;
 
 impl Graph {
+    /// Runs a layer builder; if it fails, the parameters and buffers it created are removed,
+    /// so a refused layer leaves the graph as it was.
+    fn layer(&mut self, build: impl FnOnce(&mut Self) -> Result<NodeId>) -> Result<NodeId> {
+        let (params, buffers) = (self.params.len(), self.buffers.len());
+        let node = build(self);
+        if node.is_err() {
+            self.params.truncate(params);
+            self.buffers.truncate(buffers);
+        }
+        node
+    }
+
     /// A batched f32 input `[batch, dims...]`.
     pub fn input(&mut self, name: &str, dims: &[usize]) -> Result<NodeId> {
         self.push(
@@ -53,12 +65,12 @@ impl Graph {
 
     /// `nn.Linear(in, out)` named `<name>`: `y = x · Wᵀ + b` over the last axis of any rank.
     pub fn linear(&mut self, name: &str, x: NodeId, out_features: usize) -> Result<NodeId> {
-        self.linear_layer(name, x, out_features, true)
+        self.layer(|g| g.linear_layer(name, x, out_features, true))
     }
 
     /// `nn.Linear(in, out, bias=False)`.
     pub fn linear_no_bias(&mut self, name: &str, x: NodeId, out_features: usize) -> Result<NodeId> {
-        self.linear_layer(name, x, out_features, false)
+        self.layer(|g| g.linear_layer(name, x, out_features, false))
     }
 
     fn linear_layer(
@@ -127,42 +139,42 @@ impl Graph {
 
     /// `nn.BatchNorm1d(features)` named `<name>` over `[batch, features]`.
     pub fn batch_norm(&mut self, name: &str, x: NodeId, config: BatchNormConfig) -> Result<NodeId> {
-        let features = *self.node(x)?.dims.last().unwrap_or(&0);
-        let gamma = self.param(format!("{name}.weight"), &[features], Init::Constant(1.0));
-        let beta = self.param(format!("{name}.bias"), &[features], Init::Constant(0.0));
-        self.buffers.push(BufferSpec {
-            module: self.scoped_name(name),
-            features,
-        });
-        let buffer = self.buffers.len() - 1;
-        let node = self.push(
-            Op::BatchNorm {
-                gamma,
-                beta,
-                buffer,
-                config,
-            },
-            &[x],
-        );
-        if node.is_err() {
-            self.buffers.pop();
-        }
-        node
+        self.layer(|g| {
+            let features = *g.node(x)?.dims.last().unwrap_or(&0);
+            let gamma = g.param(format!("{name}.weight"), &[features], Init::Constant(1.0));
+            let beta = g.param(format!("{name}.bias"), &[features], Init::Constant(0.0));
+            g.buffers.push(BufferSpec {
+                module: g.scoped_name(name),
+                features,
+            });
+            let buffer = g.buffers.len() - 1;
+            g.push(
+                Op::BatchNorm {
+                    gamma,
+                    beta,
+                    buffer,
+                    config,
+                },
+                &[x],
+            )
+        })
     }
 
     /// `nn.LayerNorm(C)` named `<name>` over the last axis (eps 1e-5, γ = 1, β = 0).
     pub fn layer_norm(&mut self, name: &str, x: NodeId) -> Result<NodeId> {
-        let c = *self.node(x)?.dims.last().unwrap_or(&0);
-        let gamma = self.param(format!("{name}.weight"), &[c], Init::Constant(1.0));
-        let beta = self.param(format!("{name}.bias"), &[c], Init::Constant(0.0));
-        self.push(
-            Op::LayerNorm {
-                gamma,
-                beta,
-                eps: 1e-5,
-            },
-            &[x],
-        )
+        self.layer(|g| {
+            let c = *g.node(x)?.dims.last().unwrap_or(&0);
+            let gamma = g.param(format!("{name}.weight"), &[c], Init::Constant(1.0));
+            let beta = g.param(format!("{name}.bias"), &[c], Init::Constant(0.0));
+            g.push(
+                Op::LayerNorm {
+                    gamma,
+                    beta,
+                    eps: 1e-5,
+                },
+                &[x],
+            )
+        })
     }
 
     /// `nn.Embedding(vocab, dim)` named `<name>` (weight N(0, 1)) over u32 `indices`.
@@ -173,12 +185,14 @@ impl Graph {
         vocab: usize,
         dim: usize,
     ) -> Result<NodeId> {
-        let weight = self.param(
-            format!("{name}.weight"),
-            &[vocab, dim],
-            Init::Normal { std: 1.0 },
-        );
-        self.embedding_with(indices, weight)
+        self.layer(|g| {
+            let weight = g.param(
+                format!("{name}.weight"),
+                &[vocab, dim],
+                Init::Normal { std: 1.0 },
+            );
+            g.embedding_with(indices, weight)
+        })
     }
 
     /// Rows of a given `[vocab, dim]` table (e.g. tied to an output projection).

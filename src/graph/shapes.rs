@@ -100,17 +100,17 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
             arity(1)?;
             floats("batch_norm")?;
             let x = nodes[0];
-            let [features] = x.dims[..] else {
+            let ([features], true) = (&x.dims[..], x.batched) else {
                 return Err(shape_error(
-                    "batch_norm (BatchNorm1d expects [B, features])",
+                    "batch_norm (BatchNorm1d expects a batched [B, features])",
                     &x.dims,
                     &[],
                 ));
             };
             for p in [gamma, beta] {
                 let shape = &graph.param_spec(*p)?.shape;
-                if shape[..] != [features] {
-                    return Err(shape_error("batch_norm affine", shape, &[features]));
+                if shape[..] != [*features] {
+                    return Err(shape_error("batch_norm affine", shape, &[*features]));
                 }
             }
             Ok(same_as_input(x))

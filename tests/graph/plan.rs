@@ -79,3 +79,19 @@ fn duplicate_names_and_bad_broadcasts_are_refused_when_the_graph_is_built() {
         .expect_err("inner dimensions differ");
     assert!(error.to_string().contains("matmul"), "{error}");
 }
+
+#[test]
+fn batch_norm_refuses_an_unbatched_value() {
+    use wgtrain::graph::Graph;
+    let mut g = Graph::new();
+    let p = g.param("p", &[4], wgtrain::graph::Init::Constant(1.0));
+    let v = g.value(p).expect("value");
+    let error = g
+        .batch_norm("bn", v, Default::default())
+        .expect_err("batch statistics need a batch");
+    assert!(error.to_string().contains("batched"), "{error}");
+    assert!(
+        g.buffers().is_empty() && g.params().len() == 1,
+        "a refused layer leaves no parameters or running statistics behind"
+    );
+}
