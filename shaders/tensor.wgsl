@@ -54,6 +54,21 @@ fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     out[dst] = x[src];
 }
 
+// out[r, j] = x[r, j − x_base] for x_base ≤ j < x_base + axis_len, else 0; out is
+// [rows, inner]: a slice's gradient written whole, zeros around the window.
+@compute @workgroup_size(256)
+fn pad_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat(gid, groups);
+    if i >= params.n { return; }
+    let r = i / params.inner;
+    let j = i % params.inner;
+    if j < params.x_base || j >= params.x_base + params.axis_len {
+        out[i] = 0.0;
+        return;
+    }
+    out[i] = x[r * params.axis_len + j - params.x_base];
+}
+
 // out = x + alpha · y, y broadcast over x's leading axes (add: alpha = 1, sub: alpha = −1)
 @compute @workgroup_size(256)
 fn add_broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

@@ -222,6 +222,24 @@ impl Graph {
         self.push(Op::Concat, xs)
     }
 
+    /// `x[..., start:start + len]` along the last axis.
+    pub fn slice(&mut self, x: NodeId, start: usize, len: usize) -> Result<NodeId> {
+        self.push(Op::Slice { start, len }, &[x])
+    }
+
+    /// `x.split(size, dim=-1)` for equal `size`s: the last axis cut into consecutive pieces.
+    pub fn split(&mut self, x: NodeId, size: usize) -> Result<Vec<NodeId>> {
+        let width = *self.node(x)?.dims.last().unwrap_or(&0);
+        if size == 0 || !width.is_multiple_of(size) {
+            return Err(crate::Error::InvalidArgument(format!(
+                "split of a last axis of {width} into pieces of {size}"
+            )));
+        }
+        (0..width / size)
+            .map(|i| self.slice(x, i * size, size))
+            .collect()
+    }
+
     /// The same elements as feature dims `dims` (the batch stays): a free view.
     pub fn reshape(&mut self, x: NodeId, dims: &[usize]) -> Result<NodeId> {
         self.push(

@@ -137,6 +137,11 @@ pub enum Op {
     },
     /// Concatenation of the inputs along the last axis.
     Concat,
+    /// Columns `start .. start + len` of the last axis (`x[..., start:start + len]`).
+    Slice {
+        start: usize,
+        len: usize,
+    },
     /// The same elements under other feature dims (a free view).
     Reshape {
         dims: Vec<usize>,

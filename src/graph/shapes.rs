@@ -144,6 +144,25 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
             *dims.last_mut().expect("checked non-empty") = width;
             Ok((dims, first.batched, DType::F32))
         }
+        Op::Slice { start, len } => {
+            arity(1)?;
+            floats("slice")?;
+            let x = nodes[0];
+            let width = *x.dims.last().unwrap_or(&0);
+            if *len == 0 || start.checked_add(*len).is_none_or(|end| end > width) {
+                return Err(shape_error(
+                    &format!(
+                        "slice {start}..{} of the last axis",
+                        start.saturating_add(*len)
+                    ),
+                    &x.dims,
+                    &[],
+                ));
+            }
+            let mut dims = x.dims.clone();
+            *dims.last_mut().expect("checked non-empty") = *len;
+            Ok((dims, x.batched, DType::F32))
+        }
         Op::Reshape { dims } => {
             arity(1)?;
             let x = nodes[0];
@@ -345,6 +364,7 @@ pub(crate) fn name(op: &Op) -> &'static str {
         Op::Mul => "mul",
         Op::Scale { .. } => "scale",
         Op::Concat => "concat",
+        Op::Slice { .. } => "slice",
         Op::Reshape { .. } => "reshape",
         Op::Transpose { .. } => "transpose",
         Op::MatMul { .. } => "matmul",

@@ -1,5 +1,5 @@
-//! Launchers for `shaders/tensor.wgsl`: strided copies (transpose, concatenation and their
-//! backward), broadcast binary ops, sums over an axis and their backward, embedding lookups.
+//! Launchers for `shaders/tensor.wgsl`: strided copies (transpose, concatenation, slices and
+//! their backward), broadcast binary ops, sums over an axis and their backward, embedding lookups.
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
@@ -33,6 +33,7 @@ const fn spec(entry: &'static str, bindings: &'static [Access]) -> KernelSpec {
     }
 }
 static STRIDED_COPY: KernelSpec = spec("strided_copy", BINDINGS);
+static PAD_COLUMNS: KernelSpec = spec("pad_columns", BINDINGS);
 static ADD_BROADCAST: KernelSpec = spec("add_broadcast", BINDINGS);
 static MUL_BROADCAST: KernelSpec = spec("mul_broadcast", BINDINGS);
 static AXIS_SUM: KernelSpec = spec("axis_sum", BINDINGS);
@@ -198,6 +199,27 @@ pub fn column_window(
         out_strides,
     }
     .dispatch(gpu, x, out)
+}
+
+/// `out` (`[rows, width]`) = `x` (`[rows, w]`) in columns `offset..offset + w`, zeros
+/// elsewhere: the backward of taking that window, written whole.
+pub fn pad_columns(
+    gpu: &Gpu,
+    (rows, w, width, offset): (usize, usize, usize, usize),
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    if x.len() != rows * w || out.len() != rows * width || offset + w > width {
+        return Err(shape_error("pad_columns", x.shape(), out.shape()));
+    }
+    let params = TensorParams {
+        n: to_u32(out.len()),
+        x_base: to_u32(offset),
+        axis_len: to_u32(w),
+        inner: to_u32(width),
+        ..Default::default()
+    };
+    launch(gpu, &PAD_COLUMNS, &params, x, x, out, None)
 }
 
 fn broadcast(

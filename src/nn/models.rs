@@ -55,7 +55,7 @@ pub struct CausalLmConfig {
 /// A GPT-style causal language model over u32 tokens `[batch, block]`, trained with
 /// cross-entropy on the next token at every position, in nanoGPT's module tree (`transformer.
 /// wte`, `transformer.wpe`, `transformer.h.{i}.ln_1`, `.attn`, `.ln_2`, `.mlp.c_fc`,
-/// `.mlp.c_proj`, `transformer.ln_f`, `lm_head`), with query, key and value as three Linears.
+/// `.mlp.c_proj`, `transformer.ln_f`, `lm_head`; `attn.c_attn` is `[3C, C]`, split into q, k, v).
 pub fn causal_lm(c: CausalLmConfig) -> Result<Graph> {
     if c.heads == 0 || !c.width.is_multiple_of(c.heads) {
         return Err(Error::InvalidArgument(format!(
@@ -91,15 +91,17 @@ fn block(g: &mut Graph, x: NodeId, c: CausalLmConfig) -> Result<NodeId> {
     let (t, d) = (c.block, c.width / c.heads);
     let h = g.layer_norm("ln_1", x)?;
     let attn = g.scope("attn", |g| {
-        // [B, T, C] → [B, H, T, D]
-        let heads = |g: &mut Graph, name: &str| -> Result<NodeId> {
-            let v = g.linear(name, h, c.width)?;
-            let v = g.reshape(v, &[t, c.heads, d])?;
-            g.transpose(v, 1, 2)
+        // One c_attn product to q, k, v (nanoGPT's [3C, C] weight), split along C, each
+        // [B, T, C] → [B, H, T, D].
+        let qkv = g.linear("c_attn", h, 3 * c.width)?;
+        let mut heads = vec![];
+        for part in g.split(qkv, c.width)? {
+            let part = g.reshape(part, &[t, c.heads, d])?;
+            heads.push(g.transpose(part, 1, 2)?);
+        }
+        let [q, k, v] = heads[..] else {
+            unreachable!("3C split in pieces of C is three pieces")
         };
-        let q = heads(g, "query")?;
-        let k = heads(g, "key")?;
-        let v = heads(g, "value")?;
         let scores = g.matmul(q, k, false, true)?;
         let scores = g.scale(scores, 1.0 / (d as f32).sqrt())?;
         let att = g.causal_softmax(scores)?;

@@ -101,6 +101,10 @@ pub fn graph_forward(
                 y
             }
             Op::Reshape { .. } => x(0).clone(),
+            Op::Slice { start, len } => x(0)
+                .chunks(last(0))
+                .flat_map(|row| row[*start..start + len].to_vec())
+                .collect(),
             Op::Transpose { axes: [a, b] } => super::transpose(x(0), &shape_of(0), (*a, *b)),
             Op::MatMul { trans_a, trans_b } => {
                 let (sa, sb) = (shape_of(0), shape_of(1));

@@ -207,6 +207,19 @@ fn batched_matmul_in_every_transpose() {
 }
 
 #[test]
+fn slices_of_the_last_axis_and_a_split() {
+    let g = unary(&[2, 7], Loss::Mse, |g, x| g.slice(x, 2, 4).expect("op"));
+    check("slice 2..6 of 7", &g, 0);
+    // Three pieces of one value, recombined: their gradients add into one buffer.
+    let g = unary(&[9], Loss::Mse, |g, x| {
+        let parts = g.split(x, 3).expect("split");
+        let ab = g.mul(parts[0], parts[1]).expect("op");
+        g.sub(ab, parts[2]).expect("op")
+    });
+    check("split in three", &g, 0);
+}
+
+#[test]
 fn transpose_reshape_and_axis_reductions() {
     let g = unary(&[2, 3, 4], Loss::Mse, |g, x| {
         g.transpose(x, 1, 3).expect("op")

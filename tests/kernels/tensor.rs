@@ -59,6 +59,22 @@ fn transposes_and_column_windows_copy_exactly() {
         .collect();
     assert_close("concat", &read(&cat), &want, 0.0, 0.0);
     assert_close("slice a", &read(&back_a), &f64s(&a), 0.0, 0.0);
+    // A slice's gradient: b in columns 3..7 of a [5, 9] matrix, zeros around it.
+    let padded = poisoned(&[5, 9]);
+    let d =
+        tensor::pad_columns(gpu(), (5, 4, 9, 3), &upload(&b, &[5, 4]), &padded).expect("shapes");
+    run(&[&d]);
+    let want: Vec<f64> = (0..45)
+        .map(|i| {
+            let (r, j) = (i / 9, i % 9);
+            if (3..7).contains(&j) {
+                f64::from(b[r * 4 + j - 3])
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_close("pad_columns", &read(&padded), &want, 0.0, 0.0);
     assert_close("slice b", &read(&back_b), &f64s(&b), 0.0, 0.0);
     // A walk past the end of a tensor is refused, not run.
     assert!(tensor::column_window(gpu(), (5, 4, 7, 4), true, &upload(&b, &[5, 4]), &cat).is_err());

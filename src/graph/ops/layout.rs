@@ -1,4 +1,4 @@
-//! Ops that move elements: concatenation along the last axis, transposes, sums and means over
+//! Ops that move elements: concatenation and slices along the last axis, transposes, sums and means over
 //! an axis, and reshape (free forward; its backward copies the gradient).
 
 use super::{Ctx, Value};
@@ -56,6 +56,19 @@ pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
                 })
                 .collect::<Result<_>>()?
         }
+        // y[r, j] = x[r, start + j]
+        Op::Slice { start, len } => {
+            let x = ctx.input(n, 0)?;
+            let width = *x.shape().last().unwrap_or(&1);
+            let rows = x.len() / width;
+            vec![tensor::column_window(
+                gpu,
+                (rows, len, width, start),
+                false,
+                &x,
+                &y,
+            )?]
+        }
         Op::Transpose { axes: [a, b] } => {
             vec![tensor::transpose(gpu, (a, b), &ctx.input(n, 0)?, &y)?]
         }
@@ -93,6 +106,14 @@ pub(super) fn backward(
                         dx,
                     )?);
                 }
+            }
+        }
+        // dx = dy in the window, zeros around it
+        Op::Slice { start, len } => {
+            if let Some(dx) = &sinks[0] {
+                let width = *dx.shape().last().unwrap_or(&1);
+                let rows = dx.len() / width;
+                out.push(tensor::pad_columns(gpu, (rows, len, width, start), dy, dx)?);
             }
         }
         // a transpose is its own inverse

@@ -188,7 +188,9 @@ pub(crate) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Di
         | Op::Add
         | Op::Sub
         | Op::Mul => pointwise::forward(ctx, n, training),
-        Op::Concat | Op::Transpose { .. } | Op::Reduce { .. } => layout::forward(ctx, n),
+        Op::Concat | Op::Slice { .. } | Op::Transpose { .. } | Op::Reduce { .. } => {
+            layout::forward(ctx, n)
+        }
         Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } => {
             norm::forward(ctx, n, training)
         }
@@ -239,9 +241,11 @@ pub(crate) fn backward(
         | Op::Add
         | Op::Sub
         | Op::Mul => pointwise::backward(ctx, n, sinks),
-        Op::Concat | Op::Transpose { .. } | Op::Reduce { .. } | Op::Reshape { .. } => {
-            layout::backward(ctx, n, sinks)
-        }
+        Op::Concat
+        | Op::Slice { .. }
+        | Op::Transpose { .. }
+        | Op::Reduce { .. }
+        | Op::Reshape { .. } => layout::backward(ctx, n, sinks),
         Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } => {
             norm::backward(ctx, n, sinks)
         }
