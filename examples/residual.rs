@@ -13,7 +13,8 @@
 //! logits = head(norm(x))                               # nn.LayerNorm, nn.Linear(width, 10)
 //! ```
 //!
-//! with `CrossEntropyLoss`, `Adam(lr=1e-3)`, batches of 64 and random ±2 px shifts. The
+//! with `CrossEntropyLoss`, `Adam(lr=1e-3)` with `CosineAnnealingLR` over the run, batches of
+//! 64 and random ±2 px shifts. The
 //! checkpoint holds the graph itself, so reloading needs no code that knows the model.
 
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use clap::Parser;
 use wgtrain::data::{DeviceDataset, Split, load_mnist};
 use wgtrain::graph::Graph;
 use wgtrain::nn::models::residual_mlp;
-use wgtrain::optim::Optimizer;
+use wgtrain::optim::{Optimizer, Schedule};
 use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
 use wgtrain::train::{ClassificationMetrics, EpochProgress, TrainConfig, Trainer};
 use wgtrain::{Error, Gpu, Result};
@@ -78,8 +79,14 @@ fn run(args: Args) -> Result<()> {
         "model: residual MLP, {} blocks of width {}, {parameters} parameters",
         args.blocks, args.width
     );
+    let steps = train.rows.div_ceil(args.batch_size);
     let config = TrainConfig {
         optimizer: Optimizer::adam(args.lr),
+        // CosineAnnealingLR over the whole run: the last epochs settle instead of bouncing.
+        schedule: Schedule::Cosine {
+            total_steps: (steps * args.epochs) as u64,
+            min_lr: 0.0,
+        },
         batch_size: args.batch_size,
         augment_shift: 2,
         seed: args.seed,
@@ -89,7 +96,6 @@ fn run(args: Args) -> Result<()> {
     let train_data = DeviceDataset::upload(&gpu, &train)?;
     let test_data = DeviceDataset::upload(&gpu, &test)?;
 
-    let steps = train.rows.div_ceil(args.batch_size);
     for epoch in 0..args.epochs {
         let mut progress = EpochProgress::new(epoch, args.epochs, steps);
         let loss = trainer.fit_epoch(&train_data, epoch, &mut |log| progress.step(log))?;
