@@ -338,10 +338,11 @@ fn interrupts_at_random_moments_stop_cleanly() {
         std::thread::sleep(std::time::Duration::from_millis(
             rng.random_range(300..3000),
         ));
-        let killed = Command::new("kill")
-            .args([format!("-{signal}"), child.id().to_string()])
+        // The shell's own `kill` (a builtin of every sh), not a procps binary a CI image may lack.
+        let killed = Command::new("sh")
+            .args(["-c", &format!("kill -{signal} {}", child.id())])
             .status()
-            .expect("kill");
+            .expect("sh");
         assert!(killed.success());
         let out = child.wait_with_output().expect("wait");
         let code = out.status.code().expect("exited, not killed");
