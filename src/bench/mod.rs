@@ -2,6 +2,8 @@
 //! and the mlp-bench training step. Every kernel's output is checked against an f64 reference
 //! before it is timed: a fast wrong kernel is refused, not scored.
 
+mod sequence;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -134,6 +136,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for m in bench_dispatch(&gpu)? {
         show(m);
     }
+    // Attention at a GPT-small head (T 256, D 64), 8 or 32 heads × batch.
+    let heads = if args.quick || cpu { 8 } else { 32 };
+    for m in sequence::bench_attention_products(&gpu, &mut rng, (heads, 256, 64))? {
+        show(m);
+    }
+    show(sequence::bench_causal_softmax(
+        &gpu,
+        &mut rng,
+        (heads * 256, 256),
+    )?);
+    show(sequence::bench_layer_norm(
+        &gpu,
+        &mut rng,
+        (heads * 256, 768),
+    )?);
     // On a CPU adapter a b16384 step takes tens of seconds: the suite stops at 1024 there.
     let mlp_batches: &[usize] = match (args.quick, cpu) {
         (true, _) => &[64, 256],
