@@ -79,6 +79,28 @@ impl Dataset {
             )));
         }
         let rows = len / cols;
+        if rows == 0 {
+            return Err(Error::InvalidArgument(
+                "a dataset needs at least one row".into(),
+            ));
+        }
+        // Checked where data enters: a NaN feature would train "fine" into NaN weights.
+        if let Features::F32(values) = &features
+            && let Some(i) = values.iter().position(|v| !v.is_finite())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "feature row {}, column {} is {}: features must be finite",
+                i / cols,
+                i % cols,
+                values[i]
+            )));
+        }
+        if let Some(i) = targets.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "target {i} is {}: targets must be finite",
+                targets[i]
+            )));
+        }
         if targets.len() != rows * target_cols.max(1) {
             return Err(Error::InvalidArgument(format!(
                 "{} targets for {rows} rows",

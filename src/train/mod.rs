@@ -287,7 +287,17 @@ impl Trainer {
         for ((name, dims, _), feed) in specs.iter().zip(inputs) {
             let per_sample: usize = dims.iter().product();
             let len = match feed {
-                Feed::F32(d) => d.len(),
+                Feed::F32(d) => {
+                    if let Some(i) = d.iter().position(|v| !v.is_finite()) {
+                        return Err(Error::InvalidArgument(format!(
+                            "input {name}: sample {}, element {} is {}: inputs must be finite",
+                            i / per_sample.max(1),
+                            i % per_sample.max(1),
+                            d[i]
+                        )));
+                    }
+                    d.len()
+                }
                 Feed::U32(d) => d.len(),
             };
             if len == 0

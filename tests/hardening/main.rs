@@ -176,3 +176,24 @@ fn a_streamed_dataset_trains_exactly_like_a_resident_one() {
         "the same batches, bit for bit, by either path"
     );
 }
+
+#[test]
+fn data_is_checked_where_it_enters() {
+    // A NaN feature, from the library as from a file, is refused naming its row and column.
+    let error = Dataset::classification(vec![0.0, 1.0, f32::NAN, 2.0], 2, vec![0, 1])
+        .expect_err("a NaN feature");
+    assert!(error.to_string().contains("row 1, column 0"), "{error}");
+    let error = Dataset::regression(vec![0.0, 1.0], 1, vec![0.5, f32::INFINITY], 1)
+        .expect_err("an infinite target");
+    assert!(error.to_string().contains("target 1"), "{error}");
+    let error = Dataset::classification(vec![], 3, vec![]).expect_err("no rows");
+    assert!(error.to_string().contains("at least one row"), "{error}");
+    // Host batches too.
+    let gpu = gpu();
+    let mut trainer = trainer(gpu, &Sequential::new(2).linear(2), 0);
+    let error = trainer
+        .train_batch(&[0.0, f32::NAN, 1.0, 1.0], &[0.0, 1.0])
+        .expect_err("a NaN input");
+    assert!(error.to_string().contains("sample 0, element 1"), "{error}");
+    assert_eq!(trainer.step, 0, "nothing was trained");
+}
