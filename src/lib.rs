@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom up: [`gpu`] (device, tensors, dispatches) → [`kernels`] (one launcher per
 //! WGSL family) → [`graph`] (ops, gradients, plans) → [`nn`], [`optim`] → [`train`]; [`data`]
-//! feeds them and [`bench`](mod@bench) measures them.
+//! feeds them and [`bench`](mod@bench) measures them; [`files`] reads and writes every
+//! user-named file.
 //!
 //! The README, whose library example runs as a doc test:
 #![doc = include_str!("../README.md")]
