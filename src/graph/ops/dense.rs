@@ -1,6 +1,6 @@
 //! Products: Linear over the last axis of any rank, batched matmul, embedding lookup.
 
-use super::{Ctx, Value};
+use super::{Ctx, Value, as_rows};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Tensor};
 use crate::graph::{NodeId, Op};
@@ -13,12 +13,6 @@ fn as_batch(t: &Tensor) -> Result<Tensor> {
     let s = t.shape();
     let (r, c) = (s[s.len() - 2], s[s.len() - 1]);
     t.reshape(&[t.len() / (r * c).max(1), r, c])
-}
-
-/// `[.., c]` as `[rows, c]`.
-fn as_rows(t: &Tensor) -> Result<Tensor> {
-    let c = *t.shape().last().unwrap_or(&1);
-    t.reshape(&[t.len() / c.max(1), c])
 }
 
 /// The activation a fused Linear producer left for its consumers' dX products to apply.

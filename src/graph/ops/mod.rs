@@ -101,6 +101,12 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// `[.., c]` seen as `[rows, c]`: the layout every last-axis kernel takes.
+pub(crate) fn as_rows(t: &Tensor) -> Result<Tensor> {
+    let c = *t.shape().last().unwrap_or(&1);
+    t.reshape(&[t.len() / c.max(1), c])
+}
+
 /// Where a node's output lives.
 pub(crate) enum Storage {
     Value(Value),

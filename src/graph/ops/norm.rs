@@ -1,19 +1,13 @@
 //! Normalisations over an axis: BatchNorm1d (over the batch), LayerNorm and softmax (over
 //! the last axis).
 
-use super::{Ctx, Value};
+use super::{Ctx, Value, as_rows};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Tensor};
 use crate::graph::{NodeId, Op, ParamId};
 use crate::kernels::layernorm::{self, LayerNormTensors};
 use crate::kernels::norm::{self, BatchNormTensors};
 use crate::kernels::softmax;
-
-/// `[.., c]` as `[rows, c]`.
-fn rows(t: &Tensor) -> Result<Tensor> {
-    let c = *t.shape().last().unwrap_or(&1);
-    t.reshape(&[t.len() / c.max(1), c])
-}
 
 /// A BatchNorm layer's γ, β and running statistics, with `saved` statistics.
 fn batch_norm_tensors<'a>(
@@ -39,8 +33,8 @@ fn causal_t(ctx: &Ctx<'_>, n: NodeId) -> usize {
 
 pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Dispatch>> {
     let gpu = ctx.gpu;
-    let x = rows(&ctx.input(n, 0)?)?;
-    let y = rows(&ctx.out(n)?)?;
+    let x = as_rows(&ctx.input(n, 0)?)?;
+    let y = as_rows(&ctx.out(n)?)?;
     let dispatch = match ctx.graph.nodes[n.0].op {
         Op::BatchNorm {
             gamma,
@@ -81,7 +75,7 @@ pub(super) fn backward(
     sinks: &[Option<Tensor>],
 ) -> Result<Vec<Dispatch>> {
     let gpu = ctx.gpu;
-    let dy = rows(ctx.get(Value::Grad(n))?)?;
+    let dy = as_rows(ctx.get(Value::Grad(n))?)?;
     let param_sink = |k: usize| {
         sinks[k]
             .as_ref()
@@ -104,7 +98,7 @@ pub(super) fn backward(
             out.push(norm::batchnorm_backward(
                 gpu,
                 config,
-                &rows(&ctx.input(n, 0)?)?,
+                &as_rows(&ctx.input(n, 0)?)?,
                 &tensors,
                 &dy,
                 &dx,
@@ -113,7 +107,7 @@ pub(super) fn backward(
             )?);
         }
         Op::LayerNorm { gamma, beta, .. } => {
-            let x = rows(&ctx.input(n, 0)?)?;
+            let x = as_rows(&ctx.input(n, 0)?)?;
             let tensors = LayerNormTensors {
                 gamma: &ctx.params[gamma.0],
                 beta: &ctx.params[beta.0],
@@ -125,7 +119,7 @@ pub(super) fn backward(
                     &x,
                     &tensors,
                     &dy,
-                    &rows(dx)?,
+                    &as_rows(dx)?,
                 )?);
             }
             out.push(layernorm::layernorm_backward_params(
@@ -138,8 +132,8 @@ pub(super) fn backward(
         }
         Op::Softmax { .. } => {
             if let Some(dx) = &sinks[0] {
-                let y = rows(&ctx.out(n)?)?;
-                out.push(softmax::softmax_backward(gpu, &y, &dy, &rows(dx)?)?);
+                let y = as_rows(&ctx.out(n)?)?;
+                out.push(softmax::softmax_backward(gpu, &y, &dy, &as_rows(dx)?)?);
             }
         }
         _ => unreachable!("norm::backward is only called for normalisations"),
