@@ -69,6 +69,26 @@ pub(crate) fn check_paths(
     Ok(())
 }
 
+/// A class label the model has no output for would make the loss NaN and drop rows from the
+/// metrics: refused by file and row.
+pub(crate) fn check_labels(architecture: &Architecture, path: &Path, data: &Dataset) -> Result<()> {
+    let outputs = architecture.out_features();
+    if architecture.loss() != Loss::CrossEntropy || data.target_cols > 0 {
+        return Ok(());
+    }
+    match data.labels().iter().position(|&l| l >= outputs) {
+        Some(row) => Err(Error::invalid_data(
+            path,
+            format!("row {row}"),
+            format!(
+                "label {} but the model has {outputs} classes",
+                data.labels()[row]
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Data rows feed a model with exactly one f32 input as wide as a row, through a
 /// standardizer (if any) as wide too.
 pub(crate) fn check_model_input(architecture: &Architecture, cols: usize) -> Result<()> {
@@ -284,20 +304,8 @@ fn restore(
             "the model has {outputs} classes; per-class metrics stop at {MAX_METRIC_CLASSES} (a confusion matrix of {outputs}² counts)"
         )));
     }
-    // A class the model has no output for would make the loss NaN and drop rows from the
-    // metrics: refuse it by name.
-    if labels
-        && loss == Loss::CrossEntropy
-        && let Some(row) = data.labels().iter().position(|&l| l >= outputs)
-    {
-        return Err(Error::invalid_data(
-            path,
-            format!("row {row}"),
-            format!(
-                "label {} but the model has {outputs} classes",
-                data.labels()[row]
-            ),
-        ));
+    if labels {
+        check_labels(&architecture, path, &data)?;
     }
     if let Some(standardize) = &architecture.standardize {
         standardize.apply(&mut data);

@@ -12,7 +12,8 @@ use wgtrain::train::{EpochProgress, TrainConfig, Trainer, plot_curves};
 use wgtrain::{Error, Gpu, Result};
 
 use crate::commands::{
-    PendingFile, bad_flag, check_model_input, is_csv, load, report_metrics, write_json,
+    PendingFile, bad_flag, check_labels, check_model_input, is_csv, load, report_metrics,
+    write_json,
 };
 use crate::flags::{activation, check_train_paths, hidden_layers, loss_of, schedule_of, validate};
 use crate::{LossArg, TrainArgs, signals};
@@ -103,12 +104,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 ));
             }
             let outputs = match (loss, train.target_cols) {
-                (Loss::CrossEntropy, 0) => classes,
-                (Loss::CrossEntropy, _) => {
-                    return Err(bad_flag(
-                        "cross-entropy needs class labels: use --task classify".into(),
-                    ));
-                }
+                // Numeric targets under cross-entropy: refused below, with every graph.
+                (Loss::CrossEntropy, _) => classes,
                 (Loss::BceWithLogits, 0) if classes <= 2 => 1,
                 (_, 0) => {
                     return Err(bad_flag(format!(
@@ -133,29 +130,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         }
     };
-    // A class the model has no output for would make the loss NaN: refuse it by name.
-    if architecture.loss() == Loss::CrossEntropy {
-        let outputs = architecture.out_features();
-        let data_path = Some(args.data.data.as_path());
-        let sources = [
-            (data_path, Some(&train)),
-            (data_path, val.as_ref()),
-            (args.test.as_deref().or(data_path), test.as_ref()),
-        ];
-
-        for (path, data) in sources.into_iter().filter_map(|(p, d)| Some((p?, d?))) {
-            if let Some(row) = data.labels().iter().position(|&l| l >= outputs) {
-                return Err(Error::invalid_data(
-                    path,
-                    format!("row {row}"),
-                    format!(
-                        "label {} but the model has {outputs} classes",
-                        data.labels()[row]
-                    ),
-                ));
-            }
-        }
-    }
     check_model_input(&architecture, train.cols)?;
     // The targets must be what the loss compares the output with.
     let (loss, outputs) = (architecture.loss(), architecture.out_features());
@@ -178,6 +152,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             )));
         }
         _ => {}
+    }
+    let data_path = args.data.data.as_path();
+    for (path, data) in [
+        (data_path, Some(&train)),
+        (data_path, val.as_ref()),
+        (args.test.as_deref().unwrap_or(data_path), test.as_ref()),
+    ] {
+        if let Some(data) = data {
+            check_labels(&architecture, path, data)?;
+        }
     }
     if let Some(standardize) = &architecture.standardize {
         for data in [Some(&mut train), val.as_mut(), test.as_mut()]
