@@ -294,50 +294,6 @@ impl OptimizerReference {
     }
 }
 
-/// The mean loss of `model` in training mode (batch statistics; dropout must be absent), in
-/// f64, with parameters in the graph's order (each Linear's weight then bias; each
-/// BatchNorm's γ then β). What finite-difference gradient checks differentiate.
-pub fn sequential_loss(
-    model: &crate::nn::Sequential,
-    params: &[Vec<f64>],
-    x: &[f64],
-    target: &[f64],
-    loss_kind: Loss,
-) -> f64 {
-    use crate::nn::Layer;
-    let batch = x.len() / model.in_features;
-    let mut h = x.to_vec();
-    let mut features = model.in_features;
-    let mut next = params.iter();
-    let mut take = || {
-        next.next()
-            .expect("one parameter tensor per weight, bias, γ and β")
-    };
-    for layer in &model.layers {
-        match *layer {
-            Layer::Linear { out_features, bias } => {
-                let w = take();
-                let mut y = matmul(&h, w, (batch, out_features, features), false, true);
-                if bias {
-                    let b = take();
-                    for (i, v) in y.iter_mut().enumerate() {
-                        *v += b[i % out_features];
-                    }
-                }
-                h = y;
-                features = out_features;
-            }
-            Layer::Activation(a) => h.iter_mut().for_each(|v| *v = a.apply_f64(*v)),
-            Layer::Dropout(_) => {}
-            Layer::BatchNorm1d => {
-                let (gamma, beta) = (take(), take());
-                h = batchnorm_forward(&h, batch, features, gamma, beta, 1e-5).0;
-            }
-        }
-    }
-    loss(loss_kind, &h, target, batch, features).0
-}
-
 /// Central finite differences of `f` at `params` (step `h` relative to max(1, |θ|)), in f64:
 /// truncation error O(h²·f‴), rounding error O(ε_f64·|f|/h). h = 1e-7 keeps both near 1e-9
 /// (|f| is a mean loss of order 1), far under the checks' 1e-7 floor, and makes a step across a

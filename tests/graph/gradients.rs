@@ -38,6 +38,7 @@ fn gradients(
     batch: usize,
 ) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
     let graph = model.build(loss).expect("valid model");
+    let reference_graph = graph.clone();
     let weights = Weights::init(gpu(), &graph, u64::from(rng.next_u32())).expect("weights");
     let params = weights.read_params(gpu()).expect("read");
     let mut trainer = Trainer::new(gpu(), graph, weights, TrainConfig::default()).expect("trainer");
@@ -46,9 +47,9 @@ fn gradients(
     trainer.compute_gradients(&x, &y).expect("step");
     let gpu_grads = trainer.weights.read_grads(gpu()).expect("read");
     let params64: Vec<Vec<f64>> = params.iter().map(|p| f64s(p)).collect();
-    let (x64, y64) = (f64s(&x), f64s(&y));
+    let (inputs, y64) = ([f64s(&x)], f64s(&y));
     let fd = reference::finite_difference_grads(&params64, |p| {
-        reference::sequential_loss(model, p, &x64, &y64, loss)
+        reference::graph_loss(&reference_graph, p, &inputs, &y64, batch, None)
     });
     (gpu_grads, fd)
 }

@@ -40,6 +40,7 @@ fn fifty_steps_match_an_f64_implementation_for_every_optimizer() {
         .collect();
     for (name, optimizer) in optimizers() {
         let graph = model.build(loss).expect("valid model");
+        let reference_graph = graph.clone();
         let weights = Weights::init(gpu(), &graph, 7).expect("weights");
         let mut params: Vec<Vec<f64>> = weights
             .read_params(gpu())
@@ -58,8 +59,10 @@ fn fifty_steps_match_an_f64_implementation_for_every_optimizer() {
             .collect();
         for step in 0..50 {
             let (x, y) = &batches[step % batches.len()];
-            let (x64, y64) = (f64s(x), f64s(y));
-            let f = |p: &[Vec<f64>]| reference::sequential_loss(&model, p, &x64, &y64, loss);
+            let (inputs, y64) = ([f64s(x)], f64s(y));
+            let f = |p: &[Vec<f64>]| {
+                reference::graph_loss(&reference_graph, p, &inputs, &y64, batch, None)
+            };
             let want_loss = f(&params);
             let grads = reference::finite_difference_grads(&params, f);
             for ((p, g), state) in params.iter_mut().zip(&grads).zip(&mut states) {
