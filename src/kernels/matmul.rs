@@ -4,12 +4,12 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{
-    Activation, expect_same_len, expect_shape, matrix_dims, shape_error, to_u32, with_activations,
+    Activation, expect_same_len, expect_shape, matrix_dims, shape_error, to_u32, with_gemm_tiles,
 };
 
 pub(crate) static SHADER: Shader = Shader {
     name: "matmul",
-    source: || with_activations(include_str!("../../shaders/matmul.wgsl")),
+    source: || with_gemm_tiles(include_str!("../../shaders/matmul.wgsl")),
 };
 
 const BINDINGS: &[Access] = &[
@@ -22,12 +22,12 @@ const BINDINGS: &[Access] = &[
 ];
 static TILED: KernelSpec = KernelSpec {
     shader: &SHADER,
-    entry: "matmul",
+    entry: "tiled_64",
     bindings: BINDINGS,
 };
 static TILED_128: KernelSpec = KernelSpec {
     shader: &SHADER,
-    entry: "matmul_128",
+    entry: "tiled_128",
     bindings: BINDINGS,
 };
 static NAIVE: KernelSpec = KernelSpec {

@@ -2,6 +2,7 @@
 //! family's params struct and returns a [`Dispatch`](crate::gpu::Dispatch): it records, never
 //! submits, so the graph scheduler can put a whole training step into one pass.
 
+pub mod conv;
 pub mod data;
 pub mod elementwise;
 pub mod layernorm;
@@ -9,6 +10,7 @@ pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod optim;
+pub mod pool;
 pub mod random;
 pub mod reduce;
 pub mod softmax;
@@ -17,6 +19,7 @@ pub mod tensor;
 /// Every params struct a kernel binds, each the Rust twin of a WGSL struct of the same name
 /// (their layouts are compared in `tests/shaders.rs`).
 pub mod layouts {
+    pub use super::conv::ConvParams;
     pub use super::data::GatherParams;
     pub use super::elementwise::ElementwiseParams;
     pub use super::layernorm::LayerNormParams;
@@ -24,6 +27,7 @@ pub mod layouts {
     pub use super::matmul::MatmulParams;
     pub use super::norm::NormParams;
     pub use super::optim::{OptimParams, StepParams};
+    pub use super::pool::PoolParams;
     pub use super::random::RandomParams;
     pub use super::reduce::ReduceParams;
     pub use super::softmax::SoftmaxParams;
@@ -35,6 +39,7 @@ use crate::gpu::Tensor;
 use crate::gpu::kernel::Shader;
 
 const ACTIVATION_WGSL: &str = include_str!("../../shaders/activation.wgsl");
+const GEMM_TILES_WGSL: &str = include_str!("../../shaders/gemm_tiles.wgsl");
 
 /// Every shader family, for validation tests and pipeline warm-up.
 pub(crate) const SHADERS: &[&Shader] = &[
@@ -49,6 +54,8 @@ pub(crate) const SHADERS: &[&Shader] = &[
     &tensor::SHADER,
     &softmax::SHADER,
     &layernorm::SHADER,
+    &conv::SHADER,
+    &pool::SHADER,
 ];
 
 /// The full WGSL source of every family, by name (what `naga` validates in the tests).
@@ -137,6 +144,11 @@ const GELU_K: f64 = 0.044_715;
 /// Prepends the shared activation functions to a family's WGSL.
 fn with_activations(family: &str) -> String {
     format!("{ACTIVATION_WGSL}\n{family}")
+}
+
+/// A GEMM family: the activations, the family's addressing, then the shared tiled kernels.
+fn with_gemm_tiles(family: &str) -> String {
+    format!("{}\n{GEMM_TILES_WGSL}", with_activations(family))
 }
 
 fn shape_error(op: &str, left: &[usize], right: &[usize]) -> Error {

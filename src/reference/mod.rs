@@ -356,6 +356,8 @@ pub fn least_squares(x: &[f64], y: &[f64], rows: usize, cols: usize) -> Vec<f64>
 }
 
 mod graph;
+mod image;
 mod tensor;
 pub use graph::{DropoutKey, graph_forward, graph_loss, graph_output};
+pub use image::*;
 pub use tensor::*;

@@ -3,12 +3,14 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod conv;
 mod data;
 mod elementwise;
 mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod pool;
 mod random;
 mod reduce;
 mod tensor;

@@ -1,0 +1,132 @@
+// 2-D pooling over NCHW images, each of the B·C planes on its own, as torch.nn.MaxPool2d and
+// AvgPool2d (count_include_pad=True, ceil_mode=False): window (oy, ox) covers input rows
+// oy·sh − ph .. + kh and columns ox·sw − pw .. + kw, padding never chosen as a max.
+// Legend: x [planes, H, W], y and dy [planes, Ho, Wo], dx [planes, H, W].
+// Backward kernels gather: one thread per input pixel adds the dy of every window that covers
+// it, in a fixed order, so results are the same every run and no atomics are needed. Max
+// pooling recomputes each window's argmax from x rather than storing it: the first maximum in
+// row-major window order wins, and a NaN wins over numbers, as in PyTorch.
+// Bindings: 0 params (uniform), 1 x (read), 2 dy (read; x again in forward), 3 out (rw: y or dx).
+// Grid: grid_1d(len(out), 256).
+
+struct PoolParams {
+    planes: u32,
+    height: u32,
+    width: u32,
+    out_height: u32,
+    out_width: u32,
+    kernel_h: u32,
+    kernel_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: PoolParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn thread_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.y * groups.x * 256u + gid.x;
+}
+
+// The in-bounds rows (or columns) [x, y) of the window starting at padded coordinate `start`.
+fn window(start: u32, pad: u32, kernel: u32, size: u32) -> vec2<u32> {
+    let lo = max(start, pad) - pad;
+    let hi = min(start + kernel, size + pad) - pad;
+    return vec2<u32>(lo, max(hi, lo));
+}
+
+fn rows_of(oy: u32) -> vec2<u32> { return window(oy * params.stride_h, params.pad_h, params.kernel_h, params.height); }
+fn cols_of(ox: u32) -> vec2<u32> { return window(ox * params.stride_w, params.pad_w, params.kernel_w, params.width); }
+
+// The windows (first, last + 1) along one axis that cover input coordinate i.
+fn covering(i: u32, pad: u32, kernel: u32, stride: u32, outs: u32) -> vec2<u32> {
+    let padded = i + pad;
+    var first = 0u;
+    if padded + 1u > kernel { first = (padded + 1u - kernel + stride - 1u) / stride; }
+    let last = min(padded / stride + 1u, outs);
+    return vec2<u32>(first, max(last, first));
+}
+
+// Index in the plane of the max of window (oy, ox) of plane `base`.
+fn argmax(base: u32, oy: u32, ox: u32) -> u32 {
+    let rows = rows_of(oy);
+    let cols = cols_of(ox);
+    var best = rows.x * params.width + cols.x;
+    var best_value = x[base + best];
+    for (var iy = rows.x; iy < rows.y; iy++) {
+        for (var ix = cols.x; ix < cols.y; ix++) {
+            let v = x[base + iy * params.width + ix];
+            if v > best_value || (v != v && best_value == best_value) {
+                best = iy * params.width + ix;
+                best_value = v;
+            }
+        }
+    }
+    return best;
+}
+
+@compute @workgroup_size(256)
+fn max_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = thread_index(gid, groups);
+    let per_plane = params.out_height * params.out_width;
+    if i >= params.planes * per_plane { return; }
+    let base = (i / per_plane) * params.height * params.width;
+    let p = i % per_plane;
+    out[i] = x[base + argmax(base, p / params.out_width, p % params.out_width)];
+}
+
+@compute @workgroup_size(256)
+fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = thread_index(gid, groups);
+    let plane = params.height * params.width;
+    if i >= params.planes * plane { return; }
+    let base = (i / plane) * plane;
+    let q = i % plane;
+    let ys = covering(q / params.width, params.pad_h, params.kernel_h, params.stride_h, params.out_height);
+    let xs = covering(q % params.width, params.pad_w, params.kernel_w, params.stride_w, params.out_width);
+    let dy_base = (i / plane) * params.out_height * params.out_width;
+    var g = 0.0;
+    for (var oy = ys.x; oy < ys.y; oy++) {
+        for (var ox = xs.x; ox < xs.y; ox++) {
+            if argmax(base, oy, ox) == q { g += dy[dy_base + oy * params.out_width + ox]; }
+        }
+    }
+    out[i] = g;
+}
+
+@compute @workgroup_size(256)
+fn avg_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = thread_index(gid, groups);
+    let per_plane = params.out_height * params.out_width;
+    if i >= params.planes * per_plane { return; }
+    let base = (i / per_plane) * params.height * params.width;
+    let p = i % per_plane;
+    let rows = rows_of(p / params.out_width);
+    let cols = cols_of(p % params.out_width);
+    var sum = 0.0;
+    for (var iy = rows.x; iy < rows.y; iy++) {
+        for (var ix = cols.x; ix < cols.y; ix++) { sum += x[base + iy * params.width + ix]; }
+    }
+    out[i] = sum / f32(params.kernel_h * params.kernel_w);
+}
+
+@compute @workgroup_size(256)
+fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = thread_index(gid, groups);
+    let plane = params.height * params.width;
+    if i >= params.planes * plane { return; }
+    let q = i % plane;
+    let ys = covering(q / params.width, params.pad_h, params.kernel_h, params.stride_h, params.out_height);
+    let xs = covering(q % params.width, params.pad_w, params.kernel_w, params.stride_w, params.out_width);
+    let dy_base = (i / plane) * params.out_height * params.out_width;
+    var g = 0.0;
+    for (var oy = ys.x; oy < ys.y; oy++) {
+        for (var ox = xs.x; ox < xs.y; ox++) { g += dy[dy_base + oy * params.out_width + ox]; }
+    }
+    out[i] = g / f32(params.kernel_h * params.kernel_w);
+}

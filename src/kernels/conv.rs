@@ -1,0 +1,433 @@
+//! Launchers for `shaders/conv.wgsl`: Conv2d forward, input gradient and weight gradient as
+//! implicit GEMMs on the matmul's tiling (`shaders/gemm_tiles.wgsl`).
+
+use crate::error::{Error, Result};
+use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::kernels::matmul::Tile;
+use crate::kernels::{Activation, expect_shape, shape_error, to_u32, with_gemm_tiles};
+
+pub(crate) static SHADER: Shader = Shader {
+    name: "conv",
+    source: || with_gemm_tiles(include_str!("../../shaders/conv.wgsl")),
+};
+
+const BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+const fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        shader: &SHADER,
+        entry,
+        bindings: BINDINGS,
+    }
+}
+static TILED: KernelSpec = spec("tiled_64");
+static TILED_128: KernelSpec = spec("tiled_128");
+static WEIGHT_GRAD_SUM: KernelSpec = spec("conv_weight_grad_sum");
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub k_chunk: u32,
+    pub batch: u32,
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+    pub out_channels: u32,
+    pub out_height: u32,
+    pub out_width: u32,
+    pub slope: f32,
+    pub kernel_h: u32,
+    pub kernel_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_h: u32,
+    pub pad_w: u32,
+    pub dilation_h: u32,
+    pub dilation_w: u32,
+}
+
+/// Stride, zero padding and dilation of a convolution, `[rows, columns]` each, as
+/// `nn.Conv2d(stride=, padding=, dilation=)` takes them; the kernel size is the weight's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Conv2dConfig {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Self {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
+    }
+}
+
+impl Conv2dConfig {
+    /// The output size along one axis (PyTorch's formula), `None` when the dilated kernel does
+    /// not fit the padded input or a stride or dilation is 0.
+    pub fn output_size(&self, axis: usize, input: usize, kernel: usize) -> Option<usize> {
+        let (s, p, d) = (self.stride[axis], self.padding[axis], self.dilation[axis]);
+        if s == 0 || d == 0 || kernel == 0 {
+            return None;
+        }
+        let span = d * (kernel - 1) + 1;
+        (input + 2 * p).checked_sub(span).map(|room| room / s + 1)
+    }
+}
+
+/// One convolution's shapes: `x` `[B, C, H, W]`, `weight` `[O, C, kh, kw]`, `y` `[B, O, Ho, Wo]`.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    out_channels: usize,
+    kernel: [usize; 2],
+    out: [usize; 2],
+    config: Conv2dConfig,
+}
+
+impl Geometry {
+    fn of(x: &Tensor, weight: &Tensor, config: Conv2dConfig) -> Result<Self> {
+        let &[batch, channels, height, width] = x.shape() else {
+            return Err(shape_error(
+                "conv2d x (expects [B, C, H, W])",
+                x.shape(),
+                &[],
+            ));
+        };
+        let &[out_channels, c, kh, kw] = weight.shape() else {
+            return Err(shape_error(
+                "conv2d weight (expects [O, C, kh, kw])",
+                weight.shape(),
+                &[],
+            ));
+        };
+        let sizes = config
+            .output_size(0, height, kh)
+            .zip(config.output_size(1, width, kw));
+        match sizes {
+            Some((oh, ow)) if c == channels && oh * ow > 0 => Ok(Self {
+                batch,
+                channels,
+                height,
+                width,
+                out_channels,
+                kernel: [kh, kw],
+                out: [oh, ow],
+                config,
+            }),
+            _ => Err(shape_error(
+                "conv2d (weight [O, C, kh, kw] vs x [B, C, H, W])",
+                weight.shape(),
+                x.shape(),
+            )),
+        }
+    }
+
+    fn y_shape(&self) -> [usize; 4] {
+        [self.batch, self.out_channels, self.out[0], self.out[1]]
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// The params of one product, `(m, n, k)` and the K per split.
+    fn params(&self, (m, n, k): (usize, usize, usize), k_chunk: usize, slope: f32) -> ConvParams {
+        let c = &self.config;
+        ConvParams {
+            m: to_u32(m),
+            n: to_u32(n),
+            k: to_u32(k),
+            k_chunk: to_u32(k_chunk),
+            batch: to_u32(self.batch),
+            channels: to_u32(self.channels),
+            height: to_u32(self.height),
+            width: to_u32(self.width),
+            out_channels: to_u32(self.out_channels),
+            out_height: to_u32(self.out[0]),
+            out_width: to_u32(self.out[1]),
+            slope,
+            kernel_h: to_u32(self.kernel[0]),
+            kernel_w: to_u32(self.kernel[1]),
+            stride_h: to_u32(c.stride[0]),
+            stride_w: to_u32(c.stride[1]),
+            pad_h: to_u32(c.padding[0]),
+            pad_w: to_u32(c.padding[1]),
+            dilation_h: to_u32(c.dilation[0]),
+            dilation_w: to_u32(c.dilation[1]),
+        }
+    }
+}
+
+/// What one tiled launch binds at 1..=6 (see the shader's table).
+struct Operands<'a> {
+    x: &'a Tensor,
+    weight: &'a Tensor,
+    dy: &'a Tensor,
+    aux: &'a Tensor,
+    out: &'a Tensor,
+    out2: &'a Tensor,
+}
+
+fn bindings<'a>(params: &'a wgpu::Buffer, o: &Operands<'a>) -> [Bind<'a>; 7] {
+    [
+        Bind::Uniform(params),
+        Bind::Tensor(o.x),
+        Bind::Tensor(o.weight),
+        Bind::Tensor(o.dy),
+        Bind::Tensor(o.aux),
+        Bind::Tensor(o.out),
+        Bind::Tensor(o.out2),
+    ]
+}
+
+/// One implicit GEMM of `mode` over `(m, n', k)` (n' counting an extra row-sum column) in
+/// `splits` parts along K.
+#[allow(clippy::too_many_arguments)]
+fn launch_gemm(
+    gpu: &Gpu,
+    mode: u32,
+    (m, columns, k): (usize, usize, usize),
+    params: &ConvParams,
+    flags: [(&'static str, bool); 3],
+    activation: Activation,
+    splits: usize,
+    operands: &Operands<'_>,
+) -> Result<Dispatch> {
+    let tile = gpu.matmul_tile((m, columns, k), (false, false))?;
+    let edge = if tile == Tile::T128 { 128 } else { 64 };
+    let groups_x = columns.div_ceil(edge);
+    if groups_x > 65535 {
+        return Err(Error::InvalidArgument(format!(
+            "conv2d: {columns} output columns need {groups_x} workgroups along x, over the 65535 \
+             one dispatch allows; use a smaller batch"
+        )));
+    }
+    let mut constants = vec![
+        ("MODE", f64::from(mode)),
+        ("ACT", f64::from(activation.code())),
+    ];
+    constants.extend(flags.map(|(name, on)| (name, f64::from(u8::from(on)))));
+    let uniform = gpu.uniform(params);
+    gpu.dispatch(
+        if tile == Tile::T128 {
+            &TILED_128
+        } else {
+            &TILED
+        },
+        &constants,
+        &bindings(&uniform, operands),
+        [to_u32(groups_x), to_u32(m.div_ceil(edge)), to_u32(splits)],
+    )
+}
+
+/// `y[b, o] = act(Σ_c w[o, c] ⋆ x[b, c] + bias[o])`, `⋆` the strided, padded, dilated
+/// cross-correlation of `nn.Conv2d`; x `[B, C, H, W]`, weight `[O, C, kh, kw]`, bias `[O]`,
+/// y `[B, O, Ho, Wo]`.
+pub fn conv2d_forward(
+    gpu: &Gpu,
+    config: Conv2dConfig,
+    x: &Tensor,
+    weight: &Tensor,
+    (bias, activation): (Option<&Tensor>, Activation),
+    y: &Tensor,
+) -> Result<Dispatch> {
+    let g = Geometry::of(x, weight, config)?;
+    expect_shape("conv2d y", y, &g.y_shape())?;
+    if let Some(bias) = bias {
+        expect_shape("conv2d bias", bias, &[g.out_channels])?;
+    }
+    let mnk = (
+        g.out_channels,
+        g.batch * g.out[0] * g.out[1],
+        g.channels * g.taps(),
+    );
+    let params = g.params(mnk, mnk.2, activation.slope());
+    launch_gemm(
+        gpu,
+        0,
+        mnk,
+        &params,
+        [
+            ("HAS_BIAS", bias.is_some()),
+            ("GRAD_MASK", false),
+            ("SPLIT", false),
+        ],
+        activation,
+        1,
+        &Operands {
+            x,
+            weight,
+            dy: x,
+            aux: bias.unwrap_or(x),
+            out: y,
+            out2: y,
+        },
+    )
+}
+
+/// `dx = Σ_o w[o] ⋆ᵀ dy[b, o]` (the transposed convolution), times `act'(mask.0)` when x is
+/// the output of a fused activation `mask.1`; dx and mask.0 are x's shape `[B, C, H, W]`.
+pub fn conv2d_backward_input(
+    gpu: &Gpu,
+    config: Conv2dConfig,
+    dy: &Tensor,
+    weight: &Tensor,
+    mask: Option<(&Tensor, Activation)>,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    let g = Geometry::of(dx, weight, config)?;
+    expect_shape("conv2d dy", dy, &g.y_shape())?;
+    if let Some((pre, _)) = mask {
+        expect_shape("conv2d mask", pre, dx.shape())?;
+    }
+    let mnk = (
+        g.channels,
+        g.batch * g.height * g.width,
+        g.out_channels * g.taps(),
+    );
+    let activation = mask.map_or(Activation::Identity, |m| m.1);
+    let params = g.params(mnk, mnk.2, activation.slope());
+    launch_gemm(
+        gpu,
+        1,
+        mnk,
+        &params,
+        [
+            ("HAS_BIAS", false),
+            ("GRAD_MASK", mask.is_some()),
+            ("SPLIT", false),
+        ],
+        activation,
+        1,
+        &Operands {
+            x: dy,
+            weight,
+            dy,
+            aux: mask.map_or(dy, |m| m.0),
+            out: dx,
+            out2: dx,
+        },
+    )
+}
+
+/// Workgroups a weight-gradient product aims for: enough to fill a large GPU (132 SMs on an
+/// H100) twice over, where the unsplit product of a small layer has a handful.
+const TARGET_WORKGROUPS: usize = 256;
+/// The shortest K range worth a split of its own: below it the partials' traffic and the sum
+/// cost more than the parallelism gains.
+const MIN_SPLIT_DEPTH: usize = 256;
+
+/// `dweight[o, c] = Σ_b dy[b, o] ⋆ x[b, c]` and `dbias[o] = Σ_{b,p} dy[b, o, p]`, both
+/// overwritten. The sum over B·Ho·Wo is split along K over many workgroups when the product
+/// itself has few (partials summed in a fixed order by a second kernel).
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    config: Conv2dConfig,
+    x: &Tensor,
+    dy: &Tensor,
+    dweight: &Tensor,
+    dbias: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
+    let g = Geometry::of(x, dweight, config)?;
+    expect_shape("conv2d dy", dy, &g.y_shape())?;
+    if let Some(db) = dbias {
+        expect_shape("conv2d dbias", db, &[g.out_channels])?;
+    }
+    let (m, n, k) = (
+        g.out_channels,
+        g.channels * g.taps(),
+        g.batch * g.out[0] * g.out[1],
+    );
+    let columns = n + usize::from(dbias.is_some());
+    let groups = columns.div_ceil(64) * m.div_ceil(64);
+    let splits = (TARGET_WORKGROUPS / groups)
+        .min(k / MIN_SPLIT_DEPTH)
+        .clamp(1, 64);
+    // Whole 16-deep slices per split, so no split starts mid-slice.
+    let k_chunk = k.div_ceil(splits).next_multiple_of(16);
+    let splits = k.div_ceil(k_chunk);
+    let params = g.params((m, n, k), k_chunk, 0.0);
+    let flags = |split| {
+        [
+            ("HAS_BIAS", dbias.is_some()),
+            ("GRAD_MASK", false),
+            ("SPLIT", split),
+        ]
+    };
+    if splits == 1 {
+        let out2 = dbias.unwrap_or(dweight);
+        let gemm = launch_gemm(
+            gpu,
+            2,
+            (m, columns, k),
+            &params,
+            flags(false),
+            Activation::Identity,
+            1,
+            &Operands {
+                x,
+                weight: x,
+                dy,
+                aux: x,
+                out: dweight,
+                out2,
+            },
+        )?;
+        return Ok(vec![gemm]);
+    }
+    let partial = gpu.uninit(&[splits, m, columns])?;
+    let gemm = launch_gemm(
+        gpu,
+        2,
+        (m, columns, k),
+        &params,
+        flags(true),
+        Activation::Identity,
+        splits,
+        &Operands {
+            x,
+            weight: x,
+            dy,
+            aux: x,
+            out: &partial,
+            out2: &partial,
+        },
+    )?;
+    let uniform = gpu.uniform(&params);
+    let constants = flags(true).map(|(name, on)| (name, f64::from(u8::from(on))));
+    let sum = gpu.dispatch(
+        &WEIGHT_GRAD_SUM,
+        &constants,
+        &bindings(
+            &uniform,
+            &Operands {
+                x: &partial,
+                weight: &partial,
+                dy: &partial,
+                aux: &partial,
+                out: dweight,
+                out2: dbias.unwrap_or(dweight),
+            },
+        ),
+        grid_1d(m * columns, 256),
+    )?;
+    Ok(vec![gemm, sum])
+}

@@ -1,0 +1,160 @@
+//! Launchers for `shaders/pool.wgsl`: MaxPool2d and AvgPool2d over NCHW images.
+
+use crate::error::Result;
+use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::kernels::{expect_shape, shape_error, to_u32};
+
+pub(crate) static SHADER: Shader = Shader {
+    name: "pool",
+    source: || include_str!("../../shaders/pool.wgsl").to_string(),
+};
+
+const BINDINGS: &[Access] = &[
+    Access::Uniform,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+];
+const fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        shader: &SHADER,
+        entry,
+        bindings: BINDINGS,
+    }
+}
+static MAX_FORWARD: KernelSpec = spec("max_pool_forward");
+static MAX_BACKWARD: KernelSpec = spec("max_pool_backward");
+static AVG_FORWARD: KernelSpec = spec("avg_pool_forward");
+static AVG_BACKWARD: KernelSpec = spec("avg_pool_backward");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PoolParams {
+    pub planes: u32,
+    pub height: u32,
+    pub width: u32,
+    pub out_height: u32,
+    pub out_width: u32,
+    pub kernel_h: u32,
+    pub kernel_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_h: u32,
+    pub pad_w: u32,
+    pub _pad: u32,
+}
+
+/// Which pooling: the window's maximum, or its mean over the kernel's area (padding counts
+/// as zeros, PyTorch's `count_include_pad=True`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+/// A pooling window, `[rows, columns]` each, as `nn.MaxPool2d(kernel_size, stride, padding)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pool2d {
+    pub kind: PoolKind,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl Pool2d {
+    /// `(Ho, Wo)` for an `h × w` input, or `None` where PyTorch refuses the window: a zero
+    /// kernel or stride, padding over half the kernel, or a window larger than the input.
+    pub fn output(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let axis = |i: usize, size: usize| {
+            let (k, s, p) = (self.kernel[i], self.stride[i], self.padding[i]);
+            if k == 0 || s == 0 || 2 * p > k {
+                return None;
+            }
+            (size + 2 * p).checked_sub(k).map(|room| room / s + 1)
+        };
+        axis(0, h).zip(axis(1, w))
+    }
+}
+
+/// The params for x `[B, C, H, W]`, after checking `y` is the pooled shape.
+fn params(pool: &Pool2d, x: &Tensor, y: &Tensor) -> Result<PoolParams> {
+    let &[b, c, h, w] = x.shape() else {
+        return Err(shape_error(
+            "pool2d x (expects [B, C, H, W])",
+            x.shape(),
+            &[],
+        ));
+    };
+    let Some((oh, ow)) = pool.output(h, w) else {
+        return Err(shape_error(
+            "pool2d (window vs input)",
+            &pool.kernel,
+            x.shape(),
+        ));
+    };
+    expect_shape("pool2d y", y, &[b, c, oh, ow])?;
+    Ok(PoolParams {
+        planes: to_u32(b * c),
+        height: to_u32(h),
+        width: to_u32(w),
+        out_height: to_u32(oh),
+        out_width: to_u32(ow),
+        kernel_h: to_u32(pool.kernel[0]),
+        kernel_w: to_u32(pool.kernel[1]),
+        stride_h: to_u32(pool.stride[0]),
+        stride_w: to_u32(pool.stride[1]),
+        pad_h: to_u32(pool.padding[0]),
+        pad_w: to_u32(pool.padding[1]),
+        _pad: 0,
+    })
+}
+
+/// `y[b, c, oy, ox]` = max (or mean) of x over window (oy, ox); x `[B, C, H, W]`.
+pub fn pool2d_forward(gpu: &Gpu, pool: &Pool2d, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    let uniform = gpu.uniform(&params(pool, x, y)?);
+    let spec = match pool.kind {
+        PoolKind::Max => &MAX_FORWARD,
+        PoolKind::Avg => &AVG_FORWARD,
+    };
+    gpu.dispatch(
+        spec,
+        &[],
+        &[
+            Bind::Uniform(&uniform),
+            Bind::Tensor(x),
+            Bind::Tensor(x),
+            Bind::Tensor(y),
+        ],
+        grid_1d(y.len(), 256),
+    )
+}
+
+/// `dx`: each window's `dy` goes to its max (first in row-major order on ties), or spreads
+/// evenly over its kernel area; overwritten. x is the forward's input (max pooling reads it).
+pub fn pool2d_backward(
+    gpu: &Gpu,
+    pool: &Pool2d,
+    x: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    let uniform = gpu.uniform(&params(pool, x, dy)?);
+    expect_shape("pool2d dx", dx, x.shape())?;
+    let spec = match pool.kind {
+        PoolKind::Max => &MAX_BACKWARD,
+        PoolKind::Avg => &AVG_BACKWARD,
+    };
+    gpu.dispatch(
+        spec,
+        &[],
+        &[
+            Bind::Uniform(&uniform),
+            Bind::Tensor(x),
+            Bind::Tensor(dy),
+            Bind::Tensor(dx),
+        ],
+        grid_1d(dx.len(), 256),
+    )
+}

@@ -1,0 +1,114 @@
+use wgtrain::kernels::pool::{Pool2d, PoolKind, pool2d_backward, pool2d_forward};
+use wgtrain::reference;
+
+use crate::common::*;
+
+/// x [B, C, H, W], kernel, stride, padding.
+type Case = ([usize; 4], [usize; 2], [usize; 2], [usize; 2]);
+
+/// Cases: MNIST's 2×2/2 on odd sizes, overlapping 3×3/1
+/// windows with padding 1, a 5×5 kernel with padding 2 and stride 2, and a 1×1 window.
+const CASES: &[Case] = &[
+    ([1, 1, 5, 7], [2, 2], [2, 2], [0, 0]),
+    ([2, 3, 7, 6], [3, 3], [1, 1], [1, 1]),
+    ([3, 1, 9, 11], [5, 5], [2, 2], [2, 2]),
+    ([1, 3, 4, 3], [1, 1], [1, 1], [0, 0]),
+    ([2, 2, 6, 9], [3, 2], [2, 3], [1, 0]),
+];
+
+#[test]
+fn pooling_matches_f64_and_routes_gradients_to_the_first_maximum() {
+    let mut rng = rng("pool2d");
+    for &(x_shape, kernel, stride, padding) in CASES {
+        for kind in [PoolKind::Max, PoolKind::Avg] {
+            let pool = Pool2d {
+                kind,
+                kernel,
+                stride,
+                padding,
+            };
+            let [b, c, h, w] = x_shape;
+            let (oh, ow) = pool.output(h, w).expect("valid window");
+            // Values from a set of five, so windows hold ties: the gradient must go to the
+            // first maximum in row-major order, every run.
+            let x: Vec<f32> = rng
+                .below(b * c * h * w, 5)
+                .iter()
+                .map(|v| v - 2.0)
+                .collect();
+            let dy = rng.uniform(b * c * oh * ow, -1.0, 1.0);
+            let (y, dx) = (poisoned(&[b, c, oh, ow]), poisoned(&x_shape));
+            let gx = upload(&x, &x_shape);
+            let forward = pool2d_forward(gpu(), &pool, &gx, &y).expect("valid shapes");
+            let backward = pool2d_backward(gpu(), &pool, &gx, &upload(&dy, &[b, c, oh, ow]), &dx)
+                .expect("valid shapes");
+            run(&[&forward, &backward]);
+            let (xf, dyf) = (f64s(&x), f64s(&dy));
+            let what = format!("{kind:?} {x_shape:?} k{kernel:?} s{stride:?} p{padding:?}");
+            let want_y = reference::pool2d(&pool, &xf, b * c, (h, w));
+            let want_dx = reference::pool2d_backward(&pool, &xf, &dyf, b * c, (h, w));
+            let area = (kernel[0] * kernel[1]) as f64;
+            // Max: a copy, exact. Avg: a sum of ≤ kh·kw small integers is exact in f32, and
+            // the division rounds once: u relative.
+            assert_within(&format!("y {what}"), &read(&y), &want_y, |i| {
+                U * want_y[i].abs()
+            });
+            // dx sums ≤ kh·kw window gradients (each divided by the area for Avg).
+            let windows = (kernel[0].div_ceil(stride[0]) * kernel[1].div_ceil(stride[1])) as f64;
+            assert_within(&format!("dx {what}"), &read(&dx), &want_dx, |_| {
+                (windows + 1.0) * U * windows.max(area)
+            });
+        }
+    }
+}
+
+#[test]
+fn max_pool_backward_sends_a_tied_window_to_its_first_maximum() {
+    // One window of three equal maxima: all of dy goes to the first, in the reference and on
+    // the GPU, so the random test above can tell first from last.
+    let pool = Pool2d {
+        kind: PoolKind::Max,
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [0, 0],
+    };
+    let x = [1.0, 1.0, 0.0, 1.0];
+    let want = reference::pool2d_backward(&pool, &x, &[1.0], 1, (2, 2));
+    assert_eq!(want, [1.0, 0.0, 0.0, 0.0]);
+    let dx = poisoned(&[1, 1, 2, 2]);
+    let backward = pool2d_backward(
+        gpu(),
+        &pool,
+        &upload(&[1.0, 1.0, 0.0, 1.0], &[1, 1, 2, 2]),
+        &upload(&[1.0], &[1, 1, 1, 1]),
+        &dx,
+    )
+    .expect("valid shapes");
+    run(&[&backward]);
+    assert_eq!(read(&dx), [1.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn pooling_refuses_windows_pytorch_refuses() {
+    for (kernel, stride, padding) in [
+        ([0, 2], [1, 1], [0, 0]),
+        ([2, 2], [0, 1], [0, 0]),
+        ([2, 2], [1, 1], [2, 0]),
+    ] {
+        let pool = Pool2d {
+            kind: PoolKind::Max,
+            kernel,
+            stride,
+            padding,
+        };
+        assert_eq!(pool.output(4, 4), None, "{pool:?}");
+    }
+    let pool = Pool2d {
+        kind: PoolKind::Avg,
+        kernel: [5, 5],
+        stride: [1, 1],
+        padding: [0, 0],
+    };
+    let x = upload(&[0.0; 16], &[1, 1, 4, 4]);
+    assert!(pool2d_forward(gpu(), &pool, &x, &poisoned(&[1, 1, 1, 1])).is_err());
+}
