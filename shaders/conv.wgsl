@@ -13,7 +13,8 @@
 //                  HAS_BIAS db[o] = Σ_{b,p} dy[b, o, p] as an extra column of ones;
 //                  M = O, N = C·T (+1), K = B·P, split along K over workgroup z (SPLIT:
 //                  each split writes partial[z, o, col], then `conv_weight_grad_sum` adds).
-// Bindings: 0 params (uniform), 1 x (read), 2 weight (read), 3 dy (read), 4 aux (read: bias
+// Bindings: 0 params (uniform: the GEMM's M, N, K and K per split; geometry is override
+//           constants), 1 x (read), 2 weight (read), 3 dy (read), 4 aux (read: bias
 //           [O] in mode 0, the pre-mask values [B, C, H, W] under GRAD_MASK), 5 out (rw: y,
 //           dx, dw or partial), 6 out2 (rw: db in mode 2; else out again).
 // Grid: the tiled kernels' (ceil(N / tile), ceil(M / tile), splits); the sum: grid_1d(M·N', 256).
@@ -23,23 +24,30 @@ struct ConvParams {
     n: u32,
     k: u32,
     k_chunk: u32,
-    batch: u32,
-    channels: u32,
-    height: u32,
-    width: u32,
-    out_channels: u32,
-    out_height: u32,
-    out_width: u32,
     slope: f32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
+
+// The layer's geometry is compiled in (one pipeline per layer shape, not per batch size):
+// every index below divides by these, and a division by a constant compiles to a multiply
+// and a shift where a division by a uniform is a long instruction sequence on GPUs and
+// scalar code on CPU adapters (it made the forward of MNIST's second conv 5× slower).
+override CHANNELS: u32 = 1u;
+override HEIGHT: u32 = 1u;
+override WIDTH: u32 = 1u;
+override OUT_CHANNELS: u32 = 1u;
+override OUT_HEIGHT: u32 = 1u;
+override OUT_WIDTH: u32 = 1u;
+override KERNEL_H: u32 = 1u;
+override KERNEL_W: u32 = 1u;
+override STRIDE_H: u32 = 1u;
+override STRIDE_W: u32 = 1u;
+override PAD_H: u32 = 0u;
+override PAD_W: u32 = 0u;
+override DILATION_H: u32 = 1u;
+override DILATION_W: u32 = 1u;
 
 override MODE: u32 = 0u;
 override HAS_BIAS: bool = false;
@@ -67,48 +75,48 @@ fn begin_workgroup(z: u32) -> vec2<u32> {
 fn a_runs_along_m() -> bool { return false; }
 fn b_runs_along_k() -> bool { return MODE == 2u; }
 
-fn taps() -> u32 { return params.kernel_h * params.kernel_w; }
-fn out_pixels() -> u32 { return params.out_height * params.out_width; }
+fn taps() -> u32 { return KERNEL_H * KERNEL_W; }
+fn out_pixels() -> u32 { return OUT_HEIGHT * OUT_WIDTH; }
 
 // im2col[b, (c, t), p]: the input pixel tap t of output pixel p sees, 0 in the padding.
 fn im2col(b: u32, ct: u32, p: u32) -> f32 {
     let c = ct / taps();
     let t = ct % taps();
-    let yy = (p / params.out_width) * params.stride_h + (t / params.kernel_w) * params.dilation_h;
-    let xx = (p % params.out_width) * params.stride_w + (t % params.kernel_w) * params.dilation_w;
-    if yy < params.pad_h || xx < params.pad_w { return 0.0; }
-    let iy = yy - params.pad_h;
-    let ix = xx - params.pad_w;
-    if iy >= params.height || ix >= params.width { return 0.0; }
-    return x[((b * params.channels + c) * params.height + iy) * params.width + ix];
+    let yy = (p / OUT_WIDTH) * STRIDE_H + (t / KERNEL_W) * DILATION_H;
+    let xx = (p % OUT_WIDTH) * STRIDE_W + (t % KERNEL_W) * DILATION_W;
+    if yy < PAD_H || xx < PAD_W { return 0.0; }
+    let iy = yy - PAD_H;
+    let ix = xx - PAD_W;
+    if iy >= HEIGHT || ix >= WIDTH { return 0.0; }
+    return x[((b * CHANNELS + c) * HEIGHT + iy) * WIDTH + ix];
 }
 
 // dy[b, o, p] for the output pixel whose tap t lands on input pixel q, 0 if none does.
 fn dy_through_tap(b: u32, ot: u32, q: u32) -> f32 {
     let o = ot / taps();
     let t = ot % taps();
-    let yy = q / params.width + params.pad_h;
-    let xx = q % params.width + params.pad_w;
-    let dy_off = (t / params.kernel_w) * params.dilation_h;
-    let dx_off = (t % params.kernel_w) * params.dilation_w;
+    let yy = q / WIDTH + PAD_H;
+    let xx = q % WIDTH + PAD_W;
+    let dy_off = (t / KERNEL_W) * DILATION_H;
+    let dx_off = (t % KERNEL_W) * DILATION_W;
     if yy < dy_off || xx < dx_off { return 0.0; }
     let sy = yy - dy_off;
     let sx = xx - dx_off;
-    if sy % params.stride_h != 0u || sx % params.stride_w != 0u { return 0.0; }
-    let oy = sy / params.stride_h;
-    let ox = sx / params.stride_w;
-    if oy >= params.out_height || ox >= params.out_width { return 0.0; }
-    return dy[((b * params.out_channels + o) * params.out_height + oy) * params.out_width + ox];
+    if sy % STRIDE_H != 0u || sx % STRIDE_W != 0u { return 0.0; }
+    let oy = sy / STRIDE_H;
+    let ox = sx / STRIDE_W;
+    if oy >= OUT_HEIGHT || ox >= OUT_WIDTH { return 0.0; }
+    return dy[((b * OUT_CHANNELS + o) * OUT_HEIGHT + oy) * OUT_WIDTH + ox];
 }
 
 fn load_a(row: u32, k: u32) -> f32 {
     if row >= params.m { return 0.0; }
     switch MODE {
         case 0u: { return weight[row * params.k + k]; }
-        case 1u: { return weight[((k / taps()) * params.channels + row) * taps() + k % taps()]; }
+        case 1u: { return weight[((k / taps()) * CHANNELS + row) * taps() + k % taps()]; }
         default: {
             let p = out_pixels();
-            return dy[((k / p) * params.out_channels + row) * p + k % p];
+            return dy[((k / p) * OUT_CHANNELS + row) * p + k % p];
         }
     }
 }
@@ -121,7 +129,7 @@ fn load_b(k: u32, col: u32) -> f32 {
         }
         case 1u: {
             if col >= params.n { return 0.0; }
-            let plane = params.height * params.width;
+            let plane = HEIGHT * WIDTH;
             return dy_through_tap(col / plane, k, col % plane);
         }
         default: {
@@ -142,12 +150,12 @@ fn store4(row: u32, col: u32, v: vec4<f32>) {
                 let p = out_pixels();
                 var y = v[j];
                 if HAS_BIAS { y += aux[row]; }
-                out[((c_col / p) * params.out_channels + row) * p + c_col % p] = activate(y, ACT, params.slope);
+                out[((c_col / p) * OUT_CHANNELS + row) * p + c_col % p] = activate(y, ACT, params.slope);
             }
             case 1u: {
                 if c_col >= params.n { return; }
-                let plane = params.height * params.width;
-                let i = ((c_col / plane) * params.channels + row) * plane + c_col % plane;
+                let plane = HEIGHT * WIDTH;
+                let i = ((c_col / plane) * CHANNELS + row) * plane + c_col % plane;
                 var g = v[j];
                 if GRAD_MASK { g *= activate_grad(aux[i], ACT, params.slope); }
                 out[i] = g;

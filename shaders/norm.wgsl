@@ -1,4 +1,6 @@
-// BatchNorm1d over a rows×cols matrix (rows = batch, cols = features), as torch.nn.BatchNorm1d.
+// Batch normalisation of x [rows, cols, inner] over rows and inner, one set of statistics per
+// column (channel): torch.nn.BatchNorm1d ([B, C] with inner = 1, or [B, C, L]) and BatchNorm2d
+// ([B, C, H·W]). A channel's N = rows·inner elements are visited as t = r·inner + s.
 // The three entry points share one binding table, each binding with one access mode:
 //   | binding | forward (training)  | backward          | eval                 |
 //   | 0       | params              | params            | params               |
@@ -10,13 +12,22 @@
 //   | 6 rw    | saved (2·cols)      | dgamma (cols)     | (unused)             |
 //   | 7 rw    | running (2·cols)    | dbeta (cols)      | (unused)             |
 // saved = [batch mean | 1/√(var + ε)], running = [running_mean | running_var].
-// Grid: one workgroup of 256 per feature (spread over x and y); eval: grid_1d(rows·cols, 256).
+// Grid: one workgroup of 256 per channel (spread over x and y); eval: grid_1d(len(x), 256).
 
 struct NormParams {
     rows: u32,
     cols: u32,
+    inner: u32,
     eps: f32,
     momentum: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Element t of channel c's N = rows·inner.
+fn at(t: u32, c: u32) -> u32 {
+    return ((t / params.inner) * params.cols + c) * params.inner + t % params.inner;
 }
 
 @group(0) @binding(0) var<uniform> params: NormParams;
@@ -54,9 +65,9 @@ fn feature(wid: vec3<u32>, groups: vec3<u32>) -> u32 {
 fn batchnorm_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let c = feature(wid, groups);
     let in_range = c < params.cols;
-    let n = f32(params.rows);
+    let n = f32(params.rows * params.inner);
     var s = 0.0;
-    if in_range { for (var r = lid.x; r < params.rows; r += 256u) { s += x[r * params.cols + c]; } }
+    if in_range { for (var t = lid.x; t < params.rows * params.inner; t += 256u) { s += x[at(t, c)]; } }
     sum_a[lid.x] = s;
     sum_b[lid.x] = 0.0;
     tree_sums(lid.x);
@@ -64,7 +75,7 @@ fn batchnorm_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     workgroupBarrier();
     var q = 0.0;
     if in_range {
-        for (var r = lid.x; r < params.rows; r += 256u) { let d = x[r * params.cols + c] - mean; q += d * d; }
+        for (var t = lid.x; t < params.rows * params.inner; t += 256u) { let d = x[at(t, c)] - mean; q += d * d; }
     }
     sum_a[lid.x] = q;
     tree_sums(lid.x);
@@ -73,8 +84,8 @@ fn batchnorm_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     let invstd = 1.0 / sqrt(variance + params.eps);
     let g = gamma[c];
     let b = beta_or_saved[c];
-    for (var r = lid.x; r < params.rows; r += 256u) {
-        let i = r * params.cols + c;
+    for (var t = lid.x; t < params.rows * params.inner; t += 256u) {
+        let i = at(t, c);
         y_or_dx[i] = (x[i] - mean) * invstd * g + b;
     }
     if lid.x == 0u {
@@ -98,8 +109,8 @@ fn batchnorm_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     var sdy = 0.0;
     var sdyx = 0.0;
     if in_range {
-        for (var r = lid.x; r < params.rows; r += 256u) {
-            let i = r * params.cols + c;
+        for (var t = lid.x; t < params.rows * params.inner; t += 256u) {
+            let i = at(t, c);
             let dy = dy_or_running[i];
             sdy += dy;
             sdyx += dy * (x[i] - mean) * invstd;
@@ -111,10 +122,10 @@ fn batchnorm_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     if !in_range { return; }
     let total_dy = sum_a[0];
     let total_dyx = sum_b[0];
-    let n = f32(params.rows);
+    let n = f32(params.rows * params.inner);
     let k = gamma[c] * invstd / n;
-    for (var r = lid.x; r < params.rows; r += 256u) {
-        let i = r * params.cols + c;
+    for (var t = lid.x; t < params.rows * params.inner; t += 256u) {
+        let i = at(t, c);
         let xhat = (x[i] - mean) * invstd;
         y_or_dx[i] = k * (n * dy_or_running[i] - total_dy - xhat * total_dyx);
     }
@@ -128,8 +139,8 @@ fn batchnorm_backward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
 @compute @workgroup_size(256)
 fn batchnorm_eval(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = gid.y * groups.x * 256u + gid.x;
-    if i >= params.rows * params.cols { return; }
-    let c = i % params.cols;
+    if i >= params.rows * params.cols * params.inner { return; }
+    let c = (i / params.inner) % params.cols;
     let invstd = 1.0 / sqrt(dy_or_running[params.cols + c] + params.eps);
     y_or_dx[i] = (x[i] - dy_or_running[c]) * invstd * gamma[c] + beta_or_saved[c];
 }

@@ -35,10 +35,23 @@ pub struct BenchArgs {
     /// Time the one-output-per-thread matmul at every size too, and print the ratio.
     #[arg(long)]
     pub compare_naive: bool,
-    /// Time each dispatch of the mlp-bench step on its own at this batch size: where the
+    /// Time each dispatch of one training step on its own at this batch size: where the
     /// step's time goes.
     #[arg(long)]
     pub profile: Option<usize>,
+    /// The model `--profile` steps: the mlp-bench MLP or the MNIST CNN.
+    #[arg(long, value_enum, default_value_t = ProfiledModel::Mlp)]
+    pub profile_model: ProfiledModel,
+}
+
+/// The models `--profile` knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfiledModel {
+    /// 784-1024-1024-10, ReLU, Adam (the mlp-bench step).
+    #[default]
+    Mlp,
+    /// PyTorch's MNIST CNN (`nn::models::mnist_cnn`), Adam.
+    Cnn,
 }
 
 /// One figure of the suite.
@@ -83,7 +96,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let mut rng = StdRng::seed_from_u64(1);
     if let Some(batch) = args.profile {
-        return profile_mlp_step(&gpu, batch);
+        return profile_step(&gpu, args.profile_model, batch);
     }
 
     let squares: &[usize] = match (args.quick, cpu) {
@@ -439,28 +452,34 @@ fn bench_mlp_step(gpu: &Gpu, rng: &mut StdRng, batch: usize, short: bool) -> Res
     })
 }
 
-/// Prints each dispatch of one mlp-bench training step, timed alone (timestamps where the
+/// Prints each dispatch of one training step of `model`, timed alone (timestamps where the
 /// adapter has them), and their sum.
-fn profile_mlp_step(gpu: &Gpu, batch: usize) -> Result<()> {
-    // The widest activation (1024 per row) must fit a binding: checked before any host
-    // allocation, so a huge batch is an error, not an abort.
-    let widest = (batch as u64).saturating_mul(1024 * 4);
+fn profile_step(gpu: &Gpu, model: ProfiledModel, batch: usize) -> Result<()> {
     if batch == 0 {
         return Err(Error::InvalidArgument(
             "--profile needs a batch of at least 1".into(),
         ));
     }
+    // The widest activation must fit a binding: checked before any host allocation, so a
+    // huge batch is an error, not an abort.
+    let (graph, widest) = match model {
+        ProfiledModel::Mlp => (
+            Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false)
+                .build(Loss::CrossEntropy)?,
+            1024,
+        ),
+        ProfiledModel::Cnn => (crate::nn::models::mnist_cnn(false)?, 64 * 24 * 24),
+    };
     gpu.check_size(
-        &format!("a batch of {batch} rows of the mlp-bench step"),
-        widest,
+        &format!("a batch of {batch} samples of the {model:?} step"),
+        (batch as u64).saturating_mul(widest * 4),
     )?;
-    let model = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
     let config = TrainConfig {
         optimizer: Optimizer::adam(1e-3),
         batch_size: batch,
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::for_model(gpu, &model, Loss::CrossEntropy, config)?;
+    let mut trainer = Trainer::for_graph(gpu, graph, config)?;
     let x: Vec<f32> = (0..batch * 784).map(|i| (i % 255) as f32 / 255.0).collect();
     let y: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
     trainer.train_batch(&x, &y)?;
@@ -475,7 +494,7 @@ fn profile_mlp_step(gpu: &Gpu, batch: usize) -> Result<()> {
     rows.push(("optimizer update".into(), seconds));
     let total: f64 = rows.iter().map(|r| r.1).sum();
     crate::train::say(format_args!(
-        "mlp-bench step at batch {batch}, each dispatch timed alone:"
+        "{model:?} training step at batch {batch}, each dispatch timed alone:"
     ));
     for (label, seconds) in &rows {
         crate::train::say(format_args!(

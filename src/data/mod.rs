@@ -24,6 +24,17 @@ pub enum Features {
     },
 }
 
+/// Whether a model input of per-sample `dims` reads rows of `cols` features (images of
+/// `image` size, if they are images): as many features, and a `[C, H, W]` input only over
+/// images of that `H × W`.
+pub(crate) fn input_fits(dims: &[usize], cols: usize, image: Option<(usize, usize)>) -> bool {
+    let same_count = dims.iter().product::<usize>() == cols;
+    match (dims, image) {
+        (&[_, h, w], Some(image)) => same_count && (h, w) == image,
+        _ => same_count,
+    }
+}
+
 /// An in-memory dataset of `rows` samples with `cols` features each.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
@@ -115,6 +126,22 @@ impl Dataset {
             target_cols,
             image: None,
         })
+    }
+
+    /// One sample's shape: `[1, height, width]` for images (IDX files), so the whole set is
+    /// `[N, 1, H, W]`, else `[cols]`. The rows are stored flat either way, so an MLP's
+    /// `[784]` input and a CNN's `[1, 28, 28]` input read the same bytes.
+    pub fn sample_dims(&self) -> Vec<usize> {
+        match self.image {
+            Some((h, w)) => vec![1, h, w],
+            None => vec![self.cols],
+        }
+    }
+
+    /// Whether a model input of per-sample `dims` can read these rows: the same number of
+    /// features, and an image-shaped input (rank 3) only over images of that size.
+    pub fn fits_input(&self, dims: &[usize]) -> bool {
+        input_fits(dims, self.cols, self.image)
     }
 
     /// The number of classes (largest label + 1) of a classification dataset.

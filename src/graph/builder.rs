@@ -19,7 +19,9 @@
 use crate::error::Result;
 use crate::graph::{BufferSpec, CustomOp, DType, Graph, Init, NodeId, Op, ParamId};
 use crate::kernels::Activation;
+use crate::kernels::conv::Conv2dConfig;
 use crate::kernels::norm::BatchNormConfig;
+use crate::kernels::pool::{Pool2d, PoolKind};
 
 impl Graph {
     /// Runs a layer builder; if it fails, the parameters and buffers it created are removed,
@@ -137,10 +139,11 @@ impl Graph {
         self.push(Op::Dropout { p }, &[x])
     }
 
-    /// `nn.BatchNorm1d(features)` named `<name>` over `[batch, features]`.
+    /// `nn.BatchNorm1d(C)` over `[batch, C]` or `[batch, C, L]`, or `nn.BatchNorm2d(C)` over
+    /// `[batch, C, H, W]`, named `<name>`: statistics per channel (axis 1).
     pub fn batch_norm(&mut self, name: &str, x: NodeId, config: BatchNormConfig) -> Result<NodeId> {
         self.layer(|g| {
-            let features = *g.node(x)?.dims.last().unwrap_or(&0);
+            let features = *g.node(x)?.dims.first().unwrap_or(&0);
             let gamma = g.param(format!("{name}.weight"), &[features], Init::Constant(1.0));
             let beta = g.param(format!("{name}.bias"), &[features], Init::Constant(0.0));
             g.buffers.push(BufferSpec {
@@ -290,5 +293,90 @@ impl Graph {
     /// `x.mean(axis)` over a feature axis of the full shape.
     pub fn mean(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
         self.push(Op::Reduce { axis, mean: true }, &[x])
+    }
+
+    /// `nn.Conv2d(C, out_channels, kernel, stride, padding, dilation)` named `<name>` over
+    /// `[batch, C, H, W]`, with PyTorch's initialisation.
+    pub fn conv2d(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        out_channels: usize,
+        kernel: [usize; 2],
+        config: Conv2dConfig,
+    ) -> Result<NodeId> {
+        self.layer(|g| {
+            let channels = *g.node(x)?.dims.first().unwrap_or(&0);
+            let fan_in = channels * kernel[0] * kernel[1];
+            if out_channels == 0 || fan_in == 0 {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "conv2d {name}: needs input channels, output channels and a kernel of at least 1×1"
+                )));
+            }
+            // As Linear: kaiming_uniform_(a=√5) and the bias's U(±1/√fan_in) share one bound.
+            let init = Init::Uniform {
+                bound: 1.0 / (fan_in as f32).sqrt(),
+            };
+            let shape = [out_channels, channels, kernel[0], kernel[1]];
+            let weight = g.param(format!("{name}.weight"), &shape, init);
+            let bias = g.param(format!("{name}.bias"), &[out_channels], init);
+            g.push(
+                Op::Conv2d {
+                    weight,
+                    bias: Some(bias),
+                    config,
+                    activation: Activation::Identity,
+                },
+                &[x],
+            )
+        })
+    }
+
+    /// `nn.MaxPool2d(kernel, stride, padding)` over `[batch, C, H, W]`.
+    pub fn max_pool2d(
+        &mut self,
+        x: NodeId,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Result<NodeId> {
+        let pool = Pool2d {
+            kind: PoolKind::Max,
+            kernel,
+            stride,
+            padding,
+        };
+        self.push(Op::Pool2d(pool), &[x])
+    }
+
+    /// `nn.AvgPool2d(kernel, stride, padding)` (padding counted in the mean, PyTorch's default).
+    pub fn avg_pool2d(
+        &mut self,
+        x: NodeId,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Result<NodeId> {
+        let pool = Pool2d {
+            kind: PoolKind::Avg,
+            kernel,
+            stride,
+            padding,
+        };
+        self.push(Op::Pool2d(pool), &[x])
+    }
+
+    /// Global average pooling, `[batch, C, H, W] → [batch, C]`: `nn.AdaptiveAvgPool2d(1)`
+    /// followed by `nn.Flatten()`, as the mean of a free `[C, H·W]` view.
+    pub fn global_avg_pool(&mut self, x: NodeId) -> Result<NodeId> {
+        let &[c, h, w] = &self.node(x)?.dims[..] else {
+            return Err(crate::graph::shape_error(
+                "global_avg_pool (expects [B, C, H, W])",
+                &self.node(x)?.dims,
+                &[],
+            ));
+        };
+        let planes = self.reshape(x, &[c, h * w])?;
+        self.mean(planes, 2)
     }
 }

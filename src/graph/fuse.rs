@@ -1,13 +1,13 @@
-//! Fusion as a pass over the graph, not a convention builders must follow: a Linear whose only
-//! consumer is a ReLU-like activation (one whose derivative can be read off its output) takes
-//! that activation into its matmul epilogue, and the activation's backward moves into its
-//! consumers' dX products, which is only possible when every consumer is a Linear. The fused
-//! activation node is left without consumers, so the planner drops it.
+//! Fusion as a pass over the graph, not a convention builders must follow: a Linear or Conv2d
+//! whose only consumer is a ReLU-like activation (one whose derivative can be read off its
+//! output) takes that activation into its GEMM epilogue, and the activation's backward moves
+//! into its consumers' dX products, which is only possible when every consumer is a Linear or
+//! a Conv2d. The fused activation node is left without consumers, so the planner drops it.
 
 use crate::graph::{Graph, NodeId, Op, fusable};
 use crate::kernels::Activation;
 
-/// A copy of `graph` with every valid Linear + activation pair fused.
+/// A copy of `graph` with every valid (Linear or Conv2d) + activation pair fused.
 pub(crate) fn fuse(graph: &Graph) -> Graph {
     let mut g = graph.clone();
     let output = g.output.map(|(o, _)| o);
@@ -16,35 +16,41 @@ pub(crate) fn fuse(graph: &Graph) -> Graph {
         let Op::Activation { activation } = g.nodes[a].op else {
             continue;
         };
-        let linear = g.nodes[a].inputs[0];
-        let feeds_only_linears = !consumers[a].is_empty()
+        let producer = g.nodes[a].inputs[0];
+        let feeds_only_products = !consumers[a].is_empty()
             && consumers[a]
                 .iter()
-                .all(|c| matches!(g.nodes[c.0].op, Op::Linear { .. }));
-        let unfused_linear = matches!(
-            g.nodes[linear.0].op,
+                .all(|c| matches!(g.nodes[c.0].op, Op::Linear { .. } | Op::Conv2d { .. }));
+        let unfused_product = matches!(
+            g.nodes[producer.0].op,
             Op::Linear {
+                activation: Activation::Identity,
+                ..
+            } | Op::Conv2d {
                 activation: Activation::Identity,
                 ..
             }
         );
         if !fusable(activation)
             || output == Some(NodeId(a))
-            || output == Some(linear)
-            || !unfused_linear
-            || consumers[linear.0] != [NodeId(a)]
-            || !feeds_only_linears
+            || output == Some(producer)
+            || !unfused_product
+            || consumers[producer.0] != [NodeId(a)]
+            || !feeds_only_products
         {
             continue;
         }
         if let Op::Linear {
             activation: fused, ..
-        } = &mut g.nodes[linear.0].op
+        }
+        | Op::Conv2d {
+            activation: fused, ..
+        } = &mut g.nodes[producer.0].op
         {
             *fused = activation;
         }
         for c in &consumers[a] {
-            g.nodes[c.0].inputs[0] = linear;
+            g.nodes[c.0].inputs[0] = producer;
         }
     }
     g

@@ -25,8 +25,10 @@ pub use weights::Weights;
 
 use crate::error::{Error, Result};
 use crate::kernels::Activation;
+use crate::kernels::conv::Conv2dConfig;
 use crate::kernels::loss::Loss;
 use crate::kernels::norm::BatchNormConfig;
+use crate::kernels::pool::Pool2d;
 
 /// A node of the graph, by creation index.
 #[derive(
@@ -119,7 +121,9 @@ pub enum Op {
     Dropout {
         p: f32,
     },
-    /// BatchNorm1d over the features of `[batch, features]`.
+    /// Batch normalisation over axis 1 of `[batch, C, ...]`: statistics per channel over the
+    /// batch and every other axis, as BatchNorm1d (`[B, C]`, `[B, C, L]`) and BatchNorm2d
+    /// (`[B, C, H, W]`).
     BatchNorm {
         gamma: ParamId,
         beta: ParamId,
@@ -174,6 +178,18 @@ pub enum Op {
         axis: usize,
         mean: bool,
     },
+    /// `nn.Conv2d` over `[batch, C, H, W]`: weight `[O, C, kh, kw]`, bias `[O]`. Like
+    /// Linear's, its activation is set by the fusion pass only.
+    Conv2d {
+        weight: ParamId,
+        bias: Option<ParamId>,
+        #[serde(default)]
+        config: Conv2dConfig,
+        #[serde(default = "identity", skip_serializing_if = "is_identity")]
+        activation: Activation,
+    },
+    /// `nn.MaxPool2d` or `nn.AvgPool2d` over `[batch, C, H, W]`.
+    Pool2d(Pool2d),
     /// A user-defined op: WGSL forward and VJP kernels and a shape rule.
     Custom(CustomOp),
 }

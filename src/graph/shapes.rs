@@ -100,20 +100,83 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
             arity(1)?;
             floats("batch_norm")?;
             let x = nodes[0];
-            let ([features], true) = (&x.dims[..], x.batched) else {
+            let (Some(&channels), true) = (x.dims.first(), x.batched) else {
                 return Err(shape_error(
-                    "batch_norm (BatchNorm1d expects a batched [B, features])",
+                    "batch_norm (expects a batched [B, C, ...])",
                     &x.dims,
                     &[],
                 ));
             };
             for p in [gamma, beta] {
                 let shape = &graph.param_spec(*p)?.shape;
-                if shape[..] != [*features] {
-                    return Err(shape_error("batch_norm affine", shape, &[*features]));
+                if shape[..] != [channels] {
+                    return Err(shape_error("batch_norm affine", shape, &[channels]));
                 }
             }
             Ok(same_as_input(x))
+        }
+        Op::Conv2d {
+            weight,
+            bias,
+            config,
+            activation,
+        } => {
+            arity(1)?;
+            if *activation != crate::kernels::Activation::Identity {
+                return Err(Error::InvalidArgument(
+                    "a Conv2d's activation is set by the fusion pass; add the activation as its own node".into(),
+                ));
+            }
+            floats("conv2d")?;
+            let x = nodes[0];
+            let w = &graph.param_spec(*weight)?.shape;
+            let (&[c, h, wd], true, &[o, wc, kh, kw]) = (&x.dims[..], x.batched, &w[..]) else {
+                return Err(shape_error(
+                    "conv2d (weight [O, C, kh, kw] vs input [B, C, H, W])",
+                    w,
+                    &x.dims,
+                ));
+            };
+            let out = config
+                .output_size(0, h, kh)
+                .zip(config.output_size(1, wd, kw));
+            let Some((oh, ow)) = out.filter(|&(oh, ow)| c == wc && oh * ow > 0) else {
+                return Err(shape_error(
+                    &format!(
+                        "conv2d (weight [O, C, kh, kw] vs input [B, C, H, W], stride {:?}, padding {:?}, dilation {:?})",
+                        config.stride, config.padding, config.dilation
+                    ),
+                    w,
+                    &x.dims,
+                ));
+            };
+            if let Some(bias) = bias {
+                let b = &graph.param_spec(*bias)?.shape;
+                if b[..] != [o] {
+                    return Err(shape_error("conv2d bias", b, &[o]));
+                }
+            }
+            Ok((vec![o, oh, ow], true, DType::F32))
+        }
+        Op::Pool2d(pool) => {
+            arity(1)?;
+            floats("pool2d")?;
+            let x = nodes[0];
+            let out = match (&x.dims[..], x.batched) {
+                (&[c, h, w], true) => pool.output(h, w).map(|(oh, ow)| vec![c, oh, ow]),
+                _ => None,
+            };
+            let Some(dims) = out else {
+                return Err(shape_error(
+                    &format!(
+                        "pool2d (input [B, C, H, W] vs kernel {:?}, stride {:?}, padding {:?}; padding at most half the kernel)",
+                        pool.kernel, pool.stride, pool.padding
+                    ),
+                    &x.dims,
+                    &pool.kernel,
+                ));
+            };
+            Ok((dims, true, DType::F32))
         }
         Op::Add | Op::Sub | Op::Mul => {
             arity(2)?;
@@ -373,6 +436,8 @@ pub(crate) fn name(op: &Op) -> &'static str {
         Op::Embedding { .. } => "embedding",
         Op::Reduce { mean: true, .. } => "mean",
         Op::Reduce { mean: false, .. } => "sum",
+        Op::Conv2d { .. } => "conv2d",
+        Op::Pool2d(_) => "pool2d",
         Op::Custom(_) => "custom",
     }
 }

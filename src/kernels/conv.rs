@@ -39,27 +39,16 @@ pub struct ConvParams {
     pub n: u32,
     pub k: u32,
     pub k_chunk: u32,
-    pub batch: u32,
-    pub channels: u32,
-    pub height: u32,
-    pub width: u32,
-    pub out_channels: u32,
-    pub out_height: u32,
-    pub out_width: u32,
     pub slope: f32,
-    pub kernel_h: u32,
-    pub kernel_w: u32,
-    pub stride_h: u32,
-    pub stride_w: u32,
-    pub pad_h: u32,
-    pub pad_w: u32,
-    pub dilation_h: u32,
-    pub dilation_w: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 /// Stride, zero padding and dilation of a convolution, `[rows, columns]` each, as
 /// `nn.Conv2d(stride=, padding=, dilation=)` takes them; the kernel size is the weight's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Conv2dConfig {
     pub stride: [usize; 2],
     pub padding: [usize; 2],
@@ -150,29 +139,40 @@ impl Geometry {
 
     /// The params of one product, `(m, n, k)` and the K per split.
     fn params(&self, (m, n, k): (usize, usize, usize), k_chunk: usize, slope: f32) -> ConvParams {
-        let c = &self.config;
         ConvParams {
             m: to_u32(m),
             n: to_u32(n),
             k: to_u32(k),
             k_chunk: to_u32(k_chunk),
-            batch: to_u32(self.batch),
-            channels: to_u32(self.channels),
-            height: to_u32(self.height),
-            width: to_u32(self.width),
-            out_channels: to_u32(self.out_channels),
-            out_height: to_u32(self.out[0]),
-            out_width: to_u32(self.out[1]),
             slope,
-            kernel_h: to_u32(self.kernel[0]),
-            kernel_w: to_u32(self.kernel[1]),
-            stride_h: to_u32(c.stride[0]),
-            stride_w: to_u32(c.stride[1]),
-            pad_h: to_u32(c.padding[0]),
-            pad_w: to_u32(c.padding[1]),
-            dilation_h: to_u32(c.dilation[0]),
-            dilation_w: to_u32(c.dilation[1]),
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         }
+    }
+
+    /// The geometry as the shader's override constants.
+    fn constants(&self) -> Vec<(&'static str, f64)> {
+        let c = &self.config;
+        [
+            ("CHANNELS", self.channels),
+            ("HEIGHT", self.height),
+            ("WIDTH", self.width),
+            ("OUT_CHANNELS", self.out_channels),
+            ("OUT_HEIGHT", self.out[0]),
+            ("OUT_WIDTH", self.out[1]),
+            ("KERNEL_H", self.kernel[0]),
+            ("KERNEL_W", self.kernel[1]),
+            ("STRIDE_H", c.stride[0]),
+            ("STRIDE_W", c.stride[1]),
+            ("PAD_H", c.padding[0]),
+            ("PAD_W", c.padding[1]),
+            ("DILATION_H", c.dilation[0]),
+            ("DILATION_W", c.dilation[1]),
+        ]
+        .into_iter()
+        .map(|(name, v)| (name, f64::from(to_u32(v))))
+        .collect()
     }
 }
 
@@ -205,7 +205,7 @@ fn launch_gemm(
     gpu: &Gpu,
     mode: u32,
     (m, columns, k): (usize, usize, usize),
-    params: &ConvParams,
+    (geometry, params): (&Geometry, &ConvParams),
     flags: [(&'static str, bool); 3],
     activation: Activation,
     splits: usize,
@@ -225,6 +225,7 @@ fn launch_gemm(
         ("ACT", f64::from(activation.code())),
     ];
     constants.extend(flags.map(|(name, on)| (name, f64::from(u8::from(on)))));
+    constants.extend(geometry.constants());
     let uniform = gpu.uniform(params);
     gpu.dispatch(
         if tile == Tile::T128 {
@@ -264,7 +265,7 @@ pub fn conv2d_forward(
         gpu,
         0,
         mnk,
-        &params,
+        (&g, &params),
         [
             ("HAS_BIAS", bias.is_some()),
             ("GRAD_MASK", false),
@@ -309,7 +310,7 @@ pub fn conv2d_backward_input(
         gpu,
         1,
         mnk,
-        &params,
+        (&g, &params),
         [
             ("HAS_BIAS", false),
             ("GRAD_MASK", mask.is_some()),
@@ -378,7 +379,7 @@ pub fn conv2d_backward_weight(
             gpu,
             2,
             (m, columns, k),
-            &params,
+            (&g, &params),
             flags(false),
             Activation::Identity,
             1,
@@ -398,7 +399,7 @@ pub fn conv2d_backward_weight(
         gpu,
         2,
         (m, columns, k),
-        &params,
+        (&g, &params),
         flags(true),
         Activation::Identity,
         splits,

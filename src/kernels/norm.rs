@@ -1,9 +1,10 @@
-//! Launchers for `shaders/norm.wgsl`: BatchNorm1d forward (training and eval) and backward.
+//! Launchers for `shaders/norm.wgsl`: batch normalisation (BatchNorm1d and 2d) forward,
+//! training and eval, and backward.
 
 use crate::error::Result;
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{expect_shape, matrix_dims, to_u32};
+use crate::kernels::{expect_shape, shape_error, to_u32};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "norm",
@@ -37,8 +38,25 @@ static EVAL: KernelSpec = spec("batchnorm_eval");
 pub struct NormParams {
     pub rows: u32,
     pub cols: u32,
+    pub inner: u32,
     pub eps: f32,
     pub momentum: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// `(rows, channels, inner)` of x: `[B, C]` (BatchNorm1d's usual input) or `[B, C, S]`.
+fn channel_dims(op: &str, x: &Tensor) -> Result<(usize, usize, usize)> {
+    match *x.shape() {
+        [rows, cols] => Ok((rows, cols, 1)),
+        [rows, cols, inner] => Ok((rows, cols, inner)),
+        _ => Err(shape_error(
+            &format!("{op} (expects [B, C] or [B, C, S])"),
+            x.shape(),
+            &[],
+        )),
+    }
 }
 
 /// BatchNorm1d's hyper-parameters (PyTorch's defaults: eps 1e-5, momentum 0.1).
@@ -57,7 +75,7 @@ impl Default for BatchNormConfig {
     }
 }
 
-/// Tensors of one BatchNorm1d layer over `[rows, cols]` activations.
+/// Tensors of one batch-norm layer over `[rows, cols]` or `[rows, cols, inner]` activations.
 pub struct BatchNormTensors<'a> {
     pub gamma: &'a Tensor,
     pub beta: &'a Tensor,
@@ -75,12 +93,16 @@ fn launch(
     binds: [&Tensor; 6],
     groups: Option<[u32; 3]>,
 ) -> Result<Dispatch> {
-    let (rows, cols) = matrix_dims(spec.entry, x)?;
+    let (rows, cols, inner) = channel_dims(spec.entry, x)?;
     let params = gpu.uniform(&NormParams {
         rows: to_u32(rows),
         cols: to_u32(cols),
+        inner: to_u32(inner),
         eps: config.eps,
         momentum: config.momentum,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
     });
     let [b2, b3, b4, b5, b6, b7] = binds;
     gpu.dispatch(
@@ -101,7 +123,7 @@ fn launch(
 }
 
 fn check(x: &Tensor, t: &BatchNormTensors<'_>) -> Result<()> {
-    let (_, cols) = matrix_dims("batchnorm", x)?;
+    let (_, cols, _) = channel_dims("batchnorm", x)?;
     expect_shape("batchnorm gamma", t.gamma, &[cols])?;
     expect_shape("batchnorm beta", t.beta, &[cols])?;
     expect_shape("batchnorm saved", t.saved, &[2, cols])?;

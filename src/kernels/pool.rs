@@ -56,6 +56,7 @@ pub enum PoolKind {
 
 /// A pooling window, `[rows, columns]` each, as `nn.MaxPool2d(kernel_size, stride, padding)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pool2d {
     pub kind: PoolKind,
     pub kernel: [usize; 2],
@@ -132,7 +133,8 @@ pub fn pool2d_forward(gpu: &Gpu, pool: &Pool2d, x: &Tensor, y: &Tensor) -> Resul
 }
 
 /// `dx`: each window's `dy` goes to its max (first in row-major order on ties), or spreads
-/// evenly over its kernel area; overwritten. x is the forward's input (max pooling reads it).
+/// evenly over its kernel area; overwritten. x is the forward's input: max pooling reads it,
+/// average pooling only its shape.
 pub fn pool2d_backward(
     gpu: &Gpu,
     pool: &Pool2d,
@@ -142,16 +144,17 @@ pub fn pool2d_backward(
 ) -> Result<Dispatch> {
     let uniform = gpu.uniform(&params(pool, x, dy)?);
     expect_shape("pool2d dx", dx, x.shape())?;
-    let spec = match pool.kind {
-        PoolKind::Max => &MAX_BACKWARD,
-        PoolKind::Avg => &AVG_BACKWARD,
+    // Average pooling does not read x, whose buffer may already hold dx.
+    let (spec, source) = match pool.kind {
+        PoolKind::Max => (&MAX_BACKWARD, x),
+        PoolKind::Avg => (&AVG_BACKWARD, dy),
     };
     gpu.dispatch(
         spec,
         &[],
         &[
             Bind::Uniform(&uniform),
-            Bind::Tensor(x),
+            Bind::Tensor(source),
             Bind::Tensor(dy),
             Bind::Tensor(dx),
         ],

@@ -3,7 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, NodeId};
+use crate::kernels::conv::Conv2dConfig;
 use crate::kernels::loss::Loss;
+use crate::kernels::norm::BatchNormConfig;
 
 /// A pre-norm residual MLP classifier:
 ///
@@ -35,6 +37,49 @@ pub fn residual_mlp(
     }
     let x = g.layer_norm("norm", x)?;
     let logits = g.linear("head", x, classes)?;
+    g.set_output(logits, Loss::CrossEntropy)?;
+    Ok(g)
+}
+
+/// PyTorch's MNIST example network as an `nn.Sequential` over `[batch, 1, 28, 28]` images
+/// (module indices are the checkpoint names: `0.weight` is `[32, 1, 3, 3]`):
+///
+/// ```text
+/// Conv2d(1, 32, 3), ReLU, Conv2d(32, 64, 3), ReLU, MaxPool2d(2), Dropout(0.25), Flatten,
+/// Linear(9216, 128), ReLU, Dropout(0.5), Linear(128, 10)
+/// ```
+///
+/// With `batch_norm`, a `BatchNorm2d` follows each convolution (so the indices after it move
+/// on by one each).
+pub fn mnist_cnn(batch_norm: bool) -> Result<Graph> {
+    let mut g = Graph::new();
+    let x = g.input("x", &[1, 28, 28])?;
+    // Module index `i` without BatchNorm2d; each norm before it shifts it by one.
+    let bn = usize::from(batch_norm);
+    let conv = |g: &mut Graph, at: usize, x, channels| -> Result<NodeId> {
+        let h = g.conv2d(
+            &at.to_string(),
+            x,
+            channels,
+            [3, 3],
+            Conv2dConfig::default(),
+        )?;
+        let h = if batch_norm {
+            g.batch_norm(&(at + 1).to_string(), h, BatchNormConfig::default())?
+        } else {
+            h
+        };
+        g.relu(h)
+    };
+    let h = conv(&mut g, 0, x, 32)?;
+    let h = conv(&mut g, 2 + bn, h, 64)?;
+    let h = g.max_pool2d(h, [2, 2], [2, 2], [0, 0])?;
+    let h = g.dropout(h, 0.25)?;
+    let h = g.flatten(h)?;
+    let h = g.linear(&(7 + 2 * bn).to_string(), h, 128)?;
+    let h = g.relu(h)?;
+    let h = g.dropout(h, 0.5)?;
+    let logits = g.linear(&(10 + 2 * bn).to_string(), h, 10)?;
     g.set_output(logits, Loss::CrossEntropy)?;
     Ok(g)
 }

@@ -62,16 +62,39 @@ pub fn graph_forward(
                 config,
                 ..
             } => {
-                let cols = node.dims[0];
+                // Channels last, so each channel is a column of [B·S, C].
+                let bcs = (batch, node.dims[0], node.dims[1..].iter().product());
                 let (y, _, _) = super::batchnorm_forward(
-                    x(0),
-                    batch,
-                    cols,
+                    &super::channels_last(x(0), bcs),
+                    batch * bcs.2,
+                    bcs.1,
                     &params[gamma.0],
                     &params[beta.0],
                     f64::from(config.eps),
                 );
-                y
+                super::channels_first(&y, bcs)
+            }
+            Op::Conv2d {
+                weight,
+                bias,
+                config,
+                activation,
+            } => {
+                let (x_shape, w_shape) = (shape_of(0), &graph.params[weight.0].shape);
+                let shape = super::ConvShape {
+                    x: [x_shape[0], x_shape[1], x_shape[2], x_shape[3]],
+                    weight: [w_shape[0], w_shape[1], w_shape[2], w_shape[3]],
+                    config: *config,
+                };
+                let bias = bias.map(|b| &params[b.0][..]);
+                super::conv2d(&shape, x(0), &params[weight.0], bias)
+                    .into_iter()
+                    .map(|v| activation.apply_f64(v))
+                    .collect()
+            }
+            Op::Pool2d(pool) => {
+                let s = shape_of(0);
+                super::pool2d(pool, x(0), s[0] * s[1], (s[2], s[3]))
             }
             Op::Add | Op::Sub | Op::Mul => {
                 let (a, b) = (x(0), x(1));

@@ -2,6 +2,7 @@
 //! streamed one, the augmentation shift, and the recording of a submission's steps.
 
 use super::*;
+use crate::data::input_fits;
 use crate::graph::DType;
 
 /// How one batch reaches a plan's input and target.
@@ -33,11 +34,15 @@ impl Trainer {
         self.plan(batch, mode)?;
         let plan = &self.plans[&(batch, mode)];
         match plan.inputs() {
-            [input] if input.dtype == DType::F32 && input.tensor.len() == batch * data.cols => {}
+            [input]
+                if input.dtype == DType::F32
+                    && input_fits(&input.tensor.shape()[1..], data.cols, data.image) => {}
             inputs => {
                 return Err(Error::InvalidArgument(format!(
-                    "a dataset of {} columns feeds a graph with one f32 input of as many features; this graph's inputs are {:?} (use Trainer::train_inputs)",
+                    "a dataset of {} columns{} feeds a graph with one f32 input of as many features (of that image size if it is [C, H, W]); this graph's inputs are {:?} (use Trainer::train_inputs)",
                     data.cols,
+                    data.image
+                        .map_or(String::new(), |(h, w)| format!(" ({h}×{w} images)")),
                     inputs
                         .iter()
                         .map(|i| (&i.name, i.dtype, i.tensor.shape()))
@@ -51,17 +56,18 @@ impl Trainer {
             (Mode::Train, s, Some(image)) if s > 0 => Some((s, image)),
             _ => None,
         };
-        // With a shift, batches land in a scratch tensor and the shift writes the input.
+        // With a shift, batches land in a scratch tensor and the shift writes the input. Rows
+        // are gathered flat, whatever shape the input has ([B, 784] or [B, 1, 28, 28]).
         let landing = match shift {
             Some(_) => match self.scratch.get(&batch) {
                 Some(t) => t.clone(),
                 None => {
-                    let t = gpu.uninit(plan.input().shape())?;
+                    let t = gpu.uninit(&[batch, data.cols])?;
                     self.scratch.insert(batch, t.clone());
                     t
                 }
             },
-            None => plan.input().clone(),
+            None => plan.input().reshape(&[batch, data.cols])?,
         };
         let mut dispatches = vec![];
         if let Storage::Resident {

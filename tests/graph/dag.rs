@@ -125,7 +125,11 @@ pub(crate) fn check_against(name: &str, graph: &Graph, truth: &Graph, vocab: u32
 }
 
 /// A graph with one f32 input of `dims`, made trainable, fed to `body`, trained with `loss`.
-fn unary(dims: &[usize], loss: Loss, body: impl FnOnce(&mut Graph, NodeId) -> NodeId) -> Graph {
+pub(crate) fn unary(
+    dims: &[usize],
+    loss: Loss,
+    body: impl FnOnce(&mut Graph, NodeId) -> NodeId,
+) -> Graph {
     let mut g = Graph::new();
     let x = g.input("x", dims).expect("input");
     let x = trainable(&mut g, "x_bias", x);

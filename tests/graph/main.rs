@@ -7,6 +7,7 @@ mod common;
 mod custom;
 mod dag;
 mod gradients;
+mod image;
 mod json;
 mod plan;
 mod regression;

@@ -6,17 +6,32 @@ use wgtrain::reference;
 use crate::common::*;
 
 #[test]
-fn batchnorm_forward_backward_and_running_stats_match_f64() {
+fn batchnorm_1d_and_2d_forward_backward_and_running_stats_match_f64() {
     let mut rng = rng("batchnorm");
     let config = BatchNormConfig::default();
-    for &(rows, cols) in &[(2, 1), (3, 5), (300, 7), (17, 65)] {
-        let x: Vec<f32> = rng.uniform(rows * cols, -2.0, 3.0);
+    // (rows, channels, inner): BatchNorm1d over [B, C], and over [B, C, S] as BatchNorm2d
+    // sees [B, C, H·W], with batch 1 and odd planes.
+    for &(rows, cols, inner) in &[
+        (2, 1, 1),
+        (3, 5, 1),
+        (300, 7, 1),
+        (17, 65, 1),
+        (1, 3, 25),
+        (5, 2, 9),
+    ] {
+        let shape: &[usize] = if inner == 1 {
+            &[rows, cols]
+        } else {
+            &[rows, cols, inner]
+        };
+        let len = rows * cols * inner;
+        let x: Vec<f32> = rng.uniform(len, -2.0, 3.0);
         let gamma = rng.uniform(cols, 0.5, 1.5);
         let beta = rng.uniform(cols, -1.0, 1.0);
-        let dy = rng.uniform(rows * cols, -1.0, 1.0);
+        let dy = rng.uniform(len, -1.0, 1.0);
         let running0: Vec<f32> = [vec![0.0; cols], vec![1.0; cols]].concat();
         let (xt, gt, bt) = (
-            upload(&x, &[rows, cols]),
+            upload(&x, shape),
             upload(&gamma, &[cols]),
             upload(&beta, &[cols]),
         );
@@ -28,11 +43,11 @@ fn batchnorm_forward_backward_and_running_stats_match_f64() {
             running: &running,
         };
         let (y, dx, dgamma, dbeta, y_eval) = (
-            poisoned(&[rows, cols]),
-            poisoned(&[rows, cols]),
+            poisoned(shape),
+            poisoned(shape),
             poisoned(&[cols]),
             poisoned(&[cols]),
-            poisoned(&[rows, cols]),
+            poisoned(shape),
         );
         let forward = batchnorm_forward(gpu(), config, &xt, &t, &y).expect("shapes");
         let backward = batchnorm_backward(
@@ -40,7 +55,7 @@ fn batchnorm_forward_backward_and_running_stats_match_f64() {
             config,
             &xt,
             &t,
-            &upload(&dy, &[rows, cols]),
+            &upload(&dy, shape),
             &dx,
             &dgamma,
             &dbeta,
@@ -51,9 +66,28 @@ fn batchnorm_forward_backward_and_running_stats_match_f64() {
 
         let (xd, gd, bd) = (f64s(&x), f64s(&gamma), f64s(&beta));
         let eps = f64::from(config.eps);
-        let (want_y, mean, var) = reference::batchnorm_forward(&xd, rows, cols, &gd, &bd, eps);
-        let (want_dx, want_dgamma, want_dbeta) =
-            reference::batchnorm_backward(&xd, &f64s(&dy), rows, cols, &gd, eps);
+        // The reference normalises columns of [N, C], N = rows·inner: channels go last.
+        let bcs = (rows, cols, inner);
+        let n = rows * inner;
+        let (want_y, mean, var) = reference::batchnorm_forward(
+            &reference::channels_last(&xd, bcs),
+            n,
+            cols,
+            &gd,
+            &bd,
+            eps,
+        );
+        let want_y = reference::channels_first(&want_y, bcs);
+        let (want_dx, want_dgamma, want_dbeta) = reference::batchnorm_backward(
+            &reference::channels_last(&xd, bcs),
+            &reference::channels_last(&f64s(&dy), bcs),
+            n,
+            cols,
+            &gd,
+            eps,
+        );
+        let want_dx = reference::channels_first(&want_dx, bcs);
+        let rows = n;
         // Mean and variance are sums over the batch (γ_rows relative to magnitudes ≤ 3 and 9);
         // 1/σ multiplies those errors by ≤ 1/√ε for constant columns, which the inputs avoid
         // (σ ≳ 0.1 for uniform draws of ≥ 2 rows, except by vanishing chance). 1e-4 absolute
@@ -94,9 +128,9 @@ fn batchnorm_forward_backward_and_running_stats_match_f64() {
             .chain(var.iter().map(|v| 0.9 + 0.1 * v * unbiased))
             .collect();
         assert_close("running stats", &read(&running), &want_running, tol, tol);
-        let want_eval: Vec<f64> = (0..rows * cols)
+        let want_eval: Vec<f64> = (0..len)
             .map(|i| {
-                let c = i % cols;
+                let c = (i / inner) % cols;
                 (xd[i] - want_running[c]) / (want_running[cols + c] + eps).sqrt() * gd[c] + bd[c]
             })
             .collect();

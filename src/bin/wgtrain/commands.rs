@@ -91,7 +91,8 @@ pub(crate) fn check_labels(architecture: &Architecture, path: &Path, data: &Data
 
 /// Data rows feed a model with exactly one f32 input as wide as a row, through a
 /// standardizer (if any) as wide too.
-pub(crate) fn check_model_input(architecture: &Architecture, cols: usize) -> Result<()> {
+pub(crate) fn check_model_input(architecture: &Architecture, data: &Dataset) -> Result<()> {
+    let cols = data.cols;
     if let Some(z) = &architecture.standardize
         && (z.mean.len() != cols || z.std.len() != cols)
     {
@@ -108,14 +109,14 @@ pub(crate) fn check_model_input(architecture: &Architecture, cols: usize) -> Res
             "the model's input {name:?} takes {dtype:?} indices (tokens); data files feed f32 features"
         )));
     }
-    match architecture.in_features() {
-        Some(features) if features == cols => Ok(()),
-        Some(features) => Err(Error::ShapeMismatch {
-            op: "model input vs data columns".into(),
-            left: vec![features],
-            right: vec![cols],
+    match architecture.graph.inputs()[..] {
+        [(_, dims, _)] if data.fits_input(dims) => Ok(()),
+        [(_, dims, _)] => Err(Error::ShapeMismatch {
+            op: "model input vs data (features per sample)".into(),
+            left: dims.to_vec(),
+            right: data.sample_dims(),
         }),
-        None => Err(bad_flag(format!(
+        _ => Err(bad_flag(format!(
             "the model has {} inputs; data files feed models with exactly one",
             architecture.graph.inputs().len()
         ))),
@@ -297,7 +298,7 @@ fn restore(
         }
         load_mnist(path, Split::Test)?
     };
-    check_model_input(&architecture, data.cols)?;
+    check_model_input(&architecture, &data)?;
     // Metrics keep a classes × classes confusion matrix: 4096 classes is 128 MiB of it.
     if labels && loss == Loss::CrossEntropy && outputs > MAX_METRIC_CLASSES {
         return Err(bad_flag(format!(

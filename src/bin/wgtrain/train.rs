@@ -130,7 +130,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         }
     };
-    check_model_input(&architecture, train.cols)?;
+    check_model_input(&architecture, &train)?;
     // The targets must be what the loss compares the output with.
     let (loss, outputs) = (architecture.loss(), architecture.out_features());
     match (loss, train.target_cols) {

@@ -15,10 +15,15 @@ fn as_batch(t: &Tensor) -> Result<Tensor> {
     t.reshape(&[t.len() / (r * c).max(1), r, c])
 }
 
-/// The activation a fused Linear producer left for its consumers' dX products to apply.
+/// The activation a fused Linear or Conv2d producer left for its consumers' dX products to
+/// apply.
 pub(crate) fn pending_mask(ctx: &Ctx<'_>, x: NodeId) -> Option<Activation> {
     match ctx.graph.nodes[x.0].op {
-        Op::Linear { activation, .. } if activation != Activation::Identity => Some(activation),
+        Op::Linear { activation, .. } | Op::Conv2d { activation, .. }
+            if activation != Activation::Identity =>
+        {
+            Some(activation)
+        }
         _ => None,
     }
 }

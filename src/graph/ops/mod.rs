@@ -1,5 +1,5 @@
 //! One forward and one VJP rule per op kind, grouped by family (`dense`, `pointwise`,
-//! `layout`, `norm`). Each rule also declares which values it reads and writes, which is what
+//! `layout`, `norm`, `image`). Each rule also declares which values it reads and writes, which is what
 //! liveness analysis works from; `Ctx::get` checks every value a rule touches was declared.
 //!
 //! Gradient slots: a backward rule writes one gradient per *slot*: slot k < inputs is ∂L/∂
@@ -11,10 +11,12 @@
 //!
 //! `Grad(i)` holds ∂L/∂(output of node i), except for a Linear with a fused activation, where
 //! it holds ∂L/∂(pre-activation): every consumer's dX product applies the activation's
-//! derivative in its epilogue (the fusion pass only fuses where all consumers are Linears).
+//! derivative in its epilogue (the fusion pass only fuses where all consumers are Linears or
+//! Conv2ds). The same holds for a Conv2d with a fused activation.
 
 mod custom;
 mod dense;
+mod image;
 mod layout;
 mod norm;
 mod pointwise;
@@ -25,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::graph::{Graph, NodeId, Op, ParamId};
 use crate::kernels::loss;
+use crate::kernels::pool::{Pool2d, PoolKind};
 
 /// A value the plan allocates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,7 +138,9 @@ pub(crate) fn out_value(graph: &Graph, n: NodeId) -> Option<Value> {
 /// The parameters an op owns, in gradient-slot order.
 pub(crate) fn owned_params(op: &Op) -> Vec<ParamId> {
     match *op {
-        Op::Linear { weight, bias, .. } => [Some(weight), bias].into_iter().flatten().collect(),
+        Op::Linear { weight, bias, .. } | Op::Conv2d { weight, bias, .. } => {
+            [Some(weight), bias].into_iter().flatten().collect()
+        }
         Op::BatchNorm { gamma, beta, .. } | Op::LayerNorm { gamma, beta, .. } => vec![gamma, beta],
         Op::Embedding { weight } => vec![weight],
         _ => vec![],
@@ -197,6 +202,7 @@ pub(crate) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Di
         Op::Concat | Op::Slice { .. } | Op::Transpose { .. } | Op::Reduce { .. } => {
             layout::forward(ctx, n)
         }
+        Op::Conv2d { .. } | Op::Pool2d(_) => image::forward(ctx, n),
         Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } => {
             norm::forward(ctx, n, training)
         }
@@ -211,7 +217,12 @@ pub(crate) fn backward_reads(graph: &Graph, n: NodeId) -> Vec<Value> {
     let out_of = |k: usize| out_value(graph, node.inputs[k]);
     let extra: Vec<Option<Value>> = match node.op {
         // dW needs x; a fused mask of x's producer needs x too.
-        Op::Linear { .. } | Op::Activation { .. } => vec![out_of(0)],
+        Op::Linear { .. } | Op::Conv2d { .. } | Op::Activation { .. } => vec![out_of(0)],
+        // Max pooling finds each window's maximum again in x.
+        Op::Pool2d(Pool2d {
+            kind: PoolKind::Max,
+            ..
+        }) => vec![out_of(0)],
         Op::MatMul { .. } | Op::Mul => vec![out_of(0), out_of(1)],
         Op::Embedding { .. } => vec![out_of(0)],
         Op::BatchNorm { .. } | Op::LayerNorm { .. } => vec![out_of(0), Some(Value::Saved(n))],
@@ -252,6 +263,7 @@ pub(crate) fn backward(
         | Op::Transpose { .. }
         | Op::Reduce { .. }
         | Op::Reshape { .. } => layout::backward(ctx, n, sinks),
+        Op::Conv2d { .. } | Op::Pool2d(_) => image::backward(ctx, n, sinks),
         Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } => {
             norm::backward(ctx, n, sinks)
         }

@@ -1,5 +1,5 @@
-//! Normalisations over an axis: BatchNorm1d (over the batch), LayerNorm and softmax (over
-//! the last axis).
+//! Normalisations over an axis: batch norm (per channel, over the batch and spatial axes),
+//! LayerNorm and softmax (over the last axis).
 
 use super::{Ctx, Value, as_rows};
 use crate::error::Result;
@@ -31,10 +31,18 @@ fn causal_t(ctx: &Ctx<'_>, n: NodeId) -> usize {
     }
 }
 
+/// `[B, C, ...]` as `[B, C, S]`: the layout the batch-norm kernels take.
+fn as_channels(t: &Tensor) -> Result<Tensor> {
+    let s = t.shape();
+    t.reshape(&[s[0], s[1], s[2..].iter().product()])
+}
+
 pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Dispatch>> {
     let gpu = ctx.gpu;
-    let x = as_rows(&ctx.input(n, 0)?)?;
-    let y = as_rows(&ctx.out(n)?)?;
+    let batch_norm = matches!(ctx.graph.nodes[n.0].op, Op::BatchNorm { .. });
+    let view = if batch_norm { as_channels } else { as_rows };
+    let x = view(&ctx.input(n, 0)?)?;
+    let y = view(&ctx.out(n)?)?;
     let dispatch = match ctx.graph.nodes[n.0].op {
         Op::BatchNorm {
             gamma,
@@ -90,15 +98,16 @@ pub(super) fn backward(
             config,
         } => {
             let tensors = batch_norm_tensors(ctx, (gamma, beta, buffer), ctx.saved(n)?);
+            let dy = as_channels(ctx.get(Value::Grad(n))?)?;
             // The kernel always computes dx; without a sink it goes to scratch.
             let dx = match &sinks[0] {
-                Some(dx) => dx.clone(),
+                Some(dx) => as_channels(dx)?,
                 None => ctx.gpu.uninit(dy.shape())?,
             };
             out.push(norm::batchnorm_backward(
                 gpu,
                 config,
-                &as_rows(&ctx.input(n, 0)?)?,
+                &as_channels(&ctx.input(n, 0)?)?,
                 &tensors,
                 &dy,
                 &dx,

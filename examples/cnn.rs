@@ -1,0 +1,152 @@
+//! PyTorch's MNIST convolutional network on the bundled digits: Conv2d, MaxPool2d, Dropout
+//! and Linear layers as WGSL kernels, trained with every image shifted by up to ±2 pixels.
+//!
+//!     cargo run --release --example cnn
+//!     cargo run --release --example cnn -- --pytorch-recipe --save target/cnn.safetensors
+//!
+//! The network is `wgtrain::nn::models::mnist_cnn`, in PyTorch terms:
+//!
+//! ```text
+//! nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+//!               nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+//!               nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+//! ```
+//!
+//! `--pytorch-recipe` trains exactly that with `Adam(lr=1e-3)` and batches of 64. The
+//! defaults add a `BatchNorm2d` after each convolution and anneal the learning rate to 0
+//! over the run (`CosineAnnealingLR`). Either way each image gets its own random shift,
+//! zero-filled, on the GPU. The checkpoint loads into the same `nn.Sequential` with
+//! `load_state_dict` (`0.weight` is `[32, 1, 3, 3]`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use wgtrain::data::{DeviceDataset, Split, load_mnist};
+use wgtrain::nn::models::mnist_cnn;
+use wgtrain::optim::{Optimizer, Schedule};
+use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
+use wgtrain::train::{ClassificationMetrics, EpochProgress, TrainConfig, Trainer};
+use wgtrain::{Gpu, Result};
+
+#[derive(Parser)]
+struct Args {
+    /// A directory with MNIST's four files (`train-images-idx3-ubyte[.gz]`, ...).
+    #[arg(long, default_value = "data/mnist-10k")]
+    data_dir: PathBuf,
+    #[arg(long, default_value_t = 12)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// PyTorch's own recipe: no BatchNorm2d, a constant learning rate.
+    #[arg(long)]
+    pytorch_recipe: bool,
+    /// Random shifts of up to ± this many pixels (0 turns augmentation off).
+    #[arg(long, default_value_t = 2)]
+    shift: u32,
+    /// Write the trained model here (safetensors, `nn.Sequential` names).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let info = gpu.adapter_info();
+    println!("adapter: {} ({:?})", info.name, info.backend);
+    // Images are [N, 1, 28, 28]; pixels stay bytes on the GPU and are scaled to [0, 1].
+    let train = load_mnist(&args.data_dir, Split::Train)?;
+    let test = load_mnist(&args.data_dir, Split::Test)?;
+    println!(
+        "data: {} training and {} test images {:?} from {}",
+        train.rows,
+        test.rows,
+        train.sample_dims(),
+        args.data_dir.display()
+    );
+
+    let graph = mnist_cnn(!args.pytorch_recipe)?;
+    let parameters: usize = graph.params().iter().map(|p| p.len()).sum();
+    let recipe = if args.pytorch_recipe {
+        "PyTorch's recipe"
+    } else {
+        "BatchNorm2d, cosine learning rate"
+    };
+    println!("model: MNIST CNN ({recipe}), {parameters} parameters");
+    let steps = train.rows.div_ceil(args.batch_size);
+    let schedule = if args.pytorch_recipe {
+        Schedule::Constant
+    } else {
+        Schedule::Cosine {
+            total_steps: (steps * args.epochs) as u64,
+            min_lr: 0.0,
+        }
+    };
+    let config = TrainConfig {
+        optimizer: Optimizer::adam(args.lr),
+        schedule,
+        batch_size: args.batch_size,
+        augment_shift: args.shift,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::for_graph(&gpu, graph.clone(), config)?;
+    let train_data = DeviceDataset::upload(&gpu, &train)?;
+    let test_data = DeviceDataset::upload(&gpu, &test)?;
+
+    let started = Instant::now();
+    for epoch in 0..args.epochs {
+        let mut progress = EpochProgress::new(epoch, args.epochs, steps);
+        let loss = trainer.fit_epoch(&train_data, epoch, &mut |log| progress.step(log))?;
+        let eval = trainer.evaluate(&test_data)?;
+        let accuracy =
+            ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10).accuracy;
+        progress.finish(
+            loss,
+            &format!(
+                "  test loss {:.4}  test accuracy {:.2}%",
+                eval.loss,
+                100.0 * accuracy
+            ),
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64() / args.epochs.max(1) as f64;
+    println!("{seconds:.1} s per epoch (training and test evaluation)");
+
+    let eval = trainer.evaluate(&test_data)?;
+    let metrics = ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10);
+    println!("\ntest set ({} images)\n{metrics}", test.rows);
+    println!("test accuracy {:.2}%", 100.0 * metrics.accuracy);
+
+    if let Some(path) = &args.save {
+        let architecture = Architecture {
+            graph,
+            standardize: None,
+        };
+        let state = TrainingState {
+            epoch: args.epochs,
+            batch: 0,
+            step: trainer.step,
+            seed: args.seed,
+            optimizer: trainer.config().optimizer,
+            run: None,
+        };
+        checkpoint::save(path, &trainer, &architecture, &state)?;
+        println!("saved {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Image ops in graphs: Conv2d, pooling, BatchNorm2d and global average pooling alone, and a
+//! small CNN whose Conv2d + ReLU pairs the fusion pass fuses, each against the f64 graph
+//! interpreter and finite differences (see `dag.rs` for the method and its bounds).
+
+use wgtrain::graph::Graph;
+use wgtrain::kernels::conv::Conv2dConfig;
+use wgtrain::kernels::loss::Loss;
+use wgtrain::kernels::norm::BatchNormConfig;
+
+use crate::dag::{check, unary};
+
+#[test]
+fn conv2d_gradients_at_awkward_geometries() {
+    // (input [C, H, W], out channels, kernel, stride, padding, dilation)
+    for (dims, out, kernel, stride, padding, dilation) in [
+        ([1, 5, 4], 2, [1, 1], [1, 1], [0, 0], [1, 1]),
+        ([3, 5, 7], 2, [5, 5], [1, 1], [2, 2], [1, 1]),
+        ([2, 7, 5], 3, [3, 3], [2, 2], [1, 1], [1, 1]),
+        ([1, 7, 6], 2, [3, 2], [2, 1], [0, 1], [2, 1]),
+    ] {
+        let config = Conv2dConfig {
+            stride,
+            padding,
+            dilation,
+        };
+        let g = unary(&dims, Loss::Mse, |g, x| {
+            g.conv2d("conv", x, out, kernel, config).expect("conv2d")
+        });
+        check(&format!("conv2d {dims:?} k{kernel:?} {config:?}"), &g, 0);
+    }
+}
+
+#[test]
+fn pooling_gradients_max_and_average() {
+    for (kernel, stride, padding) in [([2, 2], [2, 2], [0, 0]), ([3, 3], [2, 1], [1, 1])] {
+        let g = unary(&[2, 5, 7], Loss::Mse, |g, x| {
+            g.max_pool2d(x, kernel, stride, padding).expect("pool")
+        });
+        check(&format!("max pool k{kernel:?}"), &g, 0);
+        let g = unary(&[2, 5, 7], Loss::Mse, |g, x| {
+            g.avg_pool2d(x, kernel, stride, padding).expect("pool")
+        });
+        check(&format!("avg pool k{kernel:?}"), &g, 0);
+    }
+}
+
+#[test]
+fn batch_norm_2d_and_global_average_pooling() {
+    let g = unary(&[3, 4, 5], Loss::Mse, |g, x| {
+        let y = g
+            .batch_norm("bn", x, BatchNormConfig::default())
+            .expect("bn");
+        g.global_avg_pool(y).expect("pool")
+    });
+    check("batch_norm 2d + global avg pool", &g, 0);
+}
+
+/// PyTorch's MNIST network at a small size: conv, ReLU, conv, ReLU, max pool, dropout,
+/// flatten, linear, ReLU, dropout, linear. The first ReLU fuses into its conv, whose
+/// consumer (the second conv) applies the ReLU's derivative in its input-gradient product.
+pub(crate) fn small_cnn(channels: usize, side: usize) -> Graph {
+    let mut g = Graph::new();
+    let x = g.input("x", &[channels, side, side]).expect("input");
+    let same = Conv2dConfig::default();
+    let h = g.conv2d("0", x, 3, [3, 3], same).expect("conv");
+    let h = g.relu(h).expect("relu");
+    let h = g.conv2d("2", h, 4, [3, 3], same).expect("conv");
+    let h = g.relu(h).expect("relu");
+    let h = g.max_pool2d(h, [2, 2], [2, 2], [0, 0]).expect("pool");
+    let h = g.dropout(h, 0.25).expect("dropout");
+    let h = g.flatten(h).expect("flatten");
+    let h = g.linear("7", h, 6).expect("linear");
+    let h = g.relu(h).expect("relu");
+    let h = g.dropout(h, 0.5).expect("dropout");
+    let y = g.linear("10", h, 3).expect("linear");
+    g.set_output(y, Loss::CrossEntropy).expect("output");
+    g
+}
+
+#[test]
+fn a_small_cnn_with_fused_conv_relu_matches_finite_differences() {
+    check("small cnn", &small_cnn(2, 9), 0);
+}
+
+#[test]
+fn conv2d_and_pooling_refuse_shapes_pytorch_refuses() {
+    let mut g = Graph::new();
+    let flat = g.input("flat", &[784]).expect("input");
+    let image = g.input("image", &[1, 4, 4]).expect("input");
+    let same = Conv2dConfig::default();
+    assert!(
+        g.conv2d("a", flat, 2, [3, 3], same).is_err(),
+        "rank 1 input"
+    );
+    assert!(
+        g.conv2d("b", image, 2, [5, 5], same).is_err(),
+        "kernel over the image"
+    );
+    let zero_stride = Conv2dConfig {
+        stride: [0, 1],
+        ..same
+    };
+    assert!(
+        g.conv2d("c", image, 2, [3, 3], zero_stride).is_err(),
+        "stride 0"
+    );
+    assert!(
+        g.max_pool2d(image, [2, 2], [2, 2], [2, 0]).is_err(),
+        "padding over half"
+    );
+    assert!(
+        g.max_pool2d(flat, [2, 2], [2, 2], [0, 0]).is_err(),
+        "rank 1 input"
+    );
+    assert!(
+        g.params().is_empty(),
+        "a refused layer leaves no parameters behind"
+    );
+}
