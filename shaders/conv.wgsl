@@ -32,8 +32,8 @@ struct ConvParams {
 
 // The layer's geometry is compiled in (one pipeline per layer shape, not per batch size):
 // every index below divides by these, and a division by a constant compiles to a multiply
-// and a shift where a division by a uniform is a long instruction sequence on GPUs and
-// scalar code on CPU adapters (it made the forward of MNIST's second conv 5× slower).
+// and a shift where a division by a uniform is a long instruction sequence on GPUs and scalar
+// code on CPU adapters (on lavapipe it cut MNIST's second conv from 3.39 to 2.31 s a step).
 override CHANNELS: u32 = 1u;
 override HEIGHT: u32 = 1u;
 override WIDTH: u32 = 1u;

@@ -5,6 +5,7 @@
 mod common;
 
 mod checkpoints;
+mod cnn;
 mod crash;
 mod errors;
 mod graphs;

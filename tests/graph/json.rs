@@ -8,7 +8,7 @@ use wgtrain::graph::{Graph, Mode, Weights};
 use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
-use wgtrain::nn::models::{CausalLmConfig, causal_lm, residual_mlp};
+use wgtrain::nn::models::{CausalLmConfig, causal_lm, mnist_cnn, residual_mlp};
 use wgtrain::train::{TrainConfig, Trainer};
 
 use crate::common::*;
@@ -26,6 +26,7 @@ fn shipped() -> Vec<(&'static str, Graph)> {
             "residual_mlp.json",
             residual_mlp(784, 256, 2, 10, 0.1).expect("residual"),
         ),
+        ("cnn.json", mnist_cnn(false).expect("cnn")),
         (
             "causal_lm.json",
             causal_lm(CausalLmConfig {
