@@ -13,8 +13,10 @@
 //! ```
 //!
 //! `--pytorch-recipe` trains exactly that with `Adam(lr=1e-3)` and batches of 64. The
-//! defaults add a `BatchNorm2d` after each convolution and anneal the learning rate to 0
-//! over the run (`CosineAnnealingLR`). Either way each image gets its own random shift,
+//! defaults double the learning rate and anneal it to 0 over the run (`CosineAnnealingLR`):
+//! 98.65% after 12 epochs where the recipe gives 98.00% (H100; the README has the sweep
+//! behind the choice, in which `--batch-norm true`, a `BatchNorm2d` after each convolution,
+//! did worse on this 8,000-image split). Either way each image gets its own random shift,
 //! zero-filled, on the GPU. The checkpoint loads into the same `nn.Sequential` with
 //! `load_state_dict` (`0.weight` is `[32, 1, 3, 3]`).
 
@@ -30,6 +32,12 @@ use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
 use wgtrain::train::{ClassificationMetrics, EpochProgress, TrainConfig, Trainer};
 use wgtrain::{Gpu, Result};
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Lr {
+    Constant,
+    Cosine,
+}
+
 #[derive(Parser)]
 struct Args {
     /// A directory with MNIST's four files (`train-images-idx3-ubyte[.gz]`, ...).
@@ -39,14 +47,23 @@ struct Args {
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 2e-3)]
     lr: f32,
-    /// PyTorch's own recipe: no BatchNorm2d, a constant learning rate.
+    /// PyTorch's own recipe: `--lr 1e-3 --batch-norm false --schedule constant`.
     #[arg(long)]
     pytorch_recipe: bool,
+    /// A BatchNorm2d after each convolution (module indices after it move on by one).
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = false)]
+    batch_norm: bool,
+    /// `cosine` anneals the learning rate to 0 over the run (`CosineAnnealingLR`).
+    #[arg(long, value_enum, default_value_t = Lr::Cosine)]
+    schedule: Lr,
     /// Random shifts of up to ± this many pixels (0 turns augmentation off).
     #[arg(long, default_value_t = 2)]
     shift: u32,
+    /// Train on the first N training images only (a quick run; 0: all of them).
+    #[arg(long, default_value_t = 0)]
+    train_limit: usize,
     /// Write the trained model here (safetensors, `nn.Sequential` names).
     #[arg(long)]
     save: Option<PathBuf>,
@@ -69,7 +86,10 @@ fn run(args: Args) -> Result<()> {
     let info = gpu.adapter_info();
     println!("adapter: {} ({:?})", info.name, info.backend);
     // Images are [N, 1, 28, 28]; pixels stay bytes on the GPU and are scaled to [0, 1].
-    let train = load_mnist(&args.data_dir, Split::Train)?;
+    let mut train = load_mnist(&args.data_dir, Split::Train)?;
+    if args.train_limit > 0 && args.train_limit < train.rows {
+        train.split_off(args.train_limit)?;
+    }
     let test = load_mnist(&args.data_dir, Split::Test)?;
     println!(
         "data: {} training and {} test images {:?} from {}",
@@ -79,25 +99,31 @@ fn run(args: Args) -> Result<()> {
         args.data_dir.display()
     );
 
-    let graph = mnist_cnn(!args.pytorch_recipe)?;
-    let parameters: usize = graph.params().iter().map(|p| p.len()).sum();
-    let recipe = if args.pytorch_recipe {
-        "PyTorch's recipe"
-    } else {
-        "BatchNorm2d, cosine learning rate"
+    let (batch_norm, lr, rate) = match args.pytorch_recipe {
+        true => (false, Lr::Constant, 1e-3),
+        false => (args.batch_norm, args.schedule, args.lr),
     };
-    println!("model: MNIST CNN ({recipe}), {parameters} parameters");
+    let graph = mnist_cnn(batch_norm)?;
+    let parameters: usize = graph.params().iter().map(|p| p.len()).sum();
+    println!(
+        "model: MNIST CNN, BatchNorm2d {batch_norm}, {} learning rate {}, {parameters} parameters",
+        if lr == Lr::Cosine {
+            "cosine"
+        } else {
+            "constant"
+        },
+        args.lr
+    );
     let steps = train.rows.div_ceil(args.batch_size);
-    let schedule = if args.pytorch_recipe {
-        Schedule::Constant
-    } else {
-        Schedule::Cosine {
+    let schedule = match lr {
+        Lr::Constant => Schedule::Constant,
+        Lr::Cosine => Schedule::Cosine {
             total_steps: (steps * args.epochs) as u64,
             min_lr: 0.0,
-        }
+        },
     };
     let config = TrainConfig {
-        optimizer: Optimizer::adam(args.lr),
+        optimizer: Optimizer::adam(rate),
         schedule,
         batch_size: args.batch_size,
         augment_shift: args.shift,

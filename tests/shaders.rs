@@ -33,7 +33,7 @@ fn rust_params_structs_match_their_wgsl_layouts() {
                 offset_of!(MatmulParams, stride_a),
                 offset_of!(MatmulParams, stride_b),
                 offset_of!(MatmulParams, stride_c),
-                offset_of!(MatmulParams, _pad),
+                offset_of!(MatmulParams, k_chunk),
             ],
         ),
         (

@@ -2,6 +2,7 @@
 //! and the mlp-bench training step. Every kernel's output is checked against an f64 reference
 //! before it is timed: a fast wrong kernel is refused, not scored.
 
+mod image;
 mod sequence;
 
 use std::path::PathBuf;
@@ -172,7 +173,35 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
 
     for &b in mlp_batches {
-        show(bench_mlp_step(&gpu, &mut rng, b, args.quick || cpu)?);
+        let mlp = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
+        let graph = mlp.build(Loss::CrossEntropy)?;
+        show(bench_training_step(
+            &gpu,
+            &mut rng,
+            "mlp-bench",
+            graph,
+            b,
+            args.quick || cpu,
+        )?);
+    }
+    // The CNN of examples/cnn.rs: its convolutions beside matmuls of the same FLOPs, and its
+    // whole training step.
+    let conv_batches: &[usize] = if args.quick { &[64] } else { &[64, 256] };
+    for &b in conv_batches {
+        for m in image::bench_conv(&gpu, &mut rng, b)? {
+            show(m);
+        }
+    }
+    for &b in conv_batches {
+        let graph = crate::nn::models::mnist_cnn(false)?;
+        show(bench_training_step(
+            &gpu,
+            &mut rng,
+            "cnn-step",
+            graph,
+            b,
+            args.quick || cpu,
+        )?);
     }
 
     if let Some(path) = &args.json {
@@ -407,7 +436,16 @@ fn bench_dispatch(gpu: &Gpu) -> Result<Vec<Measurement>> {
 /// resident batches (fewer when 8 would not fit one binding), 10 warm-up steps, then ≥ 200
 /// timed steps (fewer when a step takes over 10 ms, or in quick mode), wall clock from the
 /// first submit to the last loss read back.
-fn bench_mlp_step(gpu: &Gpu, rng: &mut StdRng, batch: usize, short: bool) -> Result<Measurement> {
+/// Training steps per second of `graph` (one f32 input of 784 features, 10 classes) with Adam
+/// on device-resident random data.
+fn bench_training_step(
+    gpu: &Gpu,
+    rng: &mut StdRng,
+    name: &'static str,
+    graph: crate::graph::Graph,
+    batch: usize,
+    short: bool,
+) -> Result<Measurement> {
     let row_bytes = 784 * 4;
     let resident = (gpu.max_binding_bytes() as usize / (batch * row_bytes)).clamp(1, 8);
     let rows = resident * batch;
@@ -416,8 +454,6 @@ fn bench_mlp_step(gpu: &Gpu, rng: &mut StdRng, batch: usize, short: bool) -> Res
         .collect();
     let labels: Vec<u32> = (0..rows).map(|_| rng.random_range(0..10)).collect();
     let data = DeviceDataset::upload(gpu, &Dataset::classification(x, 784, labels)?)?;
-    let model = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
-    let graph = model.build(Loss::CrossEntropy)?;
     let weights = Weights::init(gpu, &graph, 0)?;
     let config = TrainConfig {
         optimizer: Optimizer::adam(1e-3),
@@ -443,7 +479,7 @@ fn bench_mlp_step(gpu: &Gpu, rng: &mut StdRng, batch: usize, short: bool) -> Res
     let seconds = timed.elapsed().as_secs_f64();
     let steps_per_second = steps as f64 / seconds;
     Ok(Measurement {
-        name: "mlp-bench",
+        name,
         params: format!("b{batch} ({steps} steps, first {first_step:.2}s)"),
         figure: steps_per_second,
         unit: "steps/s",

@@ -5,7 +5,10 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::matmul::Tile;
-use crate::kernels::{Activation, expect_shape, shape_error, to_u32, with_gemm_tiles};
+use crate::kernels::{
+    Activation, MAX_SPLITS, MIN_SPLIT_DEPTH, SPLIT_TARGET_WORKGROUPS, expect_shape, shape_error,
+    to_u32, with_gemm_tiles,
+};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "conv",
@@ -329,13 +332,6 @@ pub fn conv2d_backward_input(
     )
 }
 
-/// Workgroups a weight-gradient product aims for: enough to fill a large GPU (132 SMs on an
-/// H100) twice over, where the unsplit product of a small layer has a handful.
-const TARGET_WORKGROUPS: usize = 256;
-/// The shortest K range worth a split of its own: below it the partials' traffic and the sum
-/// cost more than the parallelism gains.
-const MIN_SPLIT_DEPTH: usize = 256;
-
 /// `dweight[o, c] = Σ_b dy[b, o] ⋆ x[b, c]` and `dbias[o] = Σ_{b,p} dy[b, o, p]`, both
 /// overwritten. The sum over B·Ho·Wo is split along K over many workgroups when the product
 /// itself has few (partials summed in a fixed order by a second kernel).
@@ -359,9 +355,9 @@ pub fn conv2d_backward_weight(
     );
     let columns = n + usize::from(dbias.is_some());
     let groups = columns.div_ceil(64) * m.div_ceil(64);
-    let splits = (TARGET_WORKGROUPS / groups)
+    let splits = (SPLIT_TARGET_WORKGROUPS / groups)
         .min(k / MIN_SPLIT_DEPTH)
-        .clamp(1, 64);
+        .clamp(1, MAX_SPLITS);
     // Whole 16-deep slices per split, so no split starts mid-slice.
     let k_chunk = k.div_ceil(splits).next_multiple_of(16);
     let splits = k.div_ceil(k_chunk);

@@ -1,10 +1,11 @@
 //! Launcher for `shaders/matmul.wgsl`: `c = epilogue(op(a) · op(b))`.
 
 use crate::error::{Error, Result};
-use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader};
+use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{
-    Activation, expect_same_len, expect_shape, matrix_dims, shape_error, to_u32, with_gemm_tiles,
+    Activation, MAX_SPLITS, MIN_SPLIT_DEPTH, SPLIT_TARGET_WORKGROUPS, expect_same_len,
+    expect_shape, matrix_dims, shape_error, to_u32, with_gemm_tiles,
 };
 
 pub(crate) static SHADER: Shader = Shader {
@@ -19,6 +20,7 @@ const BINDINGS: &[Access] = &[
     Access::Read,
     Access::ReadWrite,
     Access::ReadWrite,
+    Access::ReadWrite,
 ];
 static TILED: KernelSpec = KernelSpec {
     shader: &SHADER,
@@ -28,6 +30,11 @@ static TILED: KernelSpec = KernelSpec {
 static TILED_128: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "tiled_128",
+    bindings: BINDINGS,
+};
+static SPLIT_SUM: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "matmul_split_sum",
     bindings: BINDINGS,
 };
 static NAIVE: KernelSpec = KernelSpec {
@@ -69,7 +76,8 @@ pub struct MatmulParams {
     pub stride_a: u32,
     pub stride_b: u32,
     pub stride_c: u32,
-    pub _pad: u32,
+    /// K per split of a split product (K otherwise).
+    pub k_chunk: u32,
 }
 
 /// What happens to each product element before it is stored.
@@ -103,21 +111,65 @@ pub struct Matmul<'a> {
     /// Also write `Σ_k op(a)[i, k]` to `row_sums[i]` (`[m]`): a Linear layer's bias gradient
     /// from the same pass over `dY` as its weight gradient. Only with [`Epilogue::Store`].
     pub row_sums: Option<&'a Tensor>,
+    /// Parts along K for [`Matmul::dispatches`]: `None` chooses (see there), `Some(1)` never
+    /// splits.
+    pub split_k: Option<usize>,
 }
 
 impl Matmul<'_> {
+    /// The product as one dispatch, never split.
     pub fn dispatch(&self, gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dispatch> {
-        let (m, k) = stored_dims(matrix_dims("matmul a", a)?, self.trans_a);
-        let (kb, n) = stored_dims(matrix_dims("matmul b", b)?, self.trans_b);
-        if k != kb {
-            return Err(shape_error(
-                "matmul (inner dimensions)",
-                a.shape(),
-                b.shape(),
-            ));
+        let mnk = matrix_product_dims(self, a, b, c)?;
+        self.launch(gpu, 1, mnk, (a, b, c), None)
+    }
+
+    /// The product as one dispatch, or as two when split along K: partial products over
+    /// slices of K, then their sum in a fixed order with the epilogue. Unless `split_k` says,
+    /// a product splits on GPUs when its output has too few tiles to keep the device busy
+    /// and K is long enough to share out (`SPLIT_TARGET_WORKGROUPS`, `MIN_SPLIT_DEPTH`);
+    /// on CPU adapters, whose few cores any product fills, it does not.
+    pub fn dispatches(
+        &self,
+        gpu: &Gpu,
+        a: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let (m, n, k) = matrix_product_dims(self, a, b, c)?;
+        let columns = n + usize::from(self.row_sums.is_some());
+        let splits = match self.split_k {
+            Some(parts) => parts.clamp(1, MAX_SPLITS),
+            None if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu => 1,
+            None => {
+                let tile = self.tile_for(gpu, (m, n, k))?;
+                let groups = columns.div_ceil(tile.edge()) * m.div_ceil(tile.edge());
+                (SPLIT_TARGET_WORKGROUPS / groups)
+                    .min(k / MIN_SPLIT_DEPTH)
+                    .clamp(1, MAX_SPLITS)
+            }
+        };
+        // Whole 16-deep slices per split, so no split starts mid-slice.
+        let k_chunk = k.div_ceil(splits).next_multiple_of(16);
+        let splits = k.div_ceil(k_chunk.max(1)).max(1);
+        if splits == 1 {
+            return Ok(vec![self.launch(gpu, 1, (m, n, k), (a, b, c), None)?]);
         }
-        expect_shape("matmul c", c, &[m, n])?;
-        self.launch(gpu, 1, (m, n, k), a, b, c)
+        let partial = gpu.uninit(&[splits, m, columns])?;
+        let products = self.launch(
+            gpu,
+            1,
+            (m, n, k),
+            (a, b, c),
+            Some((splits, k_chunk, &partial)),
+        )?;
+        let (params, constants) = self.setup(gpu, (m, n, k), (a, b, c), k_chunk, true)?;
+        let sum = gpu.dispatch(
+            &SPLIT_SUM,
+            &constants,
+            &self.bindings(&params, (a, b, c), &partial),
+            grid_1d(m * columns.div_ceil(4), 256),
+        )?;
+        Ok(vec![products, sum])
     }
 
     /// `c[i] = epilogue(op(a[i]) · op(b[i]))` for each of the `batch` matrices of `a`
@@ -150,20 +202,85 @@ impl Matmul<'_> {
                 "batched matmul of {batch} matrices: at most 65535, and no row sums"
             )));
         }
-        self.launch(gpu, batch, (m, n, k), a, b, c)
+        self.launch(gpu, batch, (m, n, k), (a, b, c), None)
     }
 
+    fn tile_for(&self, gpu: &Gpu, mnk: (usize, usize, usize)) -> Result<Tile> {
+        match self.tile {
+            Tile::Auto => gpu.matmul_tile(mnk, (self.trans_a, self.trans_b)),
+            fixed => Ok(fixed),
+        }
+    }
+
+    /// The tiled kernel over `batch` products, or over `splits` slices of K into `partial`.
     fn launch(
         &self,
         gpu: &Gpu,
         batch: usize,
         (m, n, k): (usize, usize, usize),
-        a: &Tensor,
-        b: &Tensor,
-        c: &Tensor,
+        operands: (&Tensor, &Tensor, &Tensor),
+        split: Option<(usize, usize, &Tensor)>,
     ) -> Result<Dispatch> {
-        let (aux, activation, accumulate) = match self.epilogue {
-            Epilogue::Store => (None, Activation::Identity, false),
+        let k_chunk = split.map_or(k, |s| s.1);
+        let (params, constants) = self.setup(gpu, (m, n, k), operands, k_chunk, split.is_some())?;
+        let tile = self.tile_for(gpu, (m, n, k))?;
+        let edge = tile.edge();
+        // Row sums ride as an extra column of ones.
+        let columns = n + usize::from(self.row_sums.is_some());
+        let groups = [
+            to_u32(columns.div_ceil(edge)),
+            to_u32(m.div_ceil(edge)),
+            to_u32(split.map_or(batch, |s| s.0)),
+        ];
+        gpu.dispatch(
+            if tile == Tile::T128 {
+                &TILED_128
+            } else {
+                &TILED
+            },
+            &constants,
+            &self.bindings(&params, operands, split.map_or(operands.2, |s| s.2)),
+            groups,
+        )
+    }
+
+    /// The seven bindings of every entry point (see the shader).
+    fn bindings<'t>(
+        &self,
+        params: &'t wgpu::Buffer,
+        (a, b, c): (&'t Tensor, &'t Tensor, &'t Tensor),
+        partial: &'t Tensor,
+    ) -> [Bind<'t>; 7]
+    where
+        Self: 't,
+    {
+        let aux = match self.epilogue {
+            Epilogue::Activate { bias, .. } => bias,
+            Epilogue::ActivationGrad { pre, .. } => Some(pre),
+            Epilogue::Store => None,
+        };
+        [
+            Bind::Uniform(params),
+            Bind::Tensor(a),
+            Bind::Tensor(b),
+            Bind::Tensor(aux.unwrap_or(a)),
+            Bind::Tensor(c),
+            Bind::Tensor(self.row_sums.unwrap_or(c)),
+            Bind::Tensor(partial),
+        ]
+    }
+
+    /// Checks the epilogue's operands; returns the params buffer and override constants.
+    fn setup(
+        &self,
+        gpu: &Gpu,
+        (m, n, k): (usize, usize, usize),
+        (a, b, c): (&Tensor, &Tensor, &Tensor),
+        k_chunk: usize,
+        split: bool,
+    ) -> Result<(wgpu::Buffer, Vec<(&'static str, f64)>)> {
+        let (activation, accumulate) = match self.epilogue {
+            Epilogue::Store => (Activation::Identity, false),
             Epilogue::Activate {
                 bias,
                 activation,
@@ -172,11 +289,11 @@ impl Matmul<'_> {
                 if let Some(bias) = bias {
                     expect_shape("matmul bias", bias, &[n])?;
                 }
-                (bias, activation, accumulate)
+                (activation, accumulate)
             }
             Epilogue::ActivationGrad { pre, activation } => {
                 expect_same_len("matmul activation-grad input", pre, c)?;
-                (Some(pre), activation, false)
+                (activation, false)
             }
         };
         if let Some(sums) = self.row_sums {
@@ -203,9 +320,9 @@ impl Matmul<'_> {
             stride_a: to_u32(m * k),
             stride_b: to_u32(k * n),
             stride_c: to_u32(m * n),
-            _pad: 0,
+            k_chunk: to_u32(k_chunk),
         });
-        let constants = [
+        let constants = vec![
             ("TRANS_A", f64::from(u8::from(self.trans_a))),
             ("TRANS_B", f64::from(u8::from(self.trans_b))),
             (
@@ -225,37 +342,30 @@ impl Matmul<'_> {
             ),
             ("ACT", f64::from(activation.code())),
             ("ROW_SUMS", f64::from(u8::from(self.row_sums.is_some()))),
+            ("SPLIT_K", f64::from(u8::from(split))),
         ];
-        let tile = match self.tile {
-            Tile::Auto => gpu.matmul_tile((m, n, k), (self.trans_a, self.trans_b))?,
-            fixed => fixed,
-        };
-        let edge = tile.edge();
-        // Row sums ride as an extra column of ones.
-        let columns = n + usize::from(self.row_sums.is_some());
-        let groups = [
-            to_u32(columns.div_ceil(edge)),
-            to_u32(m.div_ceil(edge)),
-            to_u32(batch),
-        ];
-        gpu.dispatch(
-            if tile == Tile::T128 {
-                &TILED_128
-            } else {
-                &TILED
-            },
-            &constants,
-            &[
-                Bind::Uniform(&params),
-                Bind::Tensor(a),
-                Bind::Tensor(b),
-                Bind::Tensor(aux.unwrap_or(a)),
-                Bind::Tensor(c),
-                Bind::Tensor(self.row_sums.unwrap_or(c)),
-            ],
-            groups,
-        )
+        Ok((params, constants))
     }
+}
+
+/// `(m, n, k)` of an unbatched product, after checking the three shapes agree.
+fn matrix_product_dims(
+    op: &Matmul<'_>,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Result<(usize, usize, usize)> {
+    let (m, k) = stored_dims(matrix_dims("matmul a", a)?, op.trans_a);
+    let (kb, n) = stored_dims(matrix_dims("matmul b", b)?, op.trans_b);
+    if k != kb {
+        return Err(shape_error(
+            "matmul (inner dimensions)",
+            a.shape(),
+            b.shape(),
+        ));
+    }
+    expect_shape("matmul c", c, &[m, n])?;
+    Ok((m, n, k))
 }
 
 /// The one-output-per-thread kernel benchmarks compare against: `c = a·b`, no transposes.
@@ -278,7 +388,7 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
         stride_a: 0,
         stride_b: 0,
         stride_c: 0,
-        _pad: 0,
+        k_chunk: to_u32(k),
     });
     let groups = [to_u32(n.div_ceil(16)), to_u32(m.div_ceil(16)), 1];
     gpu.dispatch(
@@ -289,6 +399,7 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
             Bind::Tensor(a),
             Bind::Tensor(b),
             Bind::Tensor(a),
+            Bind::Tensor(c),
             Bind::Tensor(c),
             Bind::Tensor(c),
         ],

@@ -41,6 +41,16 @@ use crate::gpu::kernel::Shader;
 const ACTIVATION_WGSL: &str = include_str!("../../shaders/activation.wgsl");
 const GEMM_TILES_WGSL: &str = include_str!("../../shaders/gemm_tiles.wgsl");
 
+/// Split-K products (matmul, conv2d's weight gradient) aim for this many workgroups: enough
+/// to fill a large GPU (132 SMs on an H100) twice over, where an unsplit product with a small
+/// output has a handful.
+pub const SPLIT_TARGET_WORKGROUPS: usize = 256;
+/// The shortest K slice worth a workgroup of its own: below it the partials' traffic and the
+/// sum cost more than the parallelism gains.
+pub const MIN_SPLIT_DEPTH: usize = 256;
+/// At most this many partial products (each adds one rounding to the sum).
+pub const MAX_SPLITS: usize = 256;
+
 /// Every shader family, for validation tests and pipeline warm-up.
 pub(crate) const SHADERS: &[&Shader] = &[
     &matmul::SHADER,

@@ -1,7 +1,7 @@
-use wgtrain::kernels::Activation;
 use wgtrain::kernels::conv::{
     Conv2dConfig, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
 };
+use wgtrain::kernels::{Activation, MAX_SPLITS};
 use wgtrain::reference::{self, ConvShape};
 
 use crate::common::*;
@@ -101,9 +101,9 @@ fn conv2d_forward_and_both_gradients_match_f64_at_awkward_shapes() {
             gamma(o * kh * kw, mag_dx[i])
         });
         // Every element of dw, the last input channel's included: a kernel that skipped it
-        // would leave NaN poison or a wrong sum there. K = B·Ho·Wo terms plus up to 64
-        // partials.
-        let depth = b * oh * ow + 64;
+        // would leave NaN poison or a wrong sum there. K = B·Ho·Wo terms plus one addition
+        // per split partial.
+        let depth = b * oh * ow + MAX_SPLITS;
         assert_within(&format!("conv2d dw {what}"), &read(&dw), &want_dw, |i| {
             gamma(depth, mag_dw[i])
         });

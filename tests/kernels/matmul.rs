@@ -238,3 +238,98 @@ fn the_tile_autotune_times_both_tiles_and_picks_one() {
         .expect("timing runs");
     assert!(matches!(tile, Tile::T64 | Tile::T128), "{tile:?}");
 }
+
+#[test]
+fn split_k_products_match_f64_with_every_epilogue() {
+    let mut rng = rng("matmul split-k");
+    // (m, n, k, splits): K not a multiple of the slice or the split, a single output, and a
+    // product past one 128-wide tile; each split into parts whose partials are summed.
+    for &(m, n, k, splits) in &[
+        (3, 5, 300, 4),
+        (1, 1, 777, 7),
+        (33, 65, 1000, 3),
+        (130, 67, 517, 5),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = rng.uniform(m * k, -1.0, 1.0);
+            let b = rng.uniform(k * n, -1.0, 1.0);
+            let bias = rng.uniform(n, -1.0, 1.0);
+            let initial = rng.uniform(m * n, -1.0, 1.0);
+            let pre = rng.uniform(m * n, -3.0, 3.0);
+            let a_t = upload(&a, &if ta { [k, m] } else { [m, k] });
+            let b_t = upload(&b, &if tb { [n, k] } else { [k, n] });
+            let (bias_t, pre_t) = (upload(&bias, &[n]), upload(&pre, &[m, n]));
+            let (af, bf) = (f64s(&a), f64s(&b));
+            let product = reference::matmul(&af, &bf, (m, n, k), ta, tb);
+            let mags = magnitudes(&af, &bf, (m, n, k), ta, tb);
+            // The partials add `splits` more roundings to the k-term sum.
+            let bound = |i: usize, extra: f64| 1.13 * dot_bound(k + splits, mags[i] + extra);
+            let what = format!("split {m}x{n}x{k} into {splits} ta={ta} tb={tb}");
+
+            // Plain store with row sums (a Linear's weight and bias gradient).
+            let (c, sums) = (poisoned(&[m, n]), poisoned(&[m]));
+            let op = Matmul {
+                trans_a: ta,
+                trans_b: tb,
+                row_sums: Some(&sums),
+                split_k: Some(splits),
+                ..Default::default()
+            };
+            let dispatches = op.dispatches(gpu(), &a_t, &b_t, &c).expect("valid");
+            assert_eq!(dispatches.len(), 2, "{what}: products and their sum");
+            run(&dispatches.iter().collect::<Vec<_>>());
+            assert_within(&format!("{what} store"), &read(&c), &product, |i| {
+                bound(i, 0.0)
+            });
+            let ones = vec![1.0; k];
+            let want_sums = reference::matmul(&af, &ones, (m, 1, k), ta, false);
+            let sum_mags = magnitudes(&af, &ones, (m, 1, k), ta, false);
+            assert_within(&format!("{what} row sums"), &read(&sums), &want_sums, |i| {
+                dot_bound(k + splits, sum_mags[i])
+            });
+
+            // Bias, ReLU and accumulate into C.
+            let c = upload(&initial, &[m, n]);
+            let op = Matmul {
+                trans_a: ta,
+                trans_b: tb,
+                epilogue: Epilogue::Activate {
+                    bias: Some(&bias_t),
+                    activation: Activation::Relu,
+                    accumulate: true,
+                },
+                split_k: Some(splits),
+                ..Default::default()
+            };
+            let dispatches = op.dispatches(gpu(), &a_t, &b_t, &c).expect("valid");
+            run(&dispatches.iter().collect::<Vec<_>>());
+            let want: Vec<f64> = (0..m * n)
+                .map(|i| (product[i] + f64::from(bias[i % n]) + f64::from(initial[i])).max(0.0))
+                .collect();
+            assert_within(&format!("{what} bias+relu+acc"), &read(&c), &want, |i| {
+                bound(i, 2.0)
+            });
+
+            // The fused activation's derivative.
+            let c = poisoned(&[m, n]);
+            let op = Matmul {
+                trans_a: ta,
+                trans_b: tb,
+                epilogue: Epilogue::ActivationGrad {
+                    pre: &pre_t,
+                    activation: Activation::Tanh,
+                },
+                split_k: Some(splits),
+                ..Default::default()
+            };
+            let dispatches = op.dispatches(gpu(), &a_t, &b_t, &c).expect("valid");
+            run(&dispatches.iter().collect::<Vec<_>>());
+            let want: Vec<f64> = (0..m * n)
+                .map(|i| product[i] * Activation::Tanh.grad_f64(f64::from(pre[i])))
+                .collect();
+            assert_within(&format!("{what} grad mask"), &read(&c), &want, |i| {
+                bound(i, 0.0) + 1e-6 * mags[i]
+            });
+        }
+    }
+}

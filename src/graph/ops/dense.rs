@@ -31,7 +31,7 @@ pub(crate) fn pending_mask(ctx: &Ctx<'_>, x: NodeId) -> Option<Activation> {
 pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
     let gpu = ctx.gpu;
     let y = ctx.out(n)?;
-    let dispatch = match ctx.graph.nodes[n.0].op {
+    let dispatches = match ctx.graph.nodes[n.0].op {
         // out[r, o] = act(Σ_i x[r, i] · w[o, i] + bias[o]) over every leading position r
         Op::Linear {
             weight,
@@ -46,7 +46,7 @@ pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
             },
             ..Default::default()
         }
-        .dispatch(
+        .dispatches(
             gpu,
             &as_rows(&ctx.input(n, 0)?)?,
             &ctx.params[weight.0],
@@ -63,15 +63,21 @@ pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
             &as_batch(&ctx.input(n, 0)?)?,
             &as_batch(&ctx.input(n, 1)?)?,
             &as_batch(&y)?,
-        )?,
+        )
+        .map(|d| vec![d])?,
         // out[r, :] = weight[idx[r], :]
         Op::Embedding { weight } => {
             let idx = ctx.input(n, 0)?;
-            tensor::embedding_forward(gpu, &ctx.params[weight.0], &idx, &as_rows(&y)?)?
+            vec![tensor::embedding_forward(
+                gpu,
+                &ctx.params[weight.0],
+                &idx,
+                &as_rows(&y)?,
+            )?]
         }
         _ => unreachable!("dense::forward is only called for products"),
     };
-    Ok(vec![dispatch])
+    Ok(dispatches)
 }
 
 pub(super) fn backward(
@@ -94,13 +100,13 @@ pub(super) fn backward(
                 .as_ref()
                 .expect("parameter slots always have a sink");
             let dbias = bias.and(sinks.get(2).and_then(Option::as_ref));
-            out.push(
+            out.extend(
                 Matmul {
                     trans_a: true,
                     row_sums: dbias,
                     ..Default::default()
                 }
-                .dispatch(gpu, &dy, &x, dweight)?,
+                .dispatches(gpu, &dy, &x, dweight)?,
             );
             // dx[r, i] = Σ_o dy[r, o] · w[o, i], times act'(x) when x's activation is fused
             if let Some(dx) = &sinks[0] {
@@ -111,12 +117,12 @@ pub(super) fn backward(
                     },
                     None => Epilogue::Store,
                 };
-                out.push(
+                out.extend(
                     Matmul {
                         epilogue,
                         ..Default::default()
                     }
-                    .dispatch(
+                    .dispatches(
                         gpu,
                         &dy,
                         &ctx.params[weight.0],
