@@ -17,7 +17,12 @@ struct RandomParams {
     height: u32,
     width: u32,
     max_shift: u32,
-    _pad: u32,
+    // Affine: rotations up to ± max_degrees, scalings in 1 ± max_scale.
+    max_degrees: f32,
+    max_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: RandomParams;
@@ -76,4 +81,43 @@ fn random_shift(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let source = image * pixels + u32(clamp(sy, 0, i32(params.height) - 1)) * params.width
         + u32(clamp(sx, 0, i32(params.width) - 1));
     out[i] = select(0.0, x[source], inside);
+}
+
+// A uniform draw in [−1, 1) from the top 24 bits of a hash.
+fn symmetric(r: u32) -> f32 {
+    return f32(r >> 8u) / 8388608.0 - 1.0;
+}
+
+// A random affine map of each height×width image, as torchvision's RandomAffine: rotation by
+// θ ∈ ±max_degrees and scaling by s ∈ 1 ± max_scale about the image centre, then translation
+// by t ∈ ±max_shift pixels (continuous). Output pixel p samples the input bilinearly at
+// c + R(−θ)(p − c − t)/s, zeros outside (MNIST's background). Draws per image:
+// pcg3d(image, step, seed ^ salt·φ) = (θ, t_y, t_x), and pcg3d of that gives s.
+@compute @workgroup_size(256)
+fn random_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat(gid, groups);
+    if i >= params.n { return; }
+    let pixels = params.height * params.width;
+    let image = i / pixels;
+    let within = i % pixels;
+    let r = pcg3d(vec3<u32>(image, step.step, step.seed ^ (params.salt * 0x9e3779b9u)));
+    let theta = radians(params.max_degrees) * symmetric(r.x);
+    let shift = f32(params.max_shift) * vec2<f32>(symmetric(r.z), symmetric(r.y));
+    let scale = 1.0 + params.max_scale * symmetric(pcg3d(r).x);
+    let centre = 0.5 * vec2<f32>(f32(params.width) - 1.0, f32(params.height) - 1.0);
+    let d = (vec2<f32>(f32(within % params.width), f32(within / params.width)) - centre - shift) / scale;
+    let cos_t = cos(theta);
+    let sin_t = sin(theta);
+    let source = centre + vec2<f32>(cos_t * d.x + sin_t * d.y, -sin_t * d.x + cos_t * d.y);
+    let base = floor(source);
+    let f = source - base;
+    var value = 0.0;
+    for (var k = 0u; k < 4u; k++) {
+        let corner = base + vec2<f32>(f32(k & 1u), f32(k >> 1u));
+        let weight = select(1.0 - f.x, f.x, (k & 1u) == 1u) * select(1.0 - f.y, f.y, (k >> 1u) == 1u);
+        if corner.x >= 0.0 && corner.y >= 0.0 && corner.x < f32(params.width) && corner.y < f32(params.height) {
+            value += weight * x[image * pixels + u32(corner.y) * params.width + u32(corner.x)];
+        }
+    }
+    out[i] = value;
 }

@@ -181,7 +181,11 @@ fn rust_params_structs_match_their_wgsl_layouts() {
                 offset_of!(RandomParams, height),
                 offset_of!(RandomParams, width),
                 offset_of!(RandomParams, max_shift),
-                offset_of!(RandomParams, _pad),
+                offset_of!(RandomParams, max_degrees),
+                offset_of!(RandomParams, max_scale),
+                offset_of!(RandomParams, _pad0),
+                offset_of!(RandomParams, _pad1),
+                offset_of!(RandomParams, _pad2),
             ],
         ),
         (

@@ -1,5 +1,5 @@
-//! Launchers for `shaders/random.wgsl`: dropout and random image shifts, keyed by
-//! (seed, step, element) so that runs are reproducible and resumable.
+//! Launchers for `shaders/random.wgsl`: dropout, random image shifts and random affine maps,
+//! keyed by (seed, step, element) so that runs are reproducible and resumable.
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
@@ -28,6 +28,11 @@ static DROPOUT: KernelSpec = KernelSpec {
     entry: "dropout",
     bindings: BINDINGS,
 };
+static RANDOM_AFFINE: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "random_affine",
+    bindings: BINDINGS,
+};
 static RANDOM_SHIFT: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "random_shift",
@@ -45,7 +50,21 @@ pub struct RandomParams {
     pub height: u32,
     pub width: u32,
     pub max_shift: u32,
-    pub _pad: u32,
+    pub max_degrees: f32,
+    pub max_scale: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// A random affine augmentation's ranges, as torchvision's `RandomAffine(degrees,
+/// translate, scale)`: rotation by up to ± `degrees`, translation by up to ± `shift` pixels,
+/// scaling by a factor in 1 ± `scale`, each drawn per image and step.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Affine {
+    pub degrees: f32,
+    pub shift: u32,
+    pub scale: f32,
 }
 
 /// The u32 threshold under which a hash drops its element: p · 2³².
@@ -105,6 +124,40 @@ pub fn random_shift(
         ..Default::default()
     });
     launch(gpu, &RANDOM_SHIFT, &params, step_ring, x, out)
+}
+
+/// Maps each `height × width` image of `x` by a random rotation, scaling and translation
+/// within `affine`'s ranges (bilinear, zero-filled): see `random_affine` in the shader.
+pub fn random_affine(
+    gpu: &Gpu,
+    (height, width): (usize, usize),
+    affine: Affine,
+    salt: u32,
+    step_ring: &wgpu::Buffer,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    expect_same_len("random_affine", x, out)?;
+    let valid = affine.degrees.is_finite()
+        && (0.0..=180.0).contains(&affine.degrees)
+        && (0.0..1.0).contains(&affine.scale);
+    if !valid || height * width == 0 || !x.len().is_multiple_of(height * width) {
+        return Err(Error::InvalidArgument(format!(
+            "random_affine: {affine:?} over {:?} (degrees in [0, 180], scale in [0, 1), a stack of {height}×{width} images)",
+            x.shape()
+        )));
+    }
+    let params = gpu.uniform(&RandomParams {
+        n: to_u32(x.len()),
+        salt,
+        height: to_u32(height),
+        width: to_u32(width),
+        max_shift: affine.shift,
+        max_degrees: affine.degrees,
+        max_scale: affine.scale,
+        ..Default::default()
+    });
+    launch(gpu, &RANDOM_AFFINE, &params, step_ring, x, out)
 }
 
 fn launch(

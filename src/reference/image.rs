@@ -199,3 +199,45 @@ pub fn channels_first(x: &[f64], (b, c, s): (usize, usize, usize)) -> Vec<f64> {
     }
     out
 }
+
+/// `random_affine` of `shaders/random.wgsl` in f64, with the same per-image draws (from
+/// `pcg3d`): `x` is `[images, h, w]`, the key is (seed, step, salt).
+pub fn random_affine(
+    x: &[f64],
+    (h, w): (usize, usize),
+    affine: crate::kernels::random::Affine,
+    (seed, step, salt): (u32, u32, u32),
+) -> Vec<f64> {
+    let symmetric = |r: u32| f64::from(r >> 8) / 8_388_608.0 - 1.0;
+    let mut out = vec![0.0; x.len()];
+    for (image, plane) in x.chunks(h * w).enumerate() {
+        let r = super::pcg3d([image as u32, step, seed ^ salt.wrapping_mul(0x9e37_79b9)]);
+        let theta = f64::from(affine.degrees).to_radians() * symmetric(r[0]);
+        let shift = f64::from(affine.shift);
+        let (ty, tx) = (shift * symmetric(r[1]), shift * symmetric(r[2]));
+        let scale = 1.0 + f64::from(affine.scale) * symmetric(super::pcg3d(r)[0]);
+        let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+        for y in 0..h {
+            for xx in 0..w {
+                let dx = (xx as f64 - cx - tx) / scale;
+                let dy = (y as f64 - cy - ty) / scale;
+                let sx = cx + theta.cos() * dx + theta.sin() * dy;
+                let sy = cy - theta.sin() * dx + theta.cos() * dy;
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let mut value = 0.0;
+                for (cx_, cy_, weight) in [
+                    (x0, y0, (1.0 - (sx - x0)) * (1.0 - (sy - y0))),
+                    (x0 + 1.0, y0, (sx - x0) * (1.0 - (sy - y0))),
+                    (x0, y0 + 1.0, (1.0 - (sx - x0)) * (sy - y0)),
+                    (x0 + 1.0, y0 + 1.0, (sx - x0) * (sy - y0)),
+                ] {
+                    if cx_ >= 0.0 && cy_ >= 0.0 && cx_ < w as f64 && cy_ < h as f64 {
+                        value += weight * plane[cy_ as usize * w + cx_ as usize];
+                    }
+                }
+                out[image * h * w + y * w + xx] = value;
+            }
+        }
+    }
+    out
+}

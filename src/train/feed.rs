@@ -4,6 +4,7 @@
 use super::*;
 use crate::data::input_fits;
 use crate::graph::DType;
+use crate::kernels::random::{Affine, random_affine};
 
 /// How one batch reaches a plan's input and target.
 pub(super) struct Gathered {
@@ -52,8 +53,13 @@ impl Trainer {
         }
         let gpu = &self.gpu;
         let target = plan.target().reshape(&[batch, data.target_cols.max(1)])?;
-        let shift = match (mode, self.config.augment_shift, data.image) {
-            (Mode::Train, s, Some(image)) if s > 0 => Some((s, image)),
+        let affine = Affine {
+            degrees: self.config.augment_degrees,
+            shift: self.config.augment_shift,
+            scale: self.config.augment_scale,
+        };
+        let shift = match (mode, data.image) {
+            (Mode::Train, Some(image)) if affine != Affine::default() => Some((affine, image)),
             _ => None,
         };
         // With a shift, batches land in a scratch tensor and the shift writes the input. Rows
@@ -90,16 +96,21 @@ impl Trainer {
                 &target,
             )?);
         }
-        if let Some((max_shift, image)) = shift {
-            dispatches.push(random_shift(
-                gpu,
-                image,
-                max_shift,
-                0x5817,
-                &self.step_ring,
-                &landing,
-                plan.input(),
-            )?);
+        if let Some((affine, image)) = shift {
+            let input = plan.input();
+            dispatches.push(if affine.degrees == 0.0 && affine.scale == 0.0 {
+                random_shift(
+                    gpu,
+                    image,
+                    affine.shift,
+                    0x5817,
+                    &self.step_ring,
+                    &landing,
+                    input,
+                )?
+            } else {
+                random_affine(gpu, image, affine, 0x5817, &self.step_ring, &landing, input)?
+            });
         }
         self.gathers.insert(
             key,

@@ -46,6 +46,11 @@ pub struct TrainConfig {
     pub steps_per_submit: usize,
     /// Random image shifts of up to ± this many pixels (0: none); needs image rows.
     pub augment_shift: u32,
+    /// Random rotations (± degrees) and scalings (1 ± scale) of image rows, with
+    /// `augment_shift` as the translation: torchvision's `RandomAffine`, bilinear. Zero for
+    /// both keeps the exact whole-pixel shifts.
+    pub augment_degrees: f32,
+    pub augment_scale: f32,
     /// Skip updates whose gradient is not finite (and report their loss) instead of stopping
     /// with `Error::NonFinite`.
     pub skip_nonfinite: bool,
@@ -64,6 +69,8 @@ impl Default for TrainConfig {
             seed: 0,
             steps_per_submit: 16,
             augment_shift: 0,
+            augment_degrees: 0.0,
+            augment_scale: 0.0,
             skip_nonfinite: false,
         }
     }

@@ -49,11 +49,12 @@ fn a_sequential_checkpoint_from_before_graphs_loads_predicts_and_resumes() {
         let v: serde_json::Value = serde_json::from_str(&read(p)).expect("json");
         v["loss"].as_f64().expect("loss")
     };
-    // The same kernels on the same adapter; allow f32 rounding of a different summation
-    // order should a kernel's schedule change (≈ 1e-6 relative on a 40-row mean).
+    // The fixture was written on lavapipe. Another adapter rounds `exp`, `log` and division
+    // to within a few ulp of its own (WGSL's accuracy rules) and may split the products along
+    // K: a few ulp per row of a 40-row mean, 1e-4 relative with margin.
     let (got, want) = (loss(&metrics), loss(&legacy.join("metrics.json")));
     assert!(
-        (got - want).abs() <= 1e-5 * want.abs() + 1e-7,
+        (got - want).abs() <= 1e-4 * want.abs() + 1e-7,
         "{got} vs {want}"
     );
 

@@ -24,8 +24,14 @@ fn the_mlp_bench_step_is_eleven_dispatches_with_shared_buffers() {
         stats.allocated_bytes
     );
     // forward 3 matmuls; loss 2; backward: dW (with db in the same product) and dX for
-    // layers 3 and 2, dW with db for layer 1.
-    assert_eq!(stats.dispatches, 10);
+    // layers 3 and 2, dW with db for layer 1. On a GPU, products with few output tiles split
+    // along K and add one sum each.
+    let sums = plan
+        .labels()
+        .iter()
+        .filter(|&&l| l == "matmul_split_sum")
+        .count();
+    assert_eq!(stats.dispatches - sums, 10);
 
     assert_eq!(optimizer_dispatches, 1);
     assert!(

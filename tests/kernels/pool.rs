@@ -49,9 +49,10 @@ fn pooling_matches_f64_and_routes_gradients_to_the_first_maximum() {
             let want_dx = reference::pool2d_backward(&pool, &xf, &dyf, b * c, (h, w));
             let area = (kernel[0] * kernel[1]) as f64;
             // Max: a copy, exact. Avg: a sum of ≤ kh·kw small integers is exact in f32, and
-            // the division rounds once: u relative.
+            // the one division may be off by 2.5 ulp (WGSL's accuracy for `/`, which NVIDIA's
+            // driver uses): 5u relative.
             assert_within(&format!("y {what}"), &read(&y), &want_y, |i| {
-                U * want_y[i].abs()
+                5.0 * U * want_y[i].abs()
             });
             // dx sums ≤ kh·kw window gradients (each divided by the area for Avg).
             let windows = (kernel[0].div_ceil(stride[0]) * kernel[1].div_ceil(stride[1])) as f64;

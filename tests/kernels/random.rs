@@ -1,5 +1,5 @@
 use wgtrain::kernels::optim::StepParams;
-use wgtrain::kernels::random::{dropout, random_shift};
+use wgtrain::kernels::random::{Affine, dropout, random_affine, random_shift};
 use wgtrain::reference;
 
 use crate::common::*;
@@ -97,4 +97,47 @@ fn random_shift_moves_whole_images_within_the_limit() {
         shifts.len() > 5,
         "50 images should see many different shifts, saw {shifts:?}"
     );
+}
+
+#[test]
+fn random_affine_matches_f64_with_the_same_draws() {
+    let mut rng = rng("random affine");
+    let (seed, step, salt) = (rng.next_u32(), 5, 2);
+    let ring = step_ring(seed, step);
+    // Odd and unequal sides (the centre is a half-pixel), one image and many.
+    for &(images, h, w) in &[(1usize, 7usize, 7usize), (40, 28, 28), (9, 5, 11)] {
+        let x = rng.uniform(images * h * w, 0.0, 1.0);
+        let affine = Affine {
+            degrees: 15.0,
+            shift: 2,
+            scale: 0.1,
+        };
+        let out = poisoned(&[images, h * w]);
+        let input = upload(&x, &[images, h * w]);
+        run(&[&random_affine(gpu(), (h, w), affine, salt, &ring, &input, &out).expect("valid")]);
+        let want = reference::random_affine(&f64s(&x), (h, w), affine, (seed, step, salt));
+        // WGSL allows sin and cos an absolute error of 2⁻¹¹: at a radius r ≤ (h + w)/2 + 2
+        // pixels from the centre (over 0.9 scale) the source point moves by ≤ 2·2⁻¹¹·r/0.9,
+        // and bilinear sampling of [0, 1] pixels changes by at most that per axis. A wrong
+        // centre, direction or draw is off by tenths.
+        let radius = (h + w) as f64 / 2.0 + 2.0;
+        let bound = 2.0 * 2.0 * radius / 0.9 / 2048.0 + 1e-5;
+        assert_within(
+            &format!("affine {images}×{h}×{w}"),
+            &read(&out),
+            &want,
+            |_| bound,
+        );
+        // The identity map returns the input exactly (integer source coordinates).
+        let out = poisoned(&[images, h * w]);
+        let still = Affine::default();
+        run(&[&random_affine(gpu(), (h, w), still, salt, &ring, &input, &out).expect("valid")]);
+        assert_within("identity affine", &read(&out), &f64s(&x), |_| 0.0);
+    }
+    let bad = Affine {
+        degrees: f32::NAN,
+        ..Affine::default()
+    };
+    let x = upload(&[0.0; 4], &[1, 4]);
+    assert!(random_affine(gpu(), (2, 2), bad, 0, &ring, &x, &poisoned(&[1, 4])).is_err());
 }

@@ -1,6 +1,7 @@
 //! One forward and one VJP rule per op kind, grouped by family (`dense`, `pointwise`,
-//! `layout`, `norm`, `image`). Each rule also declares which values it reads and writes, which is what
-//! liveness analysis works from; `Ctx::get` checks every value a rule touches was declared.
+//! `layout`, `norm`, `image`). Each rule also declares which values it reads and writes,
+//! which is what liveness analysis works from; `Ctx::get` checks every value a rule touches
+//! was declared.
 //!
 //! Gradient slots: a backward rule writes one gradient per *slot*: slot k < inputs is ∂L/∂
 //! (input k), the following slots are ∂L/∂(each parameter the op owns, in `owned_params`
@@ -9,10 +10,10 @@
 //! always in the same order, so fan-out sums are bit-identical run to run. A slot whose input
 //! needs no gradient gets no sink.
 //!
-//! `Grad(i)` holds ∂L/∂(output of node i), except for a Linear with a fused activation, where
-//! it holds ∂L/∂(pre-activation): every consumer's dX product applies the activation's
-//! derivative in its epilogue (the fusion pass only fuses where all consumers are Linears or
-//! Conv2ds). The same holds for a Conv2d with a fused activation.
+//! `Grad(i)` holds ∂L/∂(output of node i), except for a Linear or Conv2d with a fused
+//! activation, where it holds ∂L/∂(pre-activation): every consumer's dX product applies the
+//! activation's derivative in its epilogue (the fusion pass only fuses where all consumers
+//! are Linears or Conv2ds).
 
 mod custom;
 mod dense;
