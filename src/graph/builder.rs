@@ -332,7 +332,13 @@ impl Graph {
         })
     }
 
-    /// `nn.MaxPool2d(kernel, stride, padding)` over `[batch, C, H, W]`.
+    /// `nn.MaxPool2d` or `nn.AvgPool2d` (padding counted in the mean, PyTorch's default) over
+    /// `[batch, C, H, W]`.
+    pub fn pool2d(&mut self, x: NodeId, pool: Pool2d) -> Result<NodeId> {
+        self.push(Op::Pool2d(pool), &[x])
+    }
+
+    /// `nn.MaxPool2d(kernel, stride, padding)`.
     pub fn max_pool2d(
         &mut self,
         x: NodeId,
@@ -340,16 +346,19 @@ impl Graph {
         stride: [usize; 2],
         padding: [usize; 2],
     ) -> Result<NodeId> {
-        let pool = Pool2d {
-            kind: PoolKind::Max,
-            kernel,
-            stride,
-            padding,
-        };
-        self.push(Op::Pool2d(pool), &[x])
+        let kind = PoolKind::Max;
+        self.pool2d(
+            x,
+            Pool2d {
+                kind,
+                kernel,
+                stride,
+                padding,
+            },
+        )
     }
 
-    /// `nn.AvgPool2d(kernel, stride, padding)` (padding counted in the mean, PyTorch's default).
+    /// `nn.AvgPool2d(kernel, stride, padding)`.
     pub fn avg_pool2d(
         &mut self,
         x: NodeId,
@@ -357,13 +366,16 @@ impl Graph {
         stride: [usize; 2],
         padding: [usize; 2],
     ) -> Result<NodeId> {
-        let pool = Pool2d {
-            kind: PoolKind::Avg,
-            kernel,
-            stride,
-            padding,
-        };
-        self.push(Op::Pool2d(pool), &[x])
+        let kind = PoolKind::Avg;
+        self.pool2d(
+            x,
+            Pool2d {
+                kind,
+                kernel,
+                stride,
+                padding,
+            },
+        )
     }
 
     /// Global average pooling, `[batch, C, H, W] → [batch, C]`: `nn.AdaptiveAvgPool2d(1)`

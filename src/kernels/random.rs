@@ -101,53 +101,62 @@ pub fn dropout(
 /// Shifts each `height × width` image of `x` by up to ±`max_shift` pixels, zero-filled.
 pub fn random_shift(
     gpu: &Gpu,
-    (height, width): (usize, usize),
+    image: (usize, usize),
     max_shift: u32,
     salt: u32,
     step_ring: &wgpu::Buffer,
     x: &Tensor,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    expect_same_len("random_shift", x, out)?;
-    if height * width == 0 || !x.len().is_multiple_of(height * width) {
-        return Err(Error::InvalidArgument(format!(
-            "random_shift: {:?} is not a stack of {height}×{width} images",
-            x.shape()
-        )));
-    }
-    let params = gpu.uniform(&RandomParams {
-        n: to_u32(x.len()),
-        salt,
-        height: to_u32(height),
-        width: to_u32(width),
-        max_shift,
-        ..Default::default()
-    });
-    launch(gpu, &RANDOM_SHIFT, &params, step_ring, x, out)
+    let affine = Affine {
+        shift: max_shift,
+        ..Affine::default()
+    };
+    let params = image_params("random_shift", image, affine, salt, x, out)?;
+    launch(gpu, &RANDOM_SHIFT, &gpu.uniform(&params), step_ring, x, out)
 }
 
 /// Maps each `height × width` image of `x` by a random rotation, scaling and translation
 /// within `affine`'s ranges (bilinear, zero-filled): see `random_affine` in the shader.
 pub fn random_affine(
     gpu: &Gpu,
-    (height, width): (usize, usize),
+    image: (usize, usize),
     affine: Affine,
     salt: u32,
     step_ring: &wgpu::Buffer,
     x: &Tensor,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    expect_same_len("random_affine", x, out)?;
-    let valid = affine.degrees.is_finite()
-        && (0.0..=180.0).contains(&affine.degrees)
-        && (0.0..1.0).contains(&affine.scale);
+    let params = image_params("random_affine", image, affine, salt, x, out)?;
+    launch(
+        gpu,
+        &RANDOM_AFFINE,
+        &gpu.uniform(&params),
+        step_ring,
+        x,
+        out,
+    )
+}
+
+/// The params of an image augmentation, after checking `x` is a stack of images and the
+/// ranges are ones torchvision accepts.
+fn image_params(
+    op: &str,
+    (height, width): (usize, usize),
+    affine: Affine,
+    salt: u32,
+    x: &Tensor,
+    out: &Tensor,
+) -> Result<RandomParams> {
+    expect_same_len(op, x, out)?;
+    let valid = (0.0..=180.0).contains(&affine.degrees) && (0.0..1.0).contains(&affine.scale);
     if !valid || height * width == 0 || !x.len().is_multiple_of(height * width) {
         return Err(Error::InvalidArgument(format!(
-            "random_affine: {affine:?} over {:?} (degrees in [0, 180], scale in [0, 1), a stack of {height}×{width} images)",
+            "{op}: {affine:?} over {:?} (degrees in [0, 180], scale in [0, 1), a stack of {height}×{width} images)",
             x.shape()
         )));
     }
-    let params = gpu.uniform(&RandomParams {
+    Ok(RandomParams {
         n: to_u32(x.len()),
         salt,
         height: to_u32(height),
@@ -156,8 +165,7 @@ pub fn random_affine(
         max_degrees: affine.degrees,
         max_scale: affine.scale,
         ..Default::default()
-    });
-    launch(gpu, &RANDOM_AFFINE, &params, step_ring, x, out)
+    })
 }
 
 fn launch(
