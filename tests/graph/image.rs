@@ -117,3 +117,32 @@ fn conv2d_and_pooling_refuse_shapes_pytorch_refuses() {
         "a refused layer leaves no parameters behind"
     );
 }
+
+#[test]
+fn idx_images_are_one_channel_images_and_only_fit_inputs_of_their_size() {
+    use wgtrain::data::{DeviceDataset, Split, load_mnist};
+    use wgtrain::train::{TrainConfig, Trainer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-10k");
+    let mut data = load_mnist(&dir, Split::Test).expect("bundled MNIST");
+    data.split_off(16).expect("split");
+    assert_eq!(data.sample_dims(), [1, 28, 28]);
+    assert!(data.fits_input(&[1, 28, 28]) && data.fits_input(&[784]));
+    assert!(!data.fits_input(&[1, 14, 56]), "784 pixels, but not 28×28");
+
+    let device = DeviceDataset::upload(crate::common::gpu(), &data).expect("upload");
+    let config = TrainConfig {
+        batch_size: 8,
+        ..TrainConfig::default()
+    };
+    for (dims, fits) in [([1, 28, 28], true), ([1, 14, 56], false)] {
+        let mut g = Graph::new();
+        let x = g.input("x", &dims).expect("input");
+        let h = g.flatten(x).expect("flatten");
+        let y = g.linear("0", h, 10).expect("linear");
+        g.set_output(y, Loss::CrossEntropy).expect("output");
+        let mut trainer =
+            Trainer::for_graph(crate::common::gpu(), g, config.clone()).expect("trainer");
+        let result = trainer.fit_epoch(&device, 0, &mut |_| {});
+        assert_eq!(result.is_ok(), fits, "{dims:?}: {result:?}");
+    }
+}
