@@ -165,6 +165,18 @@ impl Optimizer {
         }
     }
 
+    /// Sets the base learning rate.
+    pub fn with_lr(mut self, value: f32) -> Self {
+        match &mut self {
+            Optimizer::Sgd { lr, .. }
+            | Optimizer::Adagrad { lr, .. }
+            | Optimizer::Rmsprop { lr, .. }
+            | Optimizer::Adam { lr, .. }
+            | Optimizer::AdamW { lr, .. } => *lr = value,
+        }
+        self
+    }
+
     /// Sets the weight decay (L2 penalty; decoupled for AdamW).
     pub fn with_weight_decay(mut self, value: f32) -> Self {
         match &mut self {

@@ -28,7 +28,6 @@ impl OptimizerState {
         skip_nonfinite: bool,
         step_ring: &wgpu::Buffer,
     ) -> Result<Self> {
-        optimizer.validate()?;
         let n = weights.params.len();
         let names = optimizer.state_names();
         let states: Vec<Tensor> = (0..3)
@@ -37,6 +36,55 @@ impl OptimizerState {
                 gpu.zeros(&[if used { n } else { 1 }])
             })
             .collect::<Result<_>>()?;
+        Self::with_states(
+            gpu,
+            weights,
+            (optimizer, l1),
+            (clip_norm, skip_nonfinite),
+            step_ring,
+            states,
+        )
+    }
+
+    /// The same optimizer family with other hyper-parameters (learning rate, betas, decay,
+    /// ...), keeping its state tensors: what changing a `param_group` does in `torch.optim`.
+    /// A change of family, or one that adds or drops a state tensor (AMSGrad, centred
+    /// RMSprop, SGD momentum), is refused: the state it needs does not exist.
+    pub fn reconfigured(
+        &self,
+        gpu: &Gpu,
+        weights: &Weights,
+        (optimizer, l1): (Optimizer, f32),
+        (clip_norm, skip_nonfinite): (Option<f32>, bool),
+        step_ring: &wgpu::Buffer,
+    ) -> Result<Self> {
+        let family = |o: &Optimizer| (o.kernel_params(0.0).0, o.state_names());
+        if family(&optimizer) != family(&self.optimizer) {
+            return Err(crate::Error::InvalidArgument(format!(
+                "{optimizer:?} cannot take over the state of {:?}: change hyper-parameters \
+                 within one optimizer, or start a new trainer",
+                self.optimizer
+            )));
+        }
+        Self::with_states(
+            gpu,
+            weights,
+            (optimizer, l1),
+            (clip_norm, skip_nonfinite),
+            step_ring,
+            self.states.clone(),
+        )
+    }
+
+    fn with_states(
+        gpu: &Gpu,
+        weights: &Weights,
+        (optimizer, l1): (Optimizer, f32),
+        (clip_norm, skip_nonfinite): (Option<f32>, bool),
+        step_ring: &wgpu::Buffer,
+        states: Vec<Tensor>,
+    ) -> Result<Self> {
+        optimizer.validate()?;
         let clip = gpu.tensor(&[0.0, 1.0], &[2])?;
         // Skipping non-finite steps needs the gradient norm every step; without clipping, a
         // max norm of f32::MAX keeps the coefficient at 1.

@@ -170,10 +170,31 @@ impl Trainer {
         Self::new(gpu, graph, weights, config)
     }
 
-    /// How this trainer trains; fixed at construction (the optimizer state, rings and plans
-    /// were built from it).
+    /// How this trainer trains. The optimizer's hyper-parameters can change between steps
+    /// ([`Trainer::set_lr`], [`Trainer::set_optimizer`]); the rest is fixed at construction.
     pub fn config(&self) -> &TrainConfig {
         &self.config
+    }
+
+    /// Changes the base learning rate from the next step on (the schedule, if any, scales
+    /// the new base), as setting `param_group['lr']` does in PyTorch.
+    pub fn set_lr(&mut self, lr: f32) -> Result<()> {
+        self.set_optimizer(self.config.optimizer.with_lr(lr))
+    }
+
+    /// Changes the optimizer's hyper-parameters from the next step on, keeping its state
+    /// (moments, step count). Refused, leaving the trainer as it was, for another optimizer
+    /// family or a change that needs state the current one lacks (turning on AMSGrad).
+    pub fn set_optimizer(&mut self, optimizer: Optimizer) -> Result<()> {
+        self.optimizer = self.optimizer.reconfigured(
+            &self.gpu,
+            &self.weights,
+            (optimizer, self.config.l1),
+            (self.config.clip_norm, self.config.skip_nonfinite),
+            &self.step_ring,
+        )?;
+        self.config.optimizer = optimizer;
+        Ok(())
     }
 
     pub fn gpu(&self) -> &Gpu {

@@ -137,3 +137,76 @@ fn several_steps_in_one_submission_report_each_steps_own_loss() {
     assert_eq!(from_ring.len(), 5);
     assert_eq!(from_ring, one_by_one, "each slot holds its own step's loss");
 }
+
+#[test]
+fn a_learning_rate_set_between_steps_takes_effect_from_the_next_step() {
+    let mut rng = rng("set lr");
+    let model = Sequential::mlp(4, &[6], 3, Activation::Tanh, 0.0, false);
+    let batch = 8;
+    let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..4)
+        .map(|_| (rng.uniform(batch * 4, -1.0, 1.0), rng.below(batch, 3)))
+        .collect();
+    let graph = model.build(Loss::CrossEntropy).expect("valid model");
+    let weights = Weights::init(gpu(), &graph, 3).expect("weights");
+    let mut params: Vec<Vec<f64>> = weights
+        .read_params(gpu())
+        .expect("read")
+        .iter()
+        .map(|p| f64s(p))
+        .collect();
+    let optimizer = Optimizer::adam(0.02);
+    let config = TrainConfig {
+        optimizer,
+        ..Default::default()
+    };
+    let reference_graph = graph.clone();
+    let mut trainer = Trainer::new(gpu(), graph, weights, config).expect("trainer");
+    let mut states: Vec<OptimizerReference> = params
+        .iter()
+        .map(|p| OptimizerReference::new(optimizer, 0.0, p.len()))
+        .collect();
+    for step in 0..20 {
+        // Adam's moments carry over the change, as a param_group edit in torch.optim.
+        let lr = if step < 10 { 0.02 } else { 0.002 };
+        if step == 10 {
+            trainer.set_lr(0.002).expect("same optimizer, new rate");
+        }
+        let (x, y) = &batches[step % batches.len()];
+        let (inputs, y64) = ([f64s(x)], f64s(y));
+        let f =
+            |p: &[Vec<f64>]| reference::graph_loss(&reference_graph, p, &inputs, &y64, batch, None);
+        let grads = reference::finite_difference_grads(&params, f);
+        for ((p, g), state) in params.iter_mut().zip(&grads).zip(&mut states) {
+            state.step(lr, p, g);
+        }
+        trainer.train_batch(x, y).expect("step");
+    }
+    let got = trainer.weights.read_params(gpu()).expect("read");
+    for (t, (g, want)) in got.iter().zip(&params).enumerate() {
+        // As the 50-step trajectory above: f32 drift over 20 steps of ≤ 0.02 each. Ten steps at
+        // the old rate would move weights by ~0.1 more than the reference.
+        assert_close(
+            &format!("parameter {t} after 20 steps"),
+            g,
+            want,
+            2e-4,
+            2e-4,
+        );
+    }
+    // Another family, or AMSGrad's extra state, cannot take over Adam's state.
+    assert!(trainer.set_optimizer(Optimizer::sgd(0.1)).is_err());
+    let amsgrad = Optimizer::Adam {
+        lr: 0.002,
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.0,
+        amsgrad: true,
+    };
+    assert!(trainer.set_optimizer(amsgrad).is_err());
+    assert_eq!(
+        trainer.config().optimizer.lr(),
+        0.002,
+        "a refused change changes nothing"
+    );
+    assert!(trainer.set_lr(f32::NAN).is_err());
+}
