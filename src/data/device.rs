@@ -23,6 +23,9 @@ pub struct DeviceDataset {
     pub rows: usize,
     pub cols: usize,
     pub target_cols: usize,
+    /// Largest class label + 1 of a classification set (0 for regression targets): checked
+    /// against a model's outputs before any batch reaches the GPU.
+    pub classes: usize,
     pub image: Option<(usize, usize)>,
     pub(crate) storage: Storage,
     /// The standard order last set, so an epoch split into several calls (checkpoints every
@@ -109,6 +112,7 @@ impl DeviceDataset {
             rows: data.rows,
             cols: data.cols,
             target_cols: data.target_cols,
+            classes: data.classes(),
             image: data.image,
             storage,
             order_key: Mutex::new(Some(OrderKey::Identity)),

@@ -32,6 +32,18 @@ impl Trainer {
         if self.gathers.contains_key(&key) {
             return Ok(());
         }
+        // A label past the model's classes would index past its logits: a NaN loss at best.
+        let outputs = self.graph.output_dims().and_then(|d| d.last()).copied();
+        if let (Some(Loss::CrossEntropy), Some(classes)) = (self.graph.loss(), outputs)
+            && data.target_cols == 0
+            && data.classes > classes
+        {
+            return Err(Error::InvalidArgument(format!(
+                "the data's labels go up to {}, but the model has {classes} classes (labels 0..{})",
+                data.classes - 1,
+                classes - 1
+            )));
+        }
         self.plan(batch, mode)?;
         let plan = &self.plans[&(batch, mode)];
         match plan.inputs() {

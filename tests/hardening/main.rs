@@ -197,3 +197,32 @@ fn data_is_checked_where_it_enters() {
     assert!(error.to_string().contains("sample 0, element 1"), "{error}");
     assert_eq!(trainer.step, 0, "nothing was trained");
 }
+
+#[test]
+fn labels_past_the_models_classes_are_refused_before_training_or_evaluating() {
+    let mut rng = rng("labels past classes");
+    let model = Sequential::mlp(6, &[8], 3, Activation::Relu, 0.0, false);
+    let mut data = small_problem(&mut rng, 40);
+    data.targets[17] = 5.0; // classes 0..2 in the model, a 5 in the data
+    for device in [
+        DeviceDataset::upload(gpu(), &data).expect("upload"),
+        DeviceDataset::streamed(&data).expect("streamed"),
+    ] {
+        let mut trainer = trainer(gpu(), &model, 1);
+        let before = trainer.weights.read_params(gpu()).expect("read");
+        let error = trainer
+            .fit_epoch(&device, 0, &mut |_| {})
+            .expect_err("a label of 5 for 3 classes");
+        assert!(
+            matches!(&error, Error::InvalidArgument(m) if m.contains("up to 5") && m.contains("3 classes")),
+            "{error}"
+        );
+        assert!(
+            trainer.evaluate(&device).is_err(),
+            "evaluate must refuse too"
+        );
+        assert_eq!(trainer.step, 0);
+        let after = trainer.weights.read_params(gpu()).expect("read");
+        assert_eq!(before, after, "no step ran");
+    }
+}
