@@ -168,7 +168,7 @@ fn run(mut args: Args) -> Result<()> {
         let loss = trainer.fit_epoch(&train_data, epoch, &mut |log| progress.step(log))?;
         let eval = trainer.evaluate(&test_data)?;
         let accuracy =
-            ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10).accuracy;
+            ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10)?.accuracy;
         progress.finish(
             loss,
             &format!(
@@ -182,7 +182,7 @@ fn run(mut args: Args) -> Result<()> {
     println!("{seconds:.1} s per epoch (training and test evaluation)");
 
     let eval = trainer.evaluate(&test_data)?;
-    let metrics = ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10);
+    let metrics = ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10)?;
     println!("\ntest set ({} images)\n{metrics}", test.rows);
     println!("test accuracy {:.2}%", 100.0 * metrics.accuracy);
 

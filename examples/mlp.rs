@@ -110,7 +110,7 @@ fn run(args: Args) -> Result<()> {
     println!(
         "\ntest set ({} images)\n{}",
         test.rows,
-        ClassificationMetrics::new(&predicted, &actual, 10)
+        ClassificationMetrics::new(&predicted, &actual, 10)?
     );
     Ok(())
 }

@@ -75,7 +75,7 @@ fn main() -> Result<()> {
         }
         let eval = trainer.evaluate(&test_data)?;
         let predicted = ClassificationMetrics::argmax(&eval.outputs, 10);
-        let accuracy = ClassificationMetrics::new(&predicted, &test.labels(), 10).accuracy;
+        let accuracy = ClassificationMetrics::new(&predicted, &test.labels(), 10)?.accuracy;
         println!(
             "{name:<10} {last:>12.4} {:>12.4} {:>13.2}%",
             eval.loss,

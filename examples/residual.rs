@@ -101,7 +101,7 @@ fn run(args: Args) -> Result<()> {
         let loss = trainer.fit_epoch(&train_data, epoch, &mut |log| progress.step(log))?;
         let eval = trainer.evaluate(&test_data)?;
         let accuracy =
-            ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10).accuracy;
+            ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10)?.accuracy;
         progress.finish(
             loss,
             &format!(
@@ -154,7 +154,7 @@ fn run(args: Args) -> Result<()> {
             "the reloaded model predicts differently".into(),
         ));
     }
-    let metrics = ClassificationMetrics::from_outputs(&after.outputs, &test.targets, 10);
+    let metrics = ClassificationMetrics::from_outputs(&after.outputs, &test.targets, 10)?;
     println!("\ntest set ({} images)\n{metrics}", test.rows);
     Ok(())
 }

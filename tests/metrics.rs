@@ -3,12 +3,26 @@
 use wgtrain::train::{ClassificationMetrics, RegressionMetrics};
 
 #[test]
+fn classification_metrics_refuse_mismatched_lengths_and_classes_out_of_range() {
+    // Before, the longer side was cut short and out-of-range classes dropped: a silently
+    // wrong accuracy.
+    assert!(ClassificationMetrics::new(&[0, 1, 1], &[0, 1], 2).is_err());
+    assert!(ClassificationMetrics::new(&[0, 2], &[0, 1], 2).is_err());
+    assert!(ClassificationMetrics::new(&[0, 1], &[0, 3], 2).is_err());
+    // Scores are [rows, classes]: 5 scores are not 2 rows of 3.
+    assert!(ClassificationMetrics::from_outputs(&[0.0; 5], &[0.0, 1.0], 3).is_err());
+    let m =
+        ClassificationMetrics::from_outputs(&[0.0, 1.0, 2.0, 1.0], &[1.0, 0.0], 2).expect("valid");
+    assert_eq!(m.accuracy, 1.0);
+}
+
+#[test]
 fn classification_metrics_match_a_hand_computed_confusion_matrix() {
     // true:      0 0 0 1 1 2 2 2
     // predicted: 0 0 1 1 0 0 1 1   (class 2 is never predicted)
     let actual = [0, 0, 0, 1, 1, 2, 2, 2];
     let predicted = [0, 0, 1, 1, 0, 0, 1, 1];
-    let m = ClassificationMetrics::new(&predicted, &actual, 3);
+    let m = ClassificationMetrics::new(&predicted, &actual, 3).expect("valid");
     assert_eq!(
         m.confusion,
         vec![vec![2, 1, 0], vec![1, 1, 0], vec![1, 2, 0]]

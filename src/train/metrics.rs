@@ -1,6 +1,8 @@
 //! Evaluation metrics: accuracy, per-class and macro precision/recall/F1 and the confusion
 //! matrix for classifiers; MSE, MAE and R² for regression.
 
+use crate::error::{Error, Result};
+
 /// Metrics of a classifier, from predicted and true class indices.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassificationMetrics {
@@ -17,13 +19,24 @@ pub struct ClassificationMetrics {
 
 impl ClassificationMetrics {
     /// A class never predicted has precision 0, and one never present has recall 0 (scikit-
-    /// learn's `zero_division=0`), so no metric is NaN.
-    pub fn new(predicted: &[usize], actual: &[usize], classes: usize) -> Self {
+    /// learn's `zero_division=0`), so no metric is NaN. Refuses predictions and labels of
+    /// different lengths, and any class index past `classes`: either would count wrongly.
+    pub fn new(predicted: &[usize], actual: &[usize], classes: usize) -> Result<Self> {
+        if predicted.len() != actual.len() {
+            return Err(Error::ShapeMismatch {
+                op: "classification metrics (predictions vs labels)".into(),
+                left: vec![predicted.len()],
+                right: vec![actual.len()],
+            });
+        }
+        if let Some(bad) = predicted.iter().chain(actual).find(|&&c| c >= classes) {
+            return Err(Error::InvalidArgument(format!(
+                "classification metrics over {classes} classes got class {bad}"
+            )));
+        }
         let mut confusion = vec![vec![0u64; classes]; classes];
         for (&p, &a) in predicted.iter().zip(actual) {
-            if p < classes && a < classes {
-                confusion[a][p] += 1;
-            }
+            confusion[a][p] += 1;
         }
         let ratio = |num: u64, den: u64| {
             if den == 0 {
@@ -57,7 +70,7 @@ impl ClassificationMetrics {
                 v.iter().sum::<f64>() / v.len() as f64
             }
         };
-        Self {
+        Ok(Self {
             accuracy: ratio(correct, predicted.len() as u64),
             macro_precision: mean(&precision),
             macro_recall: mean(&recall),
@@ -66,12 +79,19 @@ impl ClassificationMetrics {
             precision,
             recall,
             f1,
-        }
+        })
     }
 
     /// The metrics of `[rows, classes]` scores against class labels stored as f32 (a
     /// dataset's targets).
-    pub fn from_outputs(outputs: &[f32], labels: &[f32], classes: usize) -> Self {
+    pub fn from_outputs(outputs: &[f32], labels: &[f32], classes: usize) -> Result<Self> {
+        if outputs.len() != labels.len() * classes {
+            return Err(Error::ShapeMismatch {
+                op: "classification metrics (scores [rows, classes] vs labels [rows])".into(),
+                left: vec![outputs.len()],
+                right: vec![labels.len(), classes],
+            });
+        }
         let actual: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
         Self::new(&Self::argmax(outputs, classes), &actual, classes)
     }

@@ -220,7 +220,7 @@ pub(crate) fn report_metrics(
     outputs: &[f32],
     mean_loss: f64,
     label: &str,
-) -> serde_json::Value {
+) -> Result<serde_json::Value> {
     if data.target_cols == 0 {
         let classes = if loss == Loss::CrossEntropy {
             outputs.len() / data.rows.max(1)
@@ -232,18 +232,20 @@ pub(crate) fn report_metrics(
         } else {
             outputs.iter().map(|&v| usize::from(v > 0.0)).collect()
         };
-        let m = ClassificationMetrics::new(&predicted, &data.labels(), classes);
+        let m = ClassificationMetrics::new(&predicted, &data.labels(), classes)?;
         say(format_args!("{label}: loss {mean_loss:.4}\n{m}"));
-        json!({"loss": mean_loss, "accuracy": m.accuracy, "precision": m.precision, "recall": m.recall, "f1": m.f1,
+        Ok(
+            json!({"loss": mean_loss, "accuracy": m.accuracy, "precision": m.precision, "recall": m.recall, "f1": m.f1,
                "macro_precision": m.macro_precision, "macro_recall": m.macro_recall, "macro_f1": m.macro_f1,
-               "confusion_matrix": m.confusion})
+               "confusion_matrix": m.confusion}),
+        )
     } else {
         let m = RegressionMetrics::new(outputs, &data.targets);
         say(format_args!(
             "{label}: loss {mean_loss:.4}  MSE {:.6}  MAE {:.6}  R² {:.4}",
             m.mse, m.mae, m.r2
         ));
-        json!({"loss": mean_loss, "mse": m.mse, "mae": m.mae, "r2": m.r2})
+        Ok(json!({"loss": mean_loss, "mse": m.mse, "mae": m.mae, "r2": m.r2}))
     }
 }
 
@@ -340,7 +342,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         restore(&args.model, &args.data, args.batch_size, true)?;
     let device = DeviceDataset::upload(trainer.gpu(), &data)?;
     let eval = trainer.evaluate(&device)?;
-    let metrics = report_metrics(architecture.loss(), &data, &eval.outputs, eval.loss, "eval");
+    let metrics = report_metrics(architecture.loss(), &data, &eval.outputs, eval.loss, "eval")?;
     if let Some(path) = &args.metrics_json {
         write_json(path, &metrics)?;
     }

@@ -380,7 +380,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let eval = trainer.evaluate(&device)?;
             metrics.insert(
                 name.into(),
-                report_metrics(architecture.loss(), data, &eval.outputs, eval.loss, name),
+                report_metrics(architecture.loss(), data, &eval.outputs, eval.loss, name)?,
             );
         }
     }
@@ -394,7 +394,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 &eval.outputs,
                 eval.loss,
                 "train",
-            ),
+            )?,
         );
     }
     if let Some(path) = &args.metrics_json {
