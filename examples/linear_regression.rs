@@ -78,7 +78,7 @@ fn main() -> Result<()> {
         .sum::<f64>()
         / data.rows as f64;
 
-    let learned = trainer.weights.read_params(&gpu)?;
+    let learned = trainer.weights().read_params(&gpu)?;
     println!(
         "\n{:<26} {:>14} {:>14}",
         "coefficient (standardized)", "gradient descent", "least squares"

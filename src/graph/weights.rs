@@ -78,24 +78,7 @@ impl Weights {
     pub fn from_values(gpu: &Gpu, graph: &Graph, values: &[Vec<f32>]) -> Result<Self> {
         let offsets = param_offsets(graph);
         let total = flat_len(graph);
-        let mut flat = vec![0.0f32; total];
-        if values.len() != graph.params.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{} parameter tensors given for a model with {}",
-                values.len(),
-                graph.params.len()
-            )));
-        }
-        for ((p, v), &offset) in graph.params.iter().zip(values).zip(&offsets) {
-            if v.len() != p.len() {
-                return Err(Error::ShapeMismatch {
-                    op: format!("parameter {}", p.name),
-                    left: p.shape.clone(),
-                    right: vec![v.len()],
-                });
-            }
-            flat[offset..offset + v.len()].copy_from_slice(v);
-        }
+        let flat = flatten(graph, values)?;
         let params = gpu.tensor(&flat, &[total])?;
         let grads = gpu.zeros(&[total])?;
         let views = |t: &Tensor| -> Result<Vec<Tensor>> {
@@ -146,8 +129,38 @@ impl Weights {
             .collect())
     }
 
+    /// Overwrites every parameter with `values` (graph order, each its parameter's length),
+    /// in place: plans and the optimizer keep the buffers they were built on.
+    pub fn write_params(&self, gpu: &Gpu, graph: &Graph, values: &[Vec<f32>]) -> Result<()> {
+        gpu.write(&self.params, &flatten(graph, values)?)
+    }
+
     /// Element offset of each parameter inside the flat buffers.
     pub fn offsets(&self) -> &[usize] {
         &self.offsets
     }
+}
+
+/// `values` (one vector per parameter, graph order) as the flat parameter buffer's contents,
+/// after checking their number and lengths.
+fn flatten(graph: &Graph, values: &[Vec<f32>]) -> Result<Vec<f32>> {
+    if values.len() != graph.params.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} parameter tensors given for a model with {}",
+            values.len(),
+            graph.params.len()
+        )));
+    }
+    let mut flat = vec![0.0f32; flat_len(graph)];
+    for ((p, v), &offset) in graph.params.iter().zip(values).zip(&param_offsets(graph)) {
+        if v.len() != p.len() {
+            return Err(Error::ShapeMismatch {
+                op: format!("parameter {}", p.name),
+                left: p.shape.clone(),
+                right: vec![v.len()],
+            });
+        }
+        flat[offset..offset + v.len()].copy_from_slice(v);
+    }
+    Ok(flat)
 }

@@ -99,7 +99,9 @@ pub struct Evaluation {
 pub struct Trainer {
     gpu: Gpu,
     pub graph: Graph,
-    pub weights: Weights,
+    /// Private: plans and the optimizer are bound to these buffers, so a replaced `Weights`
+    /// would be trained by nobody. Values go in through [`Trainer::set_params`].
+    pub(crate) weights: Weights,
     optimizer: OptimizerState,
     config: TrainConfig,
     step_ring: wgpu::Buffer,
@@ -199,6 +201,17 @@ impl Trainer {
 
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// The parameters, their gradients and the BatchNorm buffers on the device.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// Sets every parameter (graph order, PyTorch layouts), checked against the model's
+    /// shapes; the next step trains from these values.
+    pub fn set_params(&mut self, values: &[Vec<f32>]) -> Result<()> {
+        self.weights.write_params(&self.gpu, &self.graph, values)
     }
 
     pub fn optimizer_state(&self) -> &OptimizerState {

@@ -76,14 +76,14 @@ pub(crate) fn check_against(name: &str, graph: &Graph, truth: &Graph, vocab: u32
         ..Default::default()
     };
     let mut trainer = Trainer::new(gpu(), graph.clone(), weights, config).expect("trainer");
-    let poison = vec![f32::NAN; trainer.weights.grads.len()];
+    let poison = vec![f32::NAN; trainer.weights().grads.len()];
     gpu()
-        .write(&trainer.weights.grads, &poison)
+        .write(&trainer.weights().grads, &poison)
         .expect("poison");
     let gpu_loss = trainer
         .compute_gradients_inputs(&feeds, &target)
         .expect("step");
-    let gpu_grads = trainer.weights.read_grads(gpu()).expect("read grads");
+    let gpu_grads = trainer.weights().read_grads(gpu()).expect("read grads");
     let gpu_out = read(trainer.plan(BATCH, Mode::Train).expect("plan").output());
 
     let params64: Vec<Vec<f64>> = params.iter().map(|p| f64s(p)).collect();
@@ -396,7 +396,7 @@ fn a_residual_model_with_dropout_reruns_bit_identically() {
         let losses: Vec<u32> = (0..20)
             .map(|_| trainer.train_batch(&x, &y).expect("step").to_bits())
             .collect();
-        let params = trainer.weights.read_params(gpu()).expect("read");
+        let params = trainer.weights().read_params(gpu()).expect("read");
         (
             losses,
             params

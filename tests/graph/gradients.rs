@@ -45,7 +45,7 @@ fn gradients(
     let x = rng.uniform(batch * model.in_features, -1.0, 1.0);
     let y = targets(rng, loss, batch, model.out_features());
     trainer.compute_gradients(&x, &y).expect("step");
-    let gpu_grads = trainer.weights.read_grads(gpu()).expect("read");
+    let gpu_grads = trainer.weights().read_grads(gpu()).expect("read");
     let params64: Vec<Vec<f64>> = params.iter().map(|p| f64s(p)).collect();
     let (inputs, y64) = ([f64s(&x)], f64s(&y));
     let fd = reference::finite_difference_grads(&params64, |p| {

@@ -79,7 +79,7 @@ fn fifty_steps_match_an_f64_implementation_for_every_optimizer() {
                 1e-4,
             );
         }
-        let got = trainer.weights.read_params(gpu()).expect("read");
+        let got = trainer.weights().read_params(gpu()).expect("read");
         for (t, (g, want)) in got.iter().zip(&params).enumerate() {
             // 50 updates, each with f32 gradients good to ~1e-5 relative, move weights of order
             // 1 by ≤ 50 · lr · 1e-5 · |update| plus the update's rounding: 2e-4 covers all of
@@ -181,7 +181,7 @@ fn a_learning_rate_set_between_steps_takes_effect_from_the_next_step() {
         }
         trainer.train_batch(x, y).expect("step");
     }
-    let got = trainer.weights.read_params(gpu()).expect("read");
+    let got = trainer.weights().read_params(gpu()).expect("read");
     for (t, (g, want)) in got.iter().zip(&params).enumerate() {
         // As the 50-step trajectory above: f32 drift over 20 steps of ≤ 0.02 each. Ten steps at
         // the old rate would move weights by ~0.1 more than the reference.
@@ -209,4 +209,33 @@ fn a_learning_rate_set_between_steps_takes_effect_from_the_next_step() {
         "a refused change changes nothing"
     );
     assert!(trainer.set_lr(f32::NAN).is_err());
+}
+
+#[test]
+fn parameters_set_on_a_trainer_are_the_ones_it_trains() {
+    let mut rng = rng("set params");
+    let model = Sequential::mlp(4, &[5], 3, Activation::Tanh, 0.0, false);
+    let mut trainer = Trainer::for_model(gpu(), &model, Loss::CrossEntropy, TrainConfig::default())
+        .expect("trainer");
+    let (x, y) = (rng.uniform(8 * 4, -1.0, 1.0), rng.below(8, 3));
+    let shapes: Vec<usize> = trainer.graph.params().iter().map(|p| p.len()).collect();
+    // Zero weights give equal logits: a loss of ln 3 whatever the data.
+    let zeros: Vec<Vec<f32>> = shapes.iter().map(|&n| vec![0.0; n]).collect();
+    trainer.set_params(&zeros).expect("valid shapes");
+    let loss = trainer.train_batch(&x, &y).expect("step");
+    assert_close("loss at zero weights", &[loss], &[3f64.ln()], 1e-6, 1e-6);
+    // And the step moved the weights from zero (the optimizer trains the same buffers).
+    let moved = trainer.weights().read_params(gpu()).expect("read");
+    assert!(moved.concat().iter().any(|&v| v != 0.0));
+
+    let values: Vec<Vec<f32>> = shapes.iter().map(|&n| rng.uniform(n, -1.0, 1.0)).collect();
+    trainer.set_params(&values).expect("valid shapes");
+    assert_eq!(trainer.weights().read_params(gpu()).expect("read"), values);
+    let mut short = values.clone();
+    short[1].pop();
+    assert!(trainer.set_params(&short).is_err(), "a tensor one short");
+    assert!(
+        trainer.set_params(&values[1..]).is_err(),
+        "a tensor missing"
+    );
 }

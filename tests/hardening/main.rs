@@ -47,7 +47,7 @@ fn the_same_seed_gives_bit_identical_losses_and_weights() {
                 .expect("epoch");
         }
         let weights: Vec<u32> = t
-            .weights
+            .weights()
             .read_params(gpu())
             .expect("read")
             .concat()
@@ -209,7 +209,7 @@ fn labels_past_the_models_classes_are_refused_before_training_or_evaluating() {
         DeviceDataset::streamed(&data).expect("streamed"),
     ] {
         let mut trainer = trainer(gpu(), &model, 1);
-        let before = trainer.weights.read_params(gpu()).expect("read");
+        let before = trainer.weights().read_params(gpu()).expect("read");
         let error = trainer
             .fit_epoch(&device, 0, &mut |_| {})
             .expect_err("a label of 5 for 3 classes");
@@ -222,7 +222,7 @@ fn labels_past_the_models_classes_are_refused_before_training_or_evaluating() {
             "evaluate must refuse too"
         );
         assert_eq!(trainer.step, 0);
-        let after = trainer.weights.read_params(gpu()).expect("read");
+        let after = trainer.weights().read_params(gpu()).expect("read");
         assert_eq!(before, after, "no step ran");
     }
 }
