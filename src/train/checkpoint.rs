@@ -324,3 +324,66 @@ impl Checkpoint {
         Ok(training)
     }
 }
+
+impl Trainer {
+    /// Saves the model (graph and weights, PyTorch names), the optimizer's state, the step
+    /// and the run's settings to `path` in one call, atomically; [`Trainer::load`] continues
+    /// from it exactly. Augmentation and submission settings are not saved.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let c = self.config();
+        let state = TrainingState {
+            epoch: 0,
+            batch: 0,
+            step: self.step,
+            seed: c.seed,
+            optimizer: c.optimizer,
+            run: Some(RunSettings {
+                batch_size: c.batch_size,
+                l1: c.l1,
+                clip_norm: c.clip_norm,
+                schedule: c.schedule,
+                warmup_steps: c.warmup_steps,
+                shuffle: c.shuffle,
+            }),
+        };
+        let architecture = Architecture {
+            graph: self.graph.clone(),
+            standardize: None,
+        };
+        save(path, self, &architecture, &state)
+    }
+
+    /// The trainer a checkpoint describes (from [`Trainer::save`] or `wgtrain train
+    /// --save`): graph, weights, optimizer and its state, step, seed and run settings, so
+    /// that the next step is the one the saved trainer would have taken.
+    pub fn load(gpu: &crate::Gpu, path: &Path) -> Result<Trainer> {
+        let checkpoint = load(path)?;
+        let missing = |what: &str| {
+            Error::invalid_data(path, what, "missing: not a checkpoint wgtrain can resume")
+        };
+        let architecture = checkpoint
+            .architecture
+            .clone()
+            .ok_or_else(|| missing("metadata.architecture"))?;
+        let training = checkpoint
+            .training
+            .clone()
+            .ok_or_else(|| missing("metadata.training"))?;
+        let mut config = crate::train::TrainConfig {
+            optimizer: training.optimizer,
+            seed: training.seed,
+            ..Default::default()
+        };
+        if let Some(run) = &training.run {
+            config.batch_size = run.batch_size;
+            config.l1 = run.l1;
+            config.clip_norm = run.clip_norm;
+            config.schedule = run.schedule;
+            config.warmup_steps = run.warmup_steps;
+            config.shuffle = run.shuffle;
+        }
+        let mut trainer = Trainer::for_graph(gpu, architecture.graph, config)?;
+        checkpoint.load_training_state(&mut trainer)?;
+        Ok(trainer)
+    }
+}

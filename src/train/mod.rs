@@ -16,8 +16,8 @@ pub use progress::{EpochProgress, say, warn};
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::data::DeviceDataset;
 use crate::data::device::{OrderKey, Storage};
+use crate::data::{Dataset, DeviceDataset};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
 use crate::graph::{Feed, Graph, Mode, Plan, Weights};
@@ -206,6 +206,39 @@ impl Trainer {
     /// The parameters, their gradients and the BatchNorm buffers on the device.
     pub fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    /// The model's outputs for host `rows` (`[n, features]`, flat), in eval mode (dropout off,
+    /// BatchNorm's running statistics): `[n, outputs]`. No labels needed; rows are checked
+    /// as datasets are (finite, the model's width).
+    pub fn predict(&mut self, rows: &[f32]) -> Result<Vec<f32>> {
+        let (Some(cols), Some(outputs)) =
+            (self.graph.input_features(), self.graph.output_features())
+        else {
+            return Err(Error::InvalidArgument(
+                "predict feeds models with one input and an output".into(),
+            ));
+        };
+        if rows.is_empty() || !rows.len().is_multiple_of(cols) {
+            return Err(Error::ShapeMismatch {
+                op: "predict (rows of the model's input width)".into(),
+                left: vec![rows.len()],
+                right: vec![cols],
+            });
+        }
+        let n = rows.len() / cols;
+        // Targets the loss ignores for the outputs: class 0, or zeros.
+        let data = match self.graph.loss() {
+            Some(Loss::CrossEntropy) => Dataset::classification(rows.to_vec(), cols, vec![0; n])?,
+            _ => Dataset::regression(rows.to_vec(), cols, vec![0.0; n * outputs], outputs)?,
+        };
+        Ok(self.evaluate(&DeviceDataset::streamed(&data)?)?.outputs)
+    }
+
+    /// The most likely class of each row (first on ties): [`Trainer::predict`] then argmax.
+    pub fn predict_classes(&mut self, rows: &[f32]) -> Result<Vec<usize>> {
+        let classes = self.graph.output_features().unwrap_or(1);
+        Ok(ClassificationMetrics::argmax(&self.predict(rows)?, classes))
     }
 
     /// Sets every parameter (graph order, PyTorch layouts), checked against the model's
