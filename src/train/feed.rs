@@ -44,25 +44,20 @@ impl Trainer {
                 classes - 1
             )));
         }
-        self.plan(batch, mode)?;
-        let plan = &self.plans[&(batch, mode)];
-        match plan.inputs() {
-            [input]
-                if input.dtype == DType::F32
-                    && input_fits(&input.tensor.shape()[1..], data.cols, data.image) => {}
-            inputs => {
+        // The data's width against the model's input, before any plan compiles.
+        match self.graph.inputs()[..] {
+            [(_, dims, DType::F32)] if input_fits(dims, data.cols, data.image) => {}
+            ref inputs => {
                 return Err(Error::InvalidArgument(format!(
-                    "a dataset of {} columns{} feeds a graph with one f32 input of as many features (of that image size if it is [C, H, W]); this graph's inputs are {:?} (use Trainer::train_inputs)",
+                    "a dataset of {} columns{} feeds a graph with one f32 input of as many features (of that image size if it is [C, H, W]); this graph's inputs are {inputs:?} (use Trainer::train_inputs)",
                     data.cols,
                     data.image
                         .map_or(String::new(), |(h, w)| format!(" ({h}×{w} images)")),
-                    inputs
-                        .iter()
-                        .map(|i| (&i.name, i.dtype, i.tensor.shape()))
-                        .collect::<Vec<_>>()
                 )));
             }
         }
+        self.plan(batch, mode)?;
+        let plan = &self.plans[&(batch, mode)];
         let gpu = &self.gpu;
         let target = plan.target().reshape(&[batch, data.target_cols.max(1)])?;
         let affine = Affine {

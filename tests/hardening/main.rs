@@ -226,3 +226,27 @@ fn labels_past_the_models_classes_are_refused_before_training_or_evaluating() {
         assert_eq!(before, after, "no step ran");
     }
 }
+
+#[test]
+fn data_of_another_width_is_refused_naming_both_widths() {
+    let mut rng = rng("data width");
+    let model = Sequential::mlp(6, &[8], 3, Activation::Relu, 0.0, false);
+    let narrow = Dataset::classification(
+        rng.uniform(20 * 5, -1.0, 1.0),
+        5,
+        rng.below(20, 3).iter().map(|&l| l as u32).collect(),
+    )
+    .expect("dataset");
+    let device = DeviceDataset::upload(gpu(), &narrow).expect("upload");
+    let mut trainer = trainer(gpu(), &model, 1);
+    let error = trainer
+        .fit_epoch(&device, 0, &mut |_| {})
+        .expect_err("5 columns for a 6-feature model");
+    let message = error.to_string();
+    assert!(
+        message.contains("5 columns") && message.contains("[6]"),
+        "{message}"
+    );
+    assert!(trainer.evaluate(&device).is_err());
+    assert_eq!(trainer.step, 0);
+}
