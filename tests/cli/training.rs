@@ -138,3 +138,17 @@ fn no_adapter_is_a_clear_error_with_the_install_hint() {
     );
     assert!(!message.contains("panicked"), "{message}");
 }
+
+#[test]
+fn a_first_run_without_a_desktop_session_prints_no_driver_errors() {
+    // Without XDG_RUNTIME_DIR, Mesa's drivers print "error: XDG_RUNTIME_DIR is invalid ..."
+    // twice before anything else: a newcomer reads that as failure.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("running wgtrain");
+    let message = stderr(&out);
+    assert!(out.status.success(), "{message}");
+    assert!(!message.contains("XDG_RUNTIME_DIR"), "{message}");
+}

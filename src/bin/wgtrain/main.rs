@@ -220,7 +220,21 @@ struct PredictArgs {
     batch_size: usize,
 }
 
+/// Mesa's Vulkan drivers (lavapipe included) print "error: XDG_RUNTIME_DIR is invalid or not
+/// set in the environment." twice when the variable is missing, as on a server without a
+/// desktop login, though compute never uses it. A newcomer reads that as wgtrain failing:
+/// point it at the temp directory first.
+fn quiet_mesa_runtime_dir_warning() {
+    #[cfg(unix)]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|dir| !std::path::Path::new(&dir).is_dir()) {
+        // SAFETY: called first thing in main, before any other thread exists, so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_mesa_runtime_dir_warning();
     let cli = Cli::parse();
     // Only training polls for signals between steps; the other commands are short, or (bench)
     // should stop at once, so they keep the default: a signal ends them, and any temp file
