@@ -6,8 +6,7 @@ use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::matmul::Tile;
 use crate::kernels::{
-    Activation, MAX_SPLITS, MIN_SPLIT_DEPTH, SPLIT_TARGET_WORKGROUPS, expect_shape, shape_error,
-    to_u32, with_gemm_tiles,
+    Activation, auto_splits, expect_shape, k_slices, shape_error, to_u32, with_gemm_tiles,
 };
 
 pub(crate) static SHADER: Shader = Shader {
@@ -215,7 +214,7 @@ fn launch_gemm(
     operands: &Operands<'_>,
 ) -> Result<Dispatch> {
     let tile = gpu.matmul_tile((m, columns, k), (false, false))?;
-    let edge = if tile == Tile::T128 { 128 } else { 64 };
+    let edge = tile.edge();
     let groups_x = columns.div_ceil(edge);
     if groups_x > 65535 {
         return Err(Error::InvalidArgument(format!(
@@ -354,49 +353,27 @@ pub fn conv2d_backward_weight(
         g.batch * g.out[0] * g.out[1],
     );
     let columns = n + usize::from(dbias.is_some());
-    let groups = columns.div_ceil(64) * m.div_ceil(64);
-    let splits = (SPLIT_TARGET_WORKGROUPS / groups)
-        .min(k / MIN_SPLIT_DEPTH)
-        .clamp(1, MAX_SPLITS);
-    // Whole 16-deep slices per split, so no split starts mid-slice.
-    let k_chunk = k.div_ceil(splits).next_multiple_of(16);
-    let splits = k.div_ceil(k_chunk);
+    let (splits, k_chunk) = k_slices(k, auto_splits(columns.div_ceil(64) * m.div_ceil(64), k));
     let params = g.params((m, n, k), k_chunk, 0.0);
-    let flags = |split| {
-        [
-            ("HAS_BIAS", dbias.is_some()),
-            ("GRAD_MASK", false),
-            ("SPLIT", split),
-        ]
+    let flags = [
+        ("HAS_BIAS", dbias.is_some()),
+        ("GRAD_MASK", false),
+        ("SPLIT", splits > 1),
+    ];
+    // Split products write partials [splits, O, N'] that a second kernel sums into dw, db.
+    let partial = (splits > 1)
+        .then(|| gpu.uninit(&[splits, m, columns]))
+        .transpose()?;
+    let (out, out2) = match &partial {
+        Some(partial) => (partial, partial),
+        None => (dweight, dbias.unwrap_or(dweight)),
     };
-    if splits == 1 {
-        let out2 = dbias.unwrap_or(dweight);
-        let gemm = launch_gemm(
-            gpu,
-            2,
-            (m, columns, k),
-            (&g, &params),
-            flags(false),
-            Activation::Identity,
-            1,
-            &Operands {
-                x,
-                weight: x,
-                dy,
-                aux: x,
-                out: dweight,
-                out2,
-            },
-        )?;
-        return Ok(vec![gemm]);
-    }
-    let partial = gpu.uninit(&[splits, m, columns])?;
     let gemm = launch_gemm(
         gpu,
         2,
         (m, columns, k),
         (&g, &params),
-        flags(true),
+        flags,
         Activation::Identity,
         splits,
         &Operands {
@@ -404,12 +381,15 @@ pub fn conv2d_backward_weight(
             weight: x,
             dy,
             aux: x,
-            out: &partial,
-            out2: &partial,
+            out,
+            out2,
         },
     )?;
+    let Some(partial) = partial else {
+        return Ok(vec![gemm]);
+    };
     let uniform = gpu.uniform(&params);
-    let constants = flags(true).map(|(name, on)| (name, f64::from(u8::from(on))));
+    let constants = flags.map(|(name, on)| (name, f64::from(u8::from(on))));
     let sum = gpu.dispatch(
         &WEIGHT_GRAD_SUM,
         &constants,

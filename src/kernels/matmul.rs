@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{
-    Activation, MAX_SPLITS, MIN_SPLIT_DEPTH, SPLIT_TARGET_WORKGROUPS, expect_same_len,
-    expect_shape, matrix_dims, shape_error, to_u32, with_gemm_tiles,
+    Activation, MAX_SPLITS, auto_splits, expect_same_len, expect_shape, k_slices, matrix_dims,
+    shape_error, to_u32, with_gemm_tiles,
 };
 
 pub(crate) static SHADER: Shader = Shader {
@@ -57,7 +57,7 @@ pub enum Tile {
 }
 
 impl Tile {
-    fn edge(self) -> usize {
+    pub(crate) fn edge(self) -> usize {
         match self {
             Tile::T128 => 128,
             _ => 64,
@@ -142,15 +142,10 @@ impl Matmul<'_> {
             None if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu => 1,
             None => {
                 let tile = self.tile_for(gpu, (m, n, k))?;
-                let groups = columns.div_ceil(tile.edge()) * m.div_ceil(tile.edge());
-                (SPLIT_TARGET_WORKGROUPS / groups)
-                    .min(k / MIN_SPLIT_DEPTH)
-                    .clamp(1, MAX_SPLITS)
+                auto_splits(columns.div_ceil(tile.edge()) * m.div_ceil(tile.edge()), k)
             }
         };
-        // Whole 16-deep slices per split, so no split starts mid-slice.
-        let k_chunk = k.div_ceil(splits).next_multiple_of(16);
-        let splits = k.div_ceil(k_chunk.max(1)).max(1);
+        let (splits, k_chunk) = k_slices(k, splits);
         if splits == 1 {
             return Ok(vec![self.launch(gpu, 1, (m, n, k), (a, b, c), None)?]);
         }

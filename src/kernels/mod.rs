@@ -51,6 +51,21 @@ pub const MIN_SPLIT_DEPTH: usize = 256;
 /// At most this many partial products (each adds one rounding to the sum).
 pub const MAX_SPLITS: usize = 256;
 
+/// Parts to split a product's K into when its output covers `groups` workgroups: enough to
+/// reach `SPLIT_TARGET_WORKGROUPS`, none shorter than `MIN_SPLIT_DEPTH`, at most `MAX_SPLITS`.
+pub(crate) fn auto_splits(groups: usize, k: usize) -> usize {
+    (SPLIT_TARGET_WORKGROUPS / groups.max(1))
+        .min(k / MIN_SPLIT_DEPTH)
+        .clamp(1, MAX_SPLITS)
+}
+
+/// `(splits, K per split)` for about `wanted` parts, each a whole number of the tiles'
+/// 16-deep slices so no split starts mid-slice (a short K gets fewer parts).
+pub(crate) fn k_slices(k: usize, wanted: usize) -> (usize, usize) {
+    let k_chunk = k.div_ceil(wanted.max(1)).next_multiple_of(16);
+    (k.div_ceil(k_chunk.max(1)).max(1), k_chunk)
+}
+
 /// Every shader family, for validation tests and pipeline warm-up.
 pub(crate) const SHADERS: &[&Shader] = &[
     &matmul::SHADER,
