@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::*;
@@ -32,11 +30,7 @@ fn a_saved_checkpoint_has_pytorch_names_layouts_and_the_trained_values() {
     // Read with the safetensors crate alone, as PyTorch's loader would.
     let bytes = std::fs::read(&model).expect("checkpoint written");
     let file = SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    let shapes: HashMap<&str, Vec<usize>> = file
-        .names()
-        .into_iter()
-        .map(|n| (n, file.tensor(n).expect("tensor").shape().to_vec()))
-        .collect();
+    let shapes = tensor_shapes(&file);
     for (name, shape) in [
         ("0.weight", vec![5, 3]),
         ("0.bias", vec![5]),
@@ -70,12 +64,7 @@ fn a_saved_checkpoint_has_pytorch_names_layouts_and_the_trained_values() {
         path_str(&pred),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let t = |name: &str| -> Vec<f64> {
-        bytemuck::pod_collect_to_vec::<u8, f32>(file.tensor(name).expect("tensor").data())
-            .iter()
-            .map(|&v| f64::from(v))
-            .collect()
-    };
+    let t = |name: &str| tensor_f64(&file, name);
     let (w0, b0, g, beta, mean, var, w3, b3) = (
         t("0.weight"),
         t("0.bias"),
@@ -100,15 +89,12 @@ fn a_saved_checkpoint_has_pytorch_names_layouts_and_the_trained_values() {
             .take(3)
             .map(|v| v.parse().expect("number"))
             .collect();
-        let h: Vec<f64> = (0..5)
-            .map(|o| {
-                let z = (0..3).map(|i| w0[o * 3 + i] * x[i]).sum::<f64>() + b0[o];
-                ((z - mean[o]) / (var[o] + 1e-5).sqrt() * g[o] + beta[o]).max(0.0)
-            })
+        let h: Vec<f64> = linear_f64(&x, &w0, &b0)
+            .iter()
+            .enumerate()
+            .map(|(o, z)| ((z - mean[o]) / (var[o] + 1e-5).sqrt() * g[o] + beta[o]).max(0.0))
             .collect();
-        let logits: Vec<f64> = (0..3)
-            .map(|o| (0..5).map(|i| w3[o * 5 + i] * h[i]).sum::<f64>() + b3[o])
-            .collect();
+        let logits = linear_f64(&h, &w3, &b3);
         let best = (0..3).fold(0, |b, c| if logits[c] > logits[b] { c } else { b });
         agree += usize::from(best == predicted[row]);
     }

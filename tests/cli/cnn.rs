@@ -85,12 +85,8 @@ fn the_cnn_from_json_trains_on_idx_images_and_its_checkpoint_matches_an_f64_forw
 
     let bytes = std::fs::read(&model).expect("checkpoint");
     let file = SafeTensors::deserialize(&bytes).expect("safetensors");
-    let shapes: HashMap<&str, Vec<usize>> = file
-        .names()
-        .into_iter()
-        .filter(|n| !n.starts_with("optim."))
-        .map(|n| (n, file.tensor(n).expect("tensor").shape().to_vec()))
-        .collect();
+    let mut shapes = tensor_shapes(&file);
+    shapes.retain(|name, _| !name.starts_with("optim."));
     let expected: HashMap<&str, Vec<usize>> = [
         ("0.weight", vec![32, 1, 3, 3]),
         ("0.bias", vec![32]),
@@ -105,17 +101,13 @@ fn the_cnn_from_json_trains_on_idx_images_and_its_checkpoint_matches_an_f64_forw
     .collect();
     assert_eq!(shapes, expected, "nn.Sequential's state_dict, nothing else");
 
-    let t = |name: &str| -> Vec<f64> {
-        bytemuck::pod_collect_to_vec::<u8, f32>(file.tensor(name).expect("tensor").data())
-            .iter()
-            .map(|&v| f64::from(v))
-            .collect()
-    };
-    let linear = |x: &[f64], name: &str| -> Vec<f64> {
-        let (w, b) = (t(&format!("{name}.weight")), t(&format!("{name}.bias")));
-        (0..b.len())
-            .map(|o| b[o] + (0..x.len()).map(|i| w[o * x.len() + i] * x[i]).sum::<f64>())
-            .collect()
+    let t = |name: &str| tensor_f64(&file, name);
+    let linear = |x: &[f64], name: &str| {
+        linear_f64(
+            x,
+            &t(&format!("{name}.weight")),
+            &t(&format!("{name}.bias")),
+        )
     };
     let (w0, b0, w2, b2) = (t("0.weight"), t("0.bias"), t("2.weight"), t("2.bias"));
 

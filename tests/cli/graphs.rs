@@ -2,7 +2,6 @@
 //! and predicts what it did, and a DAG model from a JSON file trains, saves a checkpoint in
 //! PyTorch's module-tree names, and predicts what an f64 forward from those tensors predicts.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::SafeTensors;
@@ -108,11 +107,7 @@ fn a_residual_graph_from_json_trains_and_its_checkpoint_matches_an_f64_forward()
     // Names and shapes of the module tree, read with the safetensors crate alone.
     let bytes = std::fs::read(&model).expect("checkpoint");
     let file = SafeTensors::deserialize(&bytes).expect("safetensors");
-    let shapes: HashMap<&str, Vec<usize>> = file
-        .names()
-        .into_iter()
-        .map(|n| (n, file.tensor(n).expect("tensor").shape().to_vec()))
-        .collect();
+    let shapes = tensor_shapes(&file);
     let mut expected: Vec<(String, Vec<usize>)> = vec![
         ("stem.weight".into(), vec![6, 3]),
         ("stem.bias".into(), vec![6]),
@@ -152,23 +147,13 @@ fn a_residual_graph_from_json_trains_and_its_checkpoint_matches_an_f64_forward()
     );
 
     // The model in f64 from those tensors, written from the module tree.
-    let t = |name: &str| -> Vec<f64> {
-        bytemuck::pod_collect_to_vec::<u8, f32>(file.tensor(name).expect("tensor").data())
-            .iter()
-            .map(|&v| f64::from(v))
-            .collect()
-    };
-    let linear = |x: &[f64], name: &str, out: usize| -> Vec<f64> {
-        let (w, b) = (t(&format!("{name}.weight")), t(&format!("{name}.bias")));
-        (0..out)
-            .map(|o| {
-                b[o] + x
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| w[o * x.len() + i] * v)
-                    .sum::<f64>()
-            })
-            .collect()
+    let t = |name: &str| tensor_f64(&file, name);
+    let linear = |x: &[f64], name: &str| {
+        linear_f64(
+            x,
+            &t(&format!("{name}.weight")),
+            &t(&format!("{name}.bias")),
+        )
     };
     let layer_norm = |x: &[f64], name: &str| -> Vec<f64> {
         let (g, b) = (t(&format!("{name}.weight")), t(&format!("{name}.bias")));
@@ -203,17 +188,17 @@ fn a_residual_graph_from_json_trains_and_its_checkpoint_matches_an_f64_forward()
             .take(3)
             .map(|v| v.parse().expect("number"))
             .collect();
-        let mut h = linear(&x, "stem", 6);
+        let mut h = linear(&x, "stem");
         for block in ["blocks.0", "blocks.1"] {
             let a = layer_norm(&h, &format!("{block}.ln"));
-            let a: Vec<f64> = linear(&a, &format!("{block}.fc1"), 6)
+            let a: Vec<f64> = linear(&a, &format!("{block}.fc1"))
                 .iter()
                 .map(|v| v.max(0.0))
                 .collect();
-            let a = linear(&a, &format!("{block}.fc2"), 6);
+            let a = linear(&a, &format!("{block}.fc2"));
             h = h.iter().zip(&a).map(|(u, v)| u + v).collect();
         }
-        let logits = linear(&layer_norm(&h, "norm"), "head", 3);
+        let logits = linear(&layer_norm(&h, "norm"), "head");
         let best = (0..3).fold(0, |b, c| if logits[c] > logits[b] { c } else { b });
         agree += usize::from(best == predicted[row]);
     }

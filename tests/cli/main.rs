@@ -50,6 +50,31 @@ pub fn write_classification_csv(path: &Path, rows: usize) {
     std::fs::write(path, text).expect("writing a CSV");
 }
 
+/// Every tensor's shape in a checkpoint, read with the safetensors crate alone.
+pub fn tensor_shapes<'a>(
+    file: &'a safetensors::SafeTensors<'_>,
+) -> std::collections::HashMap<&'a str, Vec<usize>> {
+    file.names()
+        .into_iter()
+        .map(|n| (n, file.tensor(n).expect("tensor").shape().to_vec()))
+        .collect()
+}
+
+/// A checkpoint's f32 tensor `name` as f64, read with the safetensors crate alone.
+pub fn tensor_f64(file: &safetensors::SafeTensors<'_>, name: &str) -> Vec<f64> {
+    bytemuck::pod_collect_to_vec::<u8, f32>(file.tensor(name).expect("tensor").data())
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect()
+}
+
+/// `nn.Linear` in f64: `w · x + b` with `w` stored `[out, in]`.
+pub fn linear_f64(x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+    (0..b.len())
+        .map(|o| b[o] + (0..x.len()).map(|i| w[o * x.len() + i] * x[i]).sum::<f64>())
+        .collect()
+}
+
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("scratch paths are UTF-8")
 }
