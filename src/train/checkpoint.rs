@@ -47,6 +47,36 @@ pub struct RunSettings {
     pub shuffle: bool,
 }
 
+impl RunSettings {
+    /// The settings `config` trains with.
+    pub fn of(config: &crate::train::TrainConfig) -> Self {
+        Self {
+            batch_size: config.batch_size,
+            l1: config.l1,
+            clip_norm: config.clip_norm,
+            schedule: config.schedule,
+            warmup_steps: config.warmup_steps,
+            shuffle: config.shuffle,
+        }
+    }
+
+    /// A training configuration with these settings, `optimizer` and `seed`; the rest
+    /// (augmentation, submission size) at their defaults.
+    pub fn config(&self, optimizer: Optimizer, seed: u64) -> crate::train::TrainConfig {
+        crate::train::TrainConfig {
+            optimizer,
+            seed,
+            batch_size: self.batch_size,
+            l1: self.l1,
+            clip_norm: self.clip_norm,
+            schedule: self.schedule,
+            warmup_steps: self.warmup_steps,
+            shuffle: self.shuffle,
+            ..Default::default()
+        }
+    }
+}
+
 /// The model a checkpoint holds: its graph (ops, shapes, parameter names; see
 /// [`Graph::to_json`]) and the input standardisation it was trained with.
 #[derive(Clone, Debug, PartialEq)]
@@ -337,14 +367,7 @@ impl Trainer {
             step: self.step,
             seed: c.seed,
             optimizer: c.optimizer,
-            run: Some(RunSettings {
-                batch_size: c.batch_size,
-                l1: c.l1,
-                clip_norm: c.clip_norm,
-                schedule: c.schedule,
-                warmup_steps: c.warmup_steps,
-                shuffle: c.shuffle,
-            }),
+            run: Some(RunSettings::of(c)),
         };
         let architecture = Architecture {
             graph: self.graph.clone(),
@@ -369,19 +392,14 @@ impl Trainer {
             .training
             .clone()
             .ok_or_else(|| missing("metadata.training"))?;
-        let mut config = crate::train::TrainConfig {
-            optimizer: training.optimizer,
-            seed: training.seed,
-            ..Default::default()
+        let config = match &training.run {
+            Some(run) => run.config(training.optimizer, training.seed),
+            None => crate::train::TrainConfig {
+                optimizer: training.optimizer,
+                seed: training.seed,
+                ..Default::default()
+            },
         };
-        if let Some(run) = &training.run {
-            config.batch_size = run.batch_size;
-            config.l1 = run.l1;
-            config.clip_norm = run.clip_norm;
-            config.schedule = run.schedule;
-            config.warmup_steps = run.warmup_steps;
-            config.shuffle = run.shuffle;
-        }
         let mut trainer = Trainer::for_graph(gpu, architecture.graph, config)?;
         checkpoint.load_training_state(&mut trainer)?;
         Ok(trainer)

@@ -218,16 +218,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         None => Optimizer::from_name(&args.optimizer, args.lr, args.momentum, args.weight_decay)?,
     };
     let config = TrainConfig {
-        optimizer,
-        l1: run.l1,
-        clip_norm: run.clip_norm,
-        schedule: run.schedule,
-        warmup_steps: run.warmup_steps,
-        batch_size: run.batch_size,
-        shuffle: run.shuffle,
-        seed,
         skip_nonfinite: args.skip_nonfinite,
-        ..TrainConfig::default()
+        ..run.config(optimizer, seed)
     };
     let mut trainer = Trainer::new(&gpu, graph, weights, config)?;
 
