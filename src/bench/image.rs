@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::{Measurement, bench_matmul, checked_timing, uniform};
+use super::{Measurement, bench_matmul, checked_timing, gamma, uniform};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::conv::{
@@ -48,9 +48,8 @@ fn check_sum(what: &str, got: f32, terms: impl Iterator<Item = f64>) -> Result<(
         n += 1;
     }
     // The weight gradient's split partials are added once more each.
-    let nu = (n + MAX_SPLITS) as f64 * 5.960_464_477_539_063e-8;
     let error = (f64::from(got) - exact).abs();
-    if error.is_nan() || error > nu / (1.0 - nu) * magnitude + f64::MIN_POSITIVE {
+    if error.is_nan() || error > gamma(n + MAX_SPLITS) * magnitude + f64::MIN_POSITIVE {
         return Err(Error::WrongResult(format!(
             "{what} = {got}, f64 reference {exact}: refused before timing"
         )));

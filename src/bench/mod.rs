@@ -224,6 +224,13 @@ fn uniform(rng: &mut StdRng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
+/// γ_n = n·u/(1 − n·u), u = 2⁻²⁴: an f32 sum of n terms is within γ_n · Σ|terms| of the
+/// exact sum, in any order (Higham, Accuracy and Stability, §3.1).
+fn gamma(n: usize) -> f64 {
+    let nu = n as f64 * 5.960_464_477_539_063e-8;
+    nu / (1.0 - nu)
+}
+
 /// Refuses a matmul result that differs from f64 at any of `samples` random elements by more
 /// than γ_{k+2}·Σ|a||b| (the f32 rounding bound of a k-term dot product, any order).
 pub fn check_matmul(
@@ -248,10 +255,9 @@ pub fn check_matmul(
             exact += av * bv;
             magnitude += (av * bv).abs();
         }
-        let ku = (k + 2) as f64 * 5.960_464_477_539_063e-8;
         let got = f64::from(c[i * n + j]);
         let error = (got - exact).abs();
-        if error.is_nan() || error > ku / (1.0 - ku) * magnitude {
+        if error.is_nan() || error > gamma(k + 2) * magnitude {
             return Err(Error::WrongResult(format!(
                 "matmul {m}x{n}x{k}: c[{i}, {j}] = {got}, f64 reference {exact}: refused before timing"
             )));
