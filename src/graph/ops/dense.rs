@@ -1,6 +1,6 @@
 //! Products: Linear over the last axis of any rank, batched matmul, embedding lookup.
 
-use super::{Ctx, Value, as_rows};
+use super::{Ctx, Value, as_rows, param_sink};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Tensor};
 use crate::graph::{NodeId, Op};
@@ -96,9 +96,7 @@ pub(super) fn backward(
             let x = as_rows(&ctx.out(x_id)?)?;
             // dweight[o, i] = Σ_r dy[r, o] · x[r, i], and in the same product
             // dbias[o] = Σ_r dy[r, o] (a column of ones appended to x)
-            let dweight = sinks[1]
-                .as_ref()
-                .expect("parameter slots always have a sink");
+            let dweight = param_sink(sinks, 1);
             let dbias = bias.and(sinks.get(2).and_then(Option::as_ref));
             out.extend(
                 Matmul {
@@ -160,9 +158,7 @@ pub(super) fn backward(
             }
         }
         Op::Embedding { .. } => {
-            let dweight = sinks[1]
-                .as_ref()
-                .expect("parameter slots always have a sink");
+            let dweight = param_sink(sinks, 1);
             out.push(tensor::embedding_backward(
                 gpu,
                 &as_rows(dy)?,

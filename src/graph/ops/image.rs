@@ -1,7 +1,7 @@
 //! Image ops over `[batch, C, H, W]`: Conv2d and 2-D pooling.
 
 use super::dense::pending_mask;
-use super::{Ctx, Value};
+use super::{Ctx, Value, param_sink};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Tensor};
 use crate::graph::{NodeId, Op};
@@ -48,9 +48,7 @@ pub(super) fn backward(
             ..
         } => {
             // dweight[o, c] = Σ_b dy[b, o] ⋆ x[b, c]; dbias[o] = Σ_{b, p} dy[b, o, p]
-            let dweight = sinks[1]
-                .as_ref()
-                .expect("parameter slots always have a sink");
+            let dweight = param_sink(sinks, 1);
             let dbias = bias.and(sinks.get(2).and_then(Option::as_ref));
             out.extend(conv2d_backward_weight(
                 ctx.gpu, config, &x, dy, dweight, dbias,

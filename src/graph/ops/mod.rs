@@ -105,6 +105,14 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The sink of gradient slot `k`, an owned parameter's: the planner gives every parameter
+/// slot one (parameters always need their gradient).
+fn param_sink(sinks: &[Option<Tensor>], k: usize) -> &Tensor {
+    sinks[k]
+        .as_ref()
+        .expect("parameter slots always have a sink")
+}
+
 /// `[.., c]` seen as `[rows, c]`: the layout every last-axis kernel takes.
 pub(crate) fn as_rows(t: &Tensor) -> Result<Tensor> {
     let c = *t.shape().last().unwrap_or(&1);

@@ -1,7 +1,7 @@
 //! Normalisations over an axis: batch norm (per channel, over the batch and spatial axes),
 //! LayerNorm and softmax (over the last axis).
 
-use super::{Ctx, Value, as_rows};
+use super::{Ctx, Value, as_rows, param_sink};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Tensor};
 use crate::graph::{NodeId, Op, ParamId};
@@ -84,11 +84,6 @@ pub(super) fn backward(
 ) -> Result<Vec<Dispatch>> {
     let gpu = ctx.gpu;
     let dy = as_rows(ctx.get(Value::Grad(n))?)?;
-    let param_sink = |k: usize| {
-        sinks[k]
-            .as_ref()
-            .expect("parameter slots always have a sink")
-    };
     let mut out = vec![];
     match ctx.graph.nodes[n.0].op {
         Op::BatchNorm {
@@ -111,8 +106,8 @@ pub(super) fn backward(
                 &tensors,
                 &dy,
                 &dx,
-                param_sink(1),
-                param_sink(2),
+                param_sink(sinks, 1),
+                param_sink(sinks, 2),
             )?);
         }
         Op::LayerNorm { gamma, beta, .. } => {
@@ -136,7 +131,7 @@ pub(super) fn backward(
                 &x,
                 &tensors,
                 &dy,
-                (param_sink(1), param_sink(2)),
+                (param_sink(sinks, 1), param_sink(sinks, 2)),
             )?);
         }
         Op::Softmax { .. } => {
