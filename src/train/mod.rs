@@ -232,7 +232,12 @@ impl Trainer {
             Some(Loss::CrossEntropy) => Dataset::classification(rows.to_vec(), cols, vec![0; n])?,
             _ => Dataset::regression(rows.to_vec(), cols, vec![0.0; n * outputs], outputs)?,
         };
-        Ok(self.evaluate(&DeviceDataset::streamed(&data)?)?.outputs)
+        let device = DeviceDataset::streamed(&data)?;
+        let outputs = self.evaluate(&device).map(|eval| eval.outputs);
+        // The set lives for this call only: forget the batch feeds prepared for it, or each
+        // call would leave its own behind.
+        self.gathers.retain(|key, _| key.0 != device.id);
+        outputs
     }
 
     /// The most likely class of each row (first on ties): [`Trainer::predict`] then argmax.
