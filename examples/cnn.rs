@@ -140,13 +140,7 @@ fn run(mut args: Args) -> Result<()> {
     let config = TrainConfig {
         // torch.optim.AdamW's defaults but the decay, when one is asked for.
         optimizer: if args.weight_decay > 0.0 {
-            Optimizer::AdamW {
-                lr: args.lr,
-                betas: (0.9, 0.999),
-                eps: 1e-8,
-                weight_decay: args.weight_decay,
-                amsgrad: false,
-            }
+            Optimizer::adamw(args.lr).with_weight_decay(args.weight_decay)
         } else {
             Optimizer::adam(args.lr)
         },
