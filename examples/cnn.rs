@@ -184,6 +184,7 @@ fn run(mut args: Args) -> Result<()> {
         let architecture = Architecture {
             graph,
             standardize: None,
+            vocabulary: None,
         };
         let state = TrainingState {
             epoch: args.epochs,

@@ -117,6 +117,7 @@ fn run(args: Args) -> Result<()> {
     let architecture = Architecture {
         graph,
         standardize: None,
+        vocabulary: None,
     };
     let state = TrainingState {
         epoch: args.epochs,

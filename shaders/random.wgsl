@@ -30,20 +30,6 @@ struct RandomParams {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-// pcg3d (Jarzynski & Olano, "Hash Functions for GPU Rendering", 2020): a 3-in, 3-out
-// integer hash that passes BigCrush on its output.
-fn pcg3d(key: vec3<u32>) -> vec3<u32> {
-    var v = key * 1664525u + 1013904223u;
-    v.x += v.y * v.z;
-    v.y += v.z * v.x;
-    v.z += v.x * v.y;
-    v ^= v >> vec3<u32>(16u);
-    v.x += v.y * v.z;
-    v.y += v.z * v.x;
-    v.z += v.x * v.y;
-    return v;
-}
-
 fn random_u32(element: u32) -> u32 {
     return pcg3d(vec3<u32>(element, step.step, step.seed ^ (params.salt * 0x9e3779b9u))).x;
 }

@@ -170,6 +170,32 @@ fn rust_params_structs_match_their_wgsl_layouts() {
             ],
         ),
         (
+            "attention32",
+            "AttentionParams",
+            size_of::<AttentionParams>(),
+            vec![
+                offset_of!(AttentionParams, batch),
+                offset_of!(AttentionParams, seq),
+                offset_of!(AttentionParams, heads),
+                offset_of!(AttentionParams, head_dim),
+                offset_of!(AttentionParams, scale),
+                offset_of!(AttentionParams, _pad0),
+                offset_of!(AttentionParams, _pad1),
+                offset_of!(AttentionParams, _pad2),
+            ],
+        ),
+        (
+            "text",
+            "BlockParams",
+            size_of::<BlockParams>(),
+            vec![
+                offset_of!(BlockParams, rows),
+                offset_of!(BlockParams, block),
+                offset_of!(BlockParams, starts),
+                offset_of!(BlockParams, salt),
+            ],
+        ),
+        (
             "random",
             "RandomParams",
             size_of::<RandomParams>(),

@@ -53,6 +53,9 @@ pub enum ProfiledModel {
     Mlp,
     /// PyTorch's MNIST CNN (`nn::models::mnist_cnn`), Adam.
     Cnn,
+    /// nanoGPT's baby GPT (`nn::models::gpt`, vocabulary 78, blocks of 64), Adam; the batch
+    /// counts blocks.
+    Gpt,
 }
 
 /// One figure of the suite.
@@ -511,6 +514,10 @@ fn profile_step(gpu: &Gpu, model: ProfiledModel, batch: usize) -> Result<()> {
             1024,
         ),
         ProfiledModel::Cnn => (crate::nn::models::mnist_cnn(false)?, 64 * 24 * 24),
+        ProfiledModel::Gpt => {
+            let config = crate::nn::models::GptConfig::baby(78);
+            (crate::nn::models::gpt(config)?, 4 * 64 * 128)
+        }
     };
     gpu.check_size(
         &format!("a batch of {batch} samples of the {model:?} step"),
@@ -522,9 +529,15 @@ fn profile_step(gpu: &Gpu, model: ProfiledModel, batch: usize) -> Result<()> {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::for_graph(gpu, graph, config)?;
-    let x: Vec<f32> = (0..batch * 784).map(|i| (i % 255) as f32 / 255.0).collect();
-    let y: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
-    trainer.train_batch(&x, &y)?;
+    if model == ProfiledModel::Gpt {
+        let tokens: Vec<u32> = (0..batch * 64).map(|i| (i * 7 % 78) as u32).collect();
+        let next: Vec<f32> = tokens.iter().map(|&t| ((t + 1) % 78) as f32).collect();
+        trainer.train_inputs(&[crate::graph::Feed::U32(&tokens)], &next)?;
+    } else {
+        let x: Vec<f32> = (0..batch * 784).map(|i| (i % 255) as f32 / 255.0).collect();
+        let y: Vec<f32> = (0..batch).map(|i| (i % 10) as f32).collect();
+        trainer.train_batch(&x, &y)?;
+    }
     let mut rows: Vec<(String, f64)> = vec![];
     let plan = trainer.plan(batch, crate::graph::Mode::Train)?;
     for (i, dispatch) in plan.dispatches().iter().enumerate() {

@@ -59,7 +59,8 @@ pub(crate) enum Storage {
     },
 }
 
-fn next_id() -> usize {
+/// An id no other upload (dataset or token stream) has.
+pub(crate) fn next_id() -> usize {
     static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }

@@ -4,12 +4,14 @@
 mod csv;
 pub(crate) mod device;
 mod idx;
+mod text;
 
 pub use self::csv::{Standardizer, Task, csv_columns, load_csv, load_csv_features, parse_csv};
 pub use device::DeviceDataset;
 pub use idx::{
     IdxArray, Split, decode_idx, load_idx_pair, load_mnist, mnist_files, parse_idx, read_idx,
 };
+pub use text::{DeviceTokens, TextCorpus, Vocabulary};
 
 use crate::error::{Error, Result};
 

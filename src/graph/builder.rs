@@ -135,7 +135,12 @@ impl Graph {
         self.activation(x, Activation::Gelu)
     }
 
+    /// `nn.Dropout(p)`; with p = 0 it is the identity and adds no op (no dispatches).
     pub fn dropout(&mut self, x: NodeId, p: f32) -> Result<NodeId> {
+        if p == 0.0 {
+            self.node(x)?;
+            return Ok(x);
+        }
         self.push(Op::Dropout { p }, &[x])
     }
 
@@ -272,6 +277,14 @@ impl Graph {
     /// Softmax over the last axis.
     pub fn softmax(&mut self, x: NodeId) -> Result<NodeId> {
         self.push(Op::Softmax { causal: false }, &[x])
+    }
+
+    /// Causal self-attention of `heads` heads over packed `[.., T, 3C]` queries, keys and
+    /// values (a `c_attn` Linear's output), fused: the same function as splitting, per-head
+    /// transposes, `q·kᵀ/√D`, a causal softmax and `·v`, without the scores in memory.
+    /// Heads of up to [`MAX_HEAD_DIM`](crate::kernels::attention::MAX_HEAD_DIM) dimensions.
+    pub fn causal_self_attention(&mut self, qkv: NodeId, heads: usize) -> Result<NodeId> {
+        self.push(Op::CausalSelfAttention { heads }, &[qkv])
     }
 
     /// Softmax over the last axis of `[.., T, T]` scores with keys after the query masked.

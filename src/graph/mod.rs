@@ -63,6 +63,10 @@ pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
     pub init: Init,
+    /// Further `state_dict` names of this one tensor: a weight tied to another module's
+    /// (nanoGPT's `lm_head.weight` is `transformer.wte.weight`) is saved under each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl ParamSpec {
@@ -169,6 +173,13 @@ pub enum Op {
         beta: ParamId,
         eps: f32,
     },
+    /// Causal multi-head self-attention on `c_attn`'s packed output, `[.., T, 3C] → [.., T, C]`:
+    /// per head h, `softmax(mask(q_h·k_hᵀ/√D))·v_h` with q, k, v the three C-wide column
+    /// blocks, heads side by side in the output. One fused kernel per direction; the
+    /// `T × T` scores never exist in memory.
+    CausalSelfAttention {
+        heads: usize,
+    },
     /// Rows of `weight` (`[vocab, dim]`) picked by u32 indices: `[batch, ...] → [batch, ..., dim]`.
     Embedding {
         weight: ParamId,
@@ -272,8 +283,30 @@ impl Graph {
             name: self.scoped_name(name.as_ref()),
             shape: shape.to_vec(),
             init,
+            aliases: vec![],
         });
         ParamId(self.params.len() - 1)
+    }
+
+    /// Also names `param` `name` (scoped) in checkpoints: the tensor of a module that shares
+    /// another's weight, as PyTorch's `state_dict` lists a tied weight under both modules.
+    pub fn alias(&mut self, param: ParamId, name: impl AsRef<str>) -> Result<()> {
+        let name = self.scoped_name(name.as_ref());
+        if self
+            .params
+            .iter()
+            .any(|p| p.name == name || p.aliases.contains(&name))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "parameter name {name} is taken"
+            )));
+        }
+        let spec = self
+            .params
+            .get_mut(param.0)
+            .ok_or_else(|| Error::InvalidArgument(format!("no parameter {}", param.0)))?;
+        spec.aliases.push(name);
+        Ok(())
     }
 
     /// Runs `build` with `name` appended to the module prefix of new parameters, as a PyTorch

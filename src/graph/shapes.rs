@@ -280,6 +280,32 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
             dims.extend([m, n]);
             Ok((dims, a.batched, DType::F32))
         }
+        Op::CausalSelfAttention { heads } => {
+            arity(1)?;
+            floats("causal_self_attention")?;
+            let d = &nodes[0].dims;
+            let packed = d.last().copied().unwrap_or(0);
+            let head_dim = packed / 3 / (*heads).max(1);
+            if d.len() < 2
+                || *heads == 0
+                || packed == 0
+                || packed != 3 * heads * head_dim
+                || head_dim > crate::kernels::attention::MAX_HEAD_DIM
+            {
+                return Err(shape_error(
+                    &format!(
+                        "causal self-attention of {heads} heads (expects [.., T, 3·heads·D] \
+                         packed q, k, v with D ≤ {})",
+                        crate::kernels::attention::MAX_HEAD_DIM
+                    ),
+                    d,
+                    &[],
+                ));
+            }
+            let mut dims = d.clone();
+            *dims.last_mut().expect("checked rank") = packed / 3;
+            Ok((dims, nodes[0].batched, DType::F32))
+        }
         Op::Softmax { causal } => {
             arity(1)?;
             floats("softmax")?;
@@ -432,6 +458,7 @@ pub(crate) fn name(op: &Op) -> &'static str {
         Op::Transpose { .. } => "transpose",
         Op::MatMul { .. } => "matmul",
         Op::Softmax { .. } => "softmax",
+        Op::CausalSelfAttention { .. } => "causal_self_attention",
         Op::LayerNorm { .. } => "layer_norm",
         Op::Embedding { .. } => "embedding",
         Op::Reduce { mean: true, .. } => "mean",

@@ -2,6 +2,7 @@
 //! family's params struct and returns a [`Dispatch`](crate::gpu::Dispatch): it records, never
 //! submits, so the graph scheduler can put a whole training step into one pass.
 
+pub mod attention;
 pub mod conv;
 pub mod data;
 pub mod elementwise;
@@ -15,10 +16,12 @@ pub mod random;
 pub mod reduce;
 pub mod softmax;
 pub mod tensor;
+pub mod text;
 
 /// Every params struct a kernel binds, each the Rust twin of a WGSL struct of the same name
 /// (their layouts are compared in `tests/shaders.rs`).
 pub mod layouts {
+    pub use super::attention::AttentionParams;
     pub use super::conv::ConvParams;
     pub use super::data::GatherParams;
     pub use super::elementwise::ElementwiseParams;
@@ -32,6 +35,7 @@ pub mod layouts {
     pub use super::reduce::ReduceParams;
     pub use super::softmax::SoftmaxParams;
     pub use super::tensor::TensorParams;
+    pub use super::text::BlockParams;
 }
 
 use crate::error::{Error, Result};
@@ -81,6 +85,9 @@ pub(crate) const SHADERS: &[&Shader] = &[
     &layernorm::SHADER,
     &conv::SHADER,
     &pool::SHADER,
+    &attention::SHADER_32,
+    &attention::SHADER_64,
+    &text::SHADER,
 ];
 
 /// The full WGSL source of every family, by name (what `naga` validates in the tests).

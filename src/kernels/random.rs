@@ -11,6 +11,7 @@ pub(crate) static SHADER: Shader = Shader {
     source: || {
         [
             include_str!("../../shaders/step.wgsl"),
+            include_str!("../../shaders/hash.wgsl"),
             include_str!("../../shaders/random.wgsl"),
         ]
         .concat()

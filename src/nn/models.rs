@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Init, NodeId};
+use crate::kernels::attention::MAX_HEAD_DIM;
 use crate::kernels::conv::Conv2dConfig;
 use crate::kernels::loss::Loss;
 use crate::kernels::norm::BatchNormConfig;
@@ -84,9 +85,9 @@ pub fn mnist_cnn(batch_norm: bool) -> Result<Graph> {
     Ok(g)
 }
 
-/// Sizes of a [`causal_lm`].
+/// Sizes and options of a [`gpt`], as nanoGPT's `GPTConfig`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CausalLmConfig {
+pub struct GptConfig {
     pub vocab: usize,
     /// Tokens per sequence (T).
     pub block: usize,
@@ -95,13 +96,37 @@ pub struct CausalLmConfig {
     pub heads: usize,
     pub layers: usize,
     pub dropout: f32,
+    /// `lm_head.weight` is `transformer.wte.weight`, as nanoGPT ties them.
+    pub tie_head: bool,
+    /// The fused attention kernel; `false` composes attention from the graph's ops (split,
+    /// per-head transposes, batched products, causal softmax). With attention dropout, or
+    /// heads wider than [`MAX_HEAD_DIM`], attention is composed either way.
+    pub fused_attention: bool,
 }
 
-/// A GPT-style causal language model over u32 tokens `[batch, block]`, trained with
-/// cross-entropy on the next token at every position, in nanoGPT's module tree (`transformer.
-/// wte`, `transformer.wpe`, `transformer.h.{i}.ln_1`, `.attn`, `.ln_2`, `.mlp.c_fc`,
-/// `.mlp.c_proj`, `transformer.ln_f`, `lm_head`; `attn.c_attn` is `[3C, C]`, split into q, k, v).
-pub fn causal_lm(c: CausalLmConfig) -> Result<Graph> {
+impl GptConfig {
+    /// nanoGPT's "baby GPT" for characters: 4 layers of 4 heads, width 128, blocks of 64.
+    pub fn baby(vocab: usize) -> Self {
+        Self {
+            vocab,
+            block: 64,
+            width: 128,
+            heads: 4,
+            layers: 4,
+            dropout: 0.0,
+            tie_head: true,
+            fused_attention: true,
+        }
+    }
+}
+
+/// A GPT over u32 tokens `[batch, block]`, trained with cross-entropy on the next token at
+/// every position: nanoGPT's `GPT` (with `bias=True`), with its module tree (`transformer.wte`, `transformer.wpe`,
+/// `transformer.h.{i}.ln_1`, `.attn.c_attn` (`[3C, C]`, split into q, k, v), `.attn.c_proj`,
+/// `.ln_2`, `.mlp.c_fc`, `.mlp.c_proj`, `transformer.ln_f`, `lm_head`) and its initialisation:
+/// N(0, 0.02) weights and embeddings, zero biases, and N(0, 0.02/√(2·layers)) for the
+/// projections into the residual stream.
+pub fn gpt(c: GptConfig) -> Result<Graph> {
     if c.heads == 0 || !c.width.is_multiple_of(c.heads) {
         return Err(Error::InvalidArgument(format!(
             "width {} is not a multiple of {} heads",
@@ -110,59 +135,91 @@ pub fn causal_lm(c: CausalLmConfig) -> Result<Graph> {
     }
     let mut g = Graph::new();
     let tokens = g.input_indices("tokens", &[c.block])?;
-    let x = g.scope("transformer", |g| {
-        let tok = g.embedding("wte", tokens, c.vocab, c.width)?;
+    let normal = Init::Normal { std: 0.02 };
+    let (x, wte) = g.scope("transformer", |g| {
+        let wte = g.param("wte.weight", &[c.vocab, c.width], normal);
+        let tok = g.embedding_with(tokens, wte)?;
         // wpe(arange(T)) is the whole table, broadcast over the batch.
-        let wpe = g.param(
-            "wpe.weight",
-            &[c.block, c.width],
-            Init::Normal { std: 0.02 },
-        );
+        let wpe = g.param("wpe.weight", &[c.block, c.width], normal);
         let pos = g.value(wpe)?;
         let mut x = g.add(tok, pos)?;
         x = g.dropout(x, c.dropout)?;
         for i in 0..c.layers {
             x = g.scope(format!("h.{i}"), |g| block(g, x, c))?;
         }
-        g.layer_norm("ln_f", x)
+        Ok((g.layer_norm("ln_f", x)?, wte))
     })?;
-    let logits = g.linear_no_bias("lm_head", x, c.vocab)?;
+    let logits = if c.tie_head {
+        g.alias(wte, "lm_head.weight")?;
+        g.linear_with(x, wte, None)?
+    } else {
+        linear(&mut g, "lm_head", x, c.vocab, (0.02, false))?
+    };
     g.set_output(logits, Loss::CrossEntropy)?;
     Ok(g)
 }
 
-/// One pre-LayerNorm transformer block: causal self-attention, then a 4× GELU MLP.
-fn block(g: &mut Graph, x: NodeId, c: CausalLmConfig) -> Result<NodeId> {
+/// `nn.Linear` with nanoGPT's initialisation: weight N(0, std), bias zero.
+fn linear(
+    g: &mut Graph,
+    name: &str,
+    x: NodeId,
+    out: usize,
+    (std, bias): (f32, bool),
+) -> Result<NodeId> {
+    let fan_in = *g.node(x)?.dims.last().unwrap_or(&0);
+    let weight = g.param(
+        format!("{name}.weight"),
+        &[out, fan_in],
+        Init::Normal { std },
+    );
+    let bias = bias.then(|| g.param(format!("{name}.bias"), &[out], Init::Constant(0.0)));
+    g.linear_with(x, weight, bias)
+}
+
+/// Attention from the graph's ops: `qkv` split along C, each `[B, T, C] → [B, H, T, D]`,
+/// `softmax(mask(q·kᵀ/√D))`, dropout, `·v`, and the heads back side by side.
+fn composed_attention(g: &mut Graph, qkv: NodeId, c: GptConfig) -> Result<NodeId> {
     let (t, d) = (c.block, c.width / c.heads);
+    let mut heads = vec![];
+    for part in g.split(qkv, c.width)? {
+        let part = g.reshape(part, &[t, c.heads, d])?;
+        heads.push(g.transpose(part, 1, 2)?);
+    }
+    let [q, k, v] = heads[..] else {
+        unreachable!("3C split in pieces of C is three pieces")
+    };
+    let scores = g.matmul(q, k, false, true)?;
+    let scores = g.scale(scores, 1.0 / (d as f32).sqrt())?;
+    let att = g.causal_softmax(scores)?;
+    let att = g.dropout(att, c.dropout)?;
+    let y = g.matmul(att, v, false, false)?;
+    let y = g.transpose(y, 1, 2)?;
+    g.reshape(y, &[t, c.width])
+}
+
+/// One pre-LayerNorm transformer block: causal self-attention, then a 4× GELU MLP.
+fn block(g: &mut Graph, x: NodeId, c: GptConfig) -> Result<NodeId> {
+    let head_dim = c.width / c.heads;
+    let residual_std = 0.02 / (2.0 * c.layers as f32).sqrt();
     let h = g.layer_norm("ln_1", x)?;
     let attn = g.scope("attn", |g| {
-        // One c_attn product to q, k, v (nanoGPT's [3C, C] weight), split along C, each
-        // [B, T, C] → [B, H, T, D].
-        let qkv = g.linear("c_attn", h, 3 * c.width)?;
-        let mut heads = vec![];
-        for part in g.split(qkv, c.width)? {
-            let part = g.reshape(part, &[t, c.heads, d])?;
-            heads.push(g.transpose(part, 1, 2)?);
-        }
-        let [q, k, v] = heads[..] else {
-            unreachable!("3C split in pieces of C is three pieces")
+        // One c_attn product to q, k, v (nanoGPT's [3C, C] weight).
+        let qkv = linear(g, "c_attn", h, 3 * c.width, (0.02, true))?;
+        let y = if c.fused_attention && c.dropout == 0.0 && head_dim <= MAX_HEAD_DIM {
+            g.causal_self_attention(qkv, c.heads)?
+        } else {
+            composed_attention(g, qkv, c)?
         };
-        let scores = g.matmul(q, k, false, true)?;
-        let scores = g.scale(scores, 1.0 / (d as f32).sqrt())?;
-        let att = g.causal_softmax(scores)?;
-        let att = g.dropout(att, c.dropout)?;
-        let y = g.matmul(att, v, false, false)?;
-        let y = g.transpose(y, 1, 2)?;
-        let y = g.reshape(y, &[t, c.width])?;
-        let y = g.linear("c_proj", y, c.width)?;
+        let y = linear(g, "c_proj", y, c.width, (residual_std, true))?;
         g.dropout(y, c.dropout)
     })?;
     let x = g.add(x, attn)?;
     let h = g.layer_norm("ln_2", x)?;
     let mlp = g.scope("mlp", |g| {
-        let h = g.linear("c_fc", h, 4 * c.width)?;
+        let h = linear(g, "c_fc", h, 4 * c.width, (0.02, true))?;
         let h = g.gelu(h)?;
-        let h = g.linear("c_proj", h, c.width)?;
+        let h = linear(g, "c_proj", h, c.width, (residual_std, true))?;
         g.dropout(h, c.dropout)
     })?;
     g.add(x, mlp)

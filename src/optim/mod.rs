@@ -8,7 +8,56 @@ pub use schedule::Schedule;
 pub use state::OptimizerState;
 
 use crate::error::{Error, Result};
+use crate::graph::ParamSpec;
 use crate::kernels::optim::{OptimParams, StepParams, UpdateRule};
+
+/// A `torch.optim` parameter group: the parameters `select` picks train with this weight
+/// decay instead of the optimizer's. The first group that picks a parameter decides; the
+/// rest keep the optimizer's values. nanoGPT's recipe is
+/// `ParamGroup { select: ParamSelect::RankBelow(2), weight_decay: 0.0 }`: decay only on
+/// matrices, never on biases, LayerNorm gains or other vectors.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ParamGroup {
+    pub select: ParamSelect,
+    pub weight_decay: f32,
+}
+
+/// Which parameters a [`ParamGroup`] holds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum ParamSelect {
+    /// Parameters with fewer than this many dimensions.
+    RankBelow(usize),
+    /// Parameters by `state_dict` name (`transformer.wpe.weight`).
+    Names(Vec<String>),
+}
+
+impl ParamGroup {
+    /// Per parameter, the weight decay its group sets (`None`: the optimizer's own), after
+    /// checking that every name a group lists exists.
+    pub fn resolve(groups: &[ParamGroup], params: &[ParamSpec]) -> Result<Vec<Option<f32>>> {
+        for group in groups {
+            if let ParamSelect::Names(names) = &group.select
+                && let Some(missing) = names.iter().find(|n| !params.iter().any(|p| &p.name == *n))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "parameter group names {missing}, which the model does not have"
+                )));
+            }
+        }
+        Ok(params
+            .iter()
+            .map(|p| {
+                groups
+                    .iter()
+                    .find(|g| match &g.select {
+                        ParamSelect::RankBelow(rank) => p.shape.len() < *rank,
+                        ParamSelect::Names(names) => names.contains(&p.name),
+                    })
+                    .map(|g| g.weight_decay)
+            })
+            .collect())
+    }
+}
 
 /// An optimizer with `torch.optim`'s hyper-parameters and defaults.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -173,6 +222,14 @@ impl Optimizer {
             | Optimizer::Rmsprop { lr, .. }
             | Optimizer::Adam { lr, .. }
             | Optimizer::AdamW { lr, .. } => *lr = value,
+        }
+        self
+    }
+
+    /// Sets Adam's and AdamW's (β1, β2); other optimizers have none and stay as they are.
+    pub fn with_betas(mut self, beta1: f32, beta2: f32) -> Self {
+        if let Optimizer::Adam { betas, .. } | Optimizer::AdamW { betas, .. } = &mut self {
+            *betas = (beta1, beta2);
         }
         self
     }

@@ -14,18 +14,21 @@ pub struct OptimizerState {
     pub optimizer: Optimizer,
     /// Flat state tensors in the kernel's binding order; unused ones are one-element stand-ins.
     pub states: Vec<Tensor>,
+    /// Per parameter, the weight decay of its parameter group (`None`: the optimizer's).
+    weight_decays: Vec<Option<f32>>,
     dispatches: Vec<Dispatch>,
 }
 
 impl OptimizerState {
     /// `clip_norm` clips by global norm; `skip_nonfinite` leaves a step with a non-finite
-    /// gradient undone instead of applying it.
+    /// gradient undone instead of applying it; `weight_decays` overrides the optimizer's
+    /// weight decay per parameter (its [`ParamGroup`](crate::optim::ParamGroup)).
     pub fn new(
         gpu: &Gpu,
         weights: &Weights,
         (optimizer, l1): (Optimizer, f32),
-        clip_norm: Option<f32>,
-        skip_nonfinite: bool,
+        (clip_norm, skip_nonfinite): (Option<f32>, bool),
+        weight_decays: Vec<Option<f32>>,
         step_ring: &wgpu::Buffer,
     ) -> Result<Self> {
         let n = weights.params.len();
@@ -42,7 +45,7 @@ impl OptimizerState {
             (optimizer, l1),
             (clip_norm, skip_nonfinite),
             step_ring,
-            states,
+            (states, weight_decays),
         )
     }
 
@@ -72,7 +75,7 @@ impl OptimizerState {
             (optimizer, l1),
             (clip_norm, skip_nonfinite),
             step_ring,
-            self.states.clone(),
+            (self.states.clone(), self.weight_decays.clone()),
         )
     }
 
@@ -82,9 +85,16 @@ impl OptimizerState {
         (optimizer, l1): (Optimizer, f32),
         (clip_norm, skip_nonfinite): (Option<f32>, bool),
         step_ring: &wgpu::Buffer,
-        states: Vec<Tensor>,
+        (states, weight_decays): (Vec<Tensor>, Vec<Option<f32>>),
     ) -> Result<Self> {
         optimizer.validate()?;
+        if weight_decays.len() != weights.param_views.len() {
+            return Err(crate::Error::InvalidArgument(format!(
+                "{} parameter-group weight decays for {} parameters",
+                weight_decays.len(),
+                weights.param_views.len()
+            )));
+        }
         let clip = gpu.tensor(&[0.0, 1.0], &[2])?;
         // Skipping non-finite steps needs the gradient norm every step; without clipping, a
         // max norm of f32::MAX keeps the coefficient at 1.
@@ -97,21 +107,48 @@ impl OptimizerState {
         if skip_nonfinite {
             params.flags |= OptimParams::SKIP_NONFINITE;
         }
-        dispatches.push(update(
-            gpu,
-            rule,
-            params,
-            &UpdateBuffers {
-                step_ring,
-                grad: &weights.grads,
-                clip: &clip,
-                param: &weights.params,
-                states: [&states[0], &states[1], &states[2]],
-            },
-        )?);
+        // One fused dispatch per run of neighbouring parameters that share a weight decay
+        // (one for the whole model without parameter groups), each on views of the flat
+        // buffers: parameters start on 256-byte boundaries, as bindings need.
+        let total = weights.params.len();
+        let decay_of = |i: usize| weight_decays[i].unwrap_or(params.weight_decay);
+        let offsets = weights.offsets();
+        let mut first = 0;
+        while first < offsets.len() {
+            let mut end = first + 1;
+            while end < offsets.len() && decay_of(end).to_bits() == decay_of(first).to_bits() {
+                end += 1;
+            }
+            let start = offsets[first];
+            let len = offsets.get(end).copied().unwrap_or(total) - start;
+            let view = |t: &Tensor| {
+                if t.len() == total {
+                    t.view(start, &[len])
+                } else {
+                    Ok(t.clone())
+                }
+            };
+            dispatches.push(update(
+                gpu,
+                rule,
+                OptimParams {
+                    weight_decay: decay_of(first),
+                    ..params
+                },
+                &UpdateBuffers {
+                    step_ring,
+                    grad: &view(&weights.grads)?,
+                    clip: &clip,
+                    param: &view(&weights.params)?,
+                    states: [&view(&states[0])?, &view(&states[1])?, &view(&states[2])?],
+                },
+            )?);
+            first = end;
+        }
         Ok(Self {
             optimizer,
             states,
+            weight_decays,
             dispatches,
         })
     }

@@ -149,6 +149,13 @@ pub fn graph_forward(
                     })
                     .collect()
             }
+            Op::CausalSelfAttention { heads } => {
+                let (t, c) = (
+                    node.dims[node.dims.len() - 2],
+                    node.dims[node.dims.len() - 1],
+                );
+                super::causal_self_attention(x(0), t, *heads, c / heads)
+            }
             Op::Softmax { causal } => {
                 let cols = node.dims[node.dims.len() - 1];
                 super::softmax(x(0), cols, if *causal { cols } else { 0 })

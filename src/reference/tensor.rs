@@ -133,3 +133,36 @@ fn moments(row: &[f64], eps: f64) -> (f64, f64) {
     let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
+
+/// Causal multi-head self-attention over packed `[.., T, 3C]` rows (q, k, v column blocks of
+/// C = heads · D each) into `[.., T, C]`, straight from the definition: scores, mask,
+/// softmax, weighted sum, per sequence and head.
+pub fn causal_self_attention(qkv: &[f64], seq: usize, heads: usize, head_dim: usize) -> Vec<f64> {
+    let c = heads * head_dim;
+    let sequences = qkv.len() / (seq * 3 * c);
+    let mut out = vec![0.0; sequences * seq * c];
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    for b in 0..sequences {
+        let at = |t: usize, part: usize, h: usize, d: usize| {
+            qkv[(b * seq + t) * 3 * c + part * c + h * head_dim + d]
+        };
+        for h in 0..heads {
+            for i in 0..seq {
+                let scores: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        scale
+                            * (0..head_dim)
+                                .map(|d| at(i, 0, h, d) * at(j, 1, h, d))
+                                .sum::<f64>()
+                    })
+                    .collect();
+                let weights = softmax(&scores, i + 1, 0);
+                for d in 0..head_dim {
+                    out[(b * seq + i) * c + h * head_dim + d] =
+                        (0..=i).map(|j| weights[j] * at(j, 2, h, d)).sum();
+                }
+            }
+        }
+    }
+    out
+}

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Standardizer;
+use crate::data::{Standardizer, Vocabulary};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::kernels::loss::Loss;
 use crate::nn::Sequential;
-use crate::optim::{Optimizer, Schedule};
+use crate::optim::{Optimizer, ParamGroup, Schedule};
 use crate::train::Trainer;
 
 /// Where training stood when a checkpoint was written.
@@ -45,6 +45,8 @@ pub struct RunSettings {
     pub schedule: Schedule,
     pub warmup_steps: u64,
     pub shuffle: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub param_groups: Vec<ParamGroup>,
 }
 
 impl RunSettings {
@@ -57,6 +59,7 @@ impl RunSettings {
             schedule: config.schedule,
             warmup_steps: config.warmup_steps,
             shuffle: config.shuffle,
+            param_groups: config.param_groups.clone(),
         }
     }
 
@@ -72,6 +75,7 @@ impl RunSettings {
             schedule: self.schedule,
             warmup_steps: self.warmup_steps,
             shuffle: self.shuffle,
+            param_groups: self.param_groups.clone(),
             ..Default::default()
         }
     }
@@ -84,6 +88,8 @@ pub struct Architecture {
     pub graph: Graph,
     /// The z-scores applied to inputs in training, to apply again at eval and predict time.
     pub standardize: Option<Standardizer>,
+    /// A language model's characters in token order: what its token ids mean.
+    pub vocabulary: Option<Vocabulary>,
 }
 
 /// The JSON under the `architecture` metadata key: `graph` since graph format 1; checkpoints
@@ -98,6 +104,8 @@ struct ArchitectureJson {
     loss: Option<Loss>,
     #[serde(default)]
     standardize: Option<Standardizer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vocabulary: Option<String>,
 }
 
 impl Architecture {
@@ -121,6 +129,7 @@ impl Architecture {
             model: None,
             loss: None,
             standardize: self.standardize.clone(),
+            vocabulary: self.vocabulary.as_ref().map(Vocabulary::chars),
         })
     }
 
@@ -135,9 +144,15 @@ impl Architecture {
             }
             _ => return Err(invalid("neither a graph nor a model with its loss".into())),
         };
+        let vocabulary = file
+            .vocabulary
+            .map(|chars| Vocabulary::from_chars(&chars))
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             graph,
             standardize: file.standardize,
+            vocabulary,
         })
     }
 }
@@ -162,12 +177,14 @@ pub fn save(
     let f32_bytes = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
     let params = trainer.weights.read_params(gpu)?;
     for (spec, values) in trainer.graph.params().iter().zip(&params) {
-        tensors.push((
-            spec.name.clone(),
-            spec.shape.clone(),
-            f32_bytes(values),
-            Dtype::F32,
-        ));
+        for name in std::iter::once(&spec.name).chain(&spec.aliases) {
+            tensors.push((
+                name.clone(),
+                spec.shape.clone(),
+                f32_bytes(values),
+                Dtype::F32,
+            ));
+        }
     }
     for (spec, buffer) in trainer.graph.buffers().iter().zip(&trainer.weights.buffers) {
         let stats = gpu.read(buffer)?;
@@ -372,6 +389,7 @@ impl Trainer {
         let architecture = Architecture {
             graph: self.graph.clone(),
             standardize: None,
+            vocabulary: self.vocabulary.clone(),
         };
         save(path, self, &architecture, &state)
     }
@@ -401,6 +419,7 @@ impl Trainer {
             },
         };
         let mut trainer = Trainer::for_graph(gpu, architecture.graph, config)?;
+        trainer.vocabulary = architecture.vocabulary;
         checkpoint.load_training_state(&mut trainer)?;
         Ok(trainer)
     }

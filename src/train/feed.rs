@@ -130,6 +130,16 @@ impl Trainer {
         Ok(())
     }
 
+    /// The dispatch that copies a `batch`-row training step's loss into its ring slot.
+    pub(super) fn prepare_loss_copy(&mut self, batch: usize) -> Result<()> {
+        if !self.loss_copies.contains_key(&batch) {
+            let loss = self.plans[&(batch, Mode::Train)].loss();
+            let copy = copy_to_step_slot(&self.gpu, loss, &self.loss_ring, &self.step_ring)?;
+            self.loss_copies.insert(batch, copy);
+        }
+        Ok(())
+    }
+
     /// Steps per submission for `data`: streamed batches each need a staging slot, so their
     /// submissions are capped at 64 MiB of staged data.
     pub(super) fn steps_per_submit(&self, data: &DeviceDataset) -> usize {
@@ -162,11 +172,7 @@ impl Trainer {
             None
         };
         for &(_, batch) in batches {
-            if !self.loss_copies.contains_key(&batch) {
-                let loss = self.plans[&(batch, Mode::Train)].loss();
-                let copy = copy_to_step_slot(&self.gpu, loss, &self.loss_ring, &self.step_ring)?;
-                self.loss_copies.insert(batch, copy);
-            }
+            self.prepare_loss_copy(batch)?;
         }
         let mut encoder = self
             .gpu
@@ -177,7 +183,7 @@ impl Trainer {
             None => {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 for (j, &(offset, batch)) in batches.iter().enumerate() {
-                    self.record_step(&mut pass, data, j, (offset, batch));
+                    self.record_step(&mut pass, data.id, j, (offset, batch));
                 }
             }
             // Streamed data: each step's batch is copied in first, so each step has a pass.
@@ -198,7 +204,7 @@ impl Trainer {
                     copy_in(x, data.cols, &gathered.landing);
                     copy_in(y, data.target_cols.max(1), &gathered.target);
                     let mut pass = encoder.begin_compute_pass(&Default::default());
-                    self.record_step(&mut pass, data, j, (offset, batch));
+                    self.record_step(&mut pass, data.id, j, (offset, batch));
                 }
             }
         }
@@ -207,17 +213,18 @@ impl Trainer {
         self.gpu.take_fault()
     }
 
-    /// Records step `j` of a submission: its batch's gathers, the plan, the update, and the
-    /// copy of its loss into slot `j` of the loss ring.
-    fn record_step(
+    /// Records step `j` of a submission: its batch's gathers from source `source` (a dataset
+    /// or token stream id), the plan, the update, and the copy of its loss into slot `j` of
+    /// the loss ring.
+    pub(super) fn record_step(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        data: &DeviceDataset,
+        source: usize,
         j: usize,
         (offset, batch): (usize, usize),
     ) {
         let slot = j as u32;
-        for d in &self.gathers[&(data.id, offset, batch, Mode::Train)].dispatches {
+        for d in &self.gathers[&(source, offset, batch, Mode::Train)].dispatches {
             d.record(pass, slot);
         }
         self.plans[&(batch, Mode::Train)].record(pass, slot);

@@ -9,15 +9,17 @@ use feed::Gathered;
 mod metrics;
 mod plot;
 mod progress;
+mod text;
 
 pub use metrics::{ClassificationMetrics, RegressionMetrics};
 pub use plot::plot_curves;
 pub use progress::{EpochProgress, say, warn};
+pub use text::Sampling;
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::data::device::{OrderKey, Storage};
-use crate::data::{Dataset, DeviceDataset};
+use crate::data::{Dataset, DeviceDataset, Vocabulary};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
 use crate::graph::{Feed, Graph, Mode, Plan, Weights};
@@ -27,7 +29,7 @@ use crate::kernels::optim::StepParams;
 use crate::kernels::random::random_shift;
 use crate::kernels::reduce::copy_to_step_slot;
 use crate::nn::Sequential;
-use crate::optim::{Optimizer, OptimizerState, Schedule};
+use crate::optim::{Optimizer, OptimizerState, ParamGroup, Schedule};
 
 /// How to train.
 #[derive(Clone, Debug)]
@@ -39,6 +41,9 @@ pub struct TrainConfig {
     pub clip_norm: Option<f32>,
     pub schedule: Schedule,
     pub warmup_steps: u64,
+    /// Weight decay per group of parameters (`torch.optim`'s param groups); empty: the
+    /// optimizer's for all.
+    pub param_groups: Vec<ParamGroup>,
     pub batch_size: usize,
     pub shuffle: bool,
     pub seed: u64,
@@ -64,6 +69,7 @@ impl Default for TrainConfig {
             clip_norm: None,
             schedule: Schedule::Constant,
             warmup_steps: 0,
+            param_groups: vec![],
             batch_size: 64,
             shuffle: true,
             seed: 0,
@@ -114,6 +120,8 @@ pub struct Trainer {
     loss_copies: HashMap<usize, Dispatch>,
     /// Optimizer steps taken so far.
     pub step: u64,
+    /// What a language model's token ids mean; saved with it, so a checkpoint can generate.
+    pub vocabulary: Option<Vocabulary>,
 }
 
 impl Trainer {
@@ -134,8 +142,8 @@ impl Trainer {
             gpu,
             &weights,
             (config.optimizer, config.l1),
-            config.clip_norm,
-            config.skip_nonfinite,
+            (config.clip_norm, config.skip_nonfinite),
+            ParamGroup::resolve(&config.param_groups, graph.params())?,
             &step_ring,
         )?;
         Ok(Self {
@@ -151,6 +159,7 @@ impl Trainer {
             scratch: HashMap::new(),
             loss_copies: HashMap::new(),
             step: 0,
+            vocabulary: None,
         })
     }
 

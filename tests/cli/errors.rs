@@ -457,10 +457,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "a token model on feature rows",
             setup: |d| {
-                let model = concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/examples/models/causal_lm.json"
-                );
+                let model = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/models/gpt.json");
                 [
                     csv(d, "a,y\n1,0\n2,1\n"),
                     vec!["--model".into(), model.into()],

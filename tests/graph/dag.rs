@@ -412,18 +412,22 @@ fn a_residual_model_with_dropout_reruns_bit_identically() {
 
 #[test]
 fn the_model_families_match_finite_differences() {
-    use wgtrain::nn::models::{CausalLmConfig, causal_lm, residual_mlp};
+    use wgtrain::nn::models::{GptConfig, gpt, residual_mlp};
     let g = residual_mlp(6, 5, 2, 3, 0.0).expect("residual mlp");
     check("residual_mlp", &g, 0);
     // Attention: embeddings, a broadcast position table, per-head transposes, batched
     // products both ways, a causal softmax, LayerNorms and a GELU MLP, all in one graph.
-    let config = CausalLmConfig {
-        vocab: 5,
-        block: 3,
-        width: 4,
-        heads: 2,
-        layers: 1,
-        dropout: 0.0,
-    };
-    check("causal_lm", &causal_lm(config).expect("causal lm"), 5);
+    for (tie_head, fused_attention) in [(false, false), (true, true)] {
+        let config = GptConfig {
+            vocab: 5,
+            block: 3,
+            width: 4,
+            heads: 2,
+            layers: 1,
+            dropout: 0.0,
+            tie_head,
+            fused_attention,
+        };
+        check("gpt", &gpt(config).expect("gpt"), 5);
+    }
 }

@@ -8,7 +8,7 @@ use wgtrain::graph::{Graph, Mode, Weights};
 use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
-use wgtrain::nn::models::{CausalLmConfig, causal_lm, mnist_cnn, residual_mlp};
+use wgtrain::nn::models::{GptConfig, gpt, mnist_cnn, residual_mlp};
 use wgtrain::train::{TrainConfig, Trainer};
 
 use crate::common::*;
@@ -28,16 +28,18 @@ fn shipped() -> Vec<(&'static str, Graph)> {
         ),
         ("cnn.json", mnist_cnn(false).expect("cnn")),
         (
-            "causal_lm.json",
-            causal_lm(CausalLmConfig {
+            "gpt.json",
+            gpt(GptConfig {
                 vocab: 65,
                 block: 64,
                 width: 128,
                 heads: 4,
                 layers: 2,
                 dropout: 0.1,
+                tie_head: true,
+                fused_attention: true,
             })
-            .expect("causal lm"),
+            .expect("gpt"),
         ),
     ]
 }

@@ -83,6 +83,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         (None, Some(graph)) => Architecture {
             graph,
             standardize: args.standardize.then(|| Standardizer::fit(&train)),
+            vocabulary: None,
         },
         (None, None) => {
             let loss = loss_of(args);
@@ -127,6 +128,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             Architecture {
                 graph: model.build(loss)?,
                 standardize,
+                vocabulary: None,
             }
         }
     };
@@ -182,6 +184,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             schedule: schedule_of(args, train.rows.div_ceil(args.batch_size) as u64),
             warmup_steps: args.warmup,
             shuffle: !args.no_shuffle,
+            param_groups: vec![],
         },
     };
     let steps_per_epoch = train.rows.div_ceil(run.batch_size) as u64;

@@ -15,6 +15,7 @@
 //! activation's derivative in its epilogue (the fusion pass only fuses where all consumers
 //! are Linears or Conv2ds).
 
+mod attention;
 mod custom;
 mod dense;
 mod image;
@@ -171,6 +172,10 @@ pub(crate) fn saved_shape(
             Some(vec![node.len(batch) / c, 2])
         }
         Op::Mul if training && pointwise::broadcasts(graph, n) => Some(node.shape(batch)),
+        // Each query row's logsumexp (forward) and Δ (backward).
+        Op::CausalSelfAttention { .. } => {
+            Some(attention::shape(graph, n, batch).stats_shape().to_vec())
+        }
         _ => None,
     }
 }
@@ -215,6 +220,7 @@ pub(crate) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Di
         Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } => {
             norm::forward(ctx, n, training)
         }
+        Op::CausalSelfAttention { .. } => attention::forward(ctx, n),
         Op::Custom(_) => custom::forward(ctx, n),
     }
 }
@@ -236,6 +242,9 @@ pub(crate) fn backward_reads(graph: &Graph, n: NodeId) -> Vec<Value> {
         Op::Embedding { .. } => vec![out_of(0)],
         Op::BatchNorm { .. } | Op::LayerNorm { .. } => vec![out_of(0), Some(Value::Saved(n))],
         Op::Softmax { .. } => vec![Some(Value::Out(n))],
+        Op::CausalSelfAttention { .. } => {
+            vec![out_of(0), Some(Value::Out(n)), Some(Value::Saved(n))]
+        }
         // A user's VJP may read any input and the output.
         Op::Custom(_) => (0..node.inputs.len())
             .map(out_of)
@@ -276,6 +285,7 @@ pub(crate) fn backward(
         Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } => {
             norm::backward(ctx, n, sinks)
         }
+        Op::CausalSelfAttention { .. } => attention::backward(ctx, n, sinks),
         Op::Custom(_) => custom::backward(ctx, n, sinks),
     }
 }

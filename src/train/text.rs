@@ -1,0 +1,289 @@
+//! Training a language model on a token stream: each step's batch is `batch_size` random
+//! blocks drawn on the GPU from (seed, step), so the loop never waits for the host, and a run
+//! resumed at step t draws exactly the blocks the uninterrupted run would have.
+
+use rand::distr::weighted::WeightedIndex;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::*;
+use crate::data::DeviceTokens;
+use crate::graph::DType;
+use crate::kernels::text::sample_blocks;
+
+/// Salts of the block samplers: training batches and validation estimates draw apart.
+const TRAIN_SALT: u32 = 0x7e47;
+const EVAL_SALT: u32 = 0xe7a1;
+
+impl Trainer {
+    /// `steps` training steps on random blocks of `tokens`, for a graph whose one input is
+    /// `[block]` u32 token ids and whose output is `[block, vocab]` logits under
+    /// cross-entropy. `on_step` sees each step's loss as it arrives; returns their mean.
+    pub fn fit_token_steps(
+        &mut self,
+        tokens: &DeviceTokens,
+        steps: usize,
+        on_step: &mut dyn FnMut(&StepLog),
+    ) -> Result<f64> {
+        let batch = self.config.batch_size;
+        self.prepare_blocks(tokens, batch, Mode::Train)?;
+        self.prepare_loss_copy(batch)?;
+        let mut pending: VecDeque<(u64, usize, PendingRead)> = VecDeque::new();
+        let mut total = 0.0;
+        let per_submit = self.config.steps_per_submit.max(1);
+        let mut left = steps;
+        while left > 0 {
+            let chunk = left.min(per_submit);
+            left -= chunk;
+            let first = self.step + 1;
+            for j in 0..chunk {
+                self.write_step_params(j, first + j as u64);
+            }
+            let mut encoder = self
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for j in 0..chunk {
+                    self.record_step(&mut pass, tokens.id, j, (0, batch));
+                }
+            }
+            self.gpu.queue().submit([encoder.finish()]);
+            self.step += chunk as u64;
+            self.gpu.take_fault()?;
+            let read = self
+                .gpu
+                .read_async(self.loss_ring.buffer(), 0, 4 * chunk as u64);
+            pending.push_back((first, chunk, read));
+            while pending.len() > 2 {
+                let (first, n, read) = pending.pop_front().expect("queue is non-empty");
+                total += self.report(0, first, &vec![batch; n], read.wait(&self.gpu)?, on_step)?;
+            }
+        }
+        while let Some((first, n, read)) = pending.pop_front() {
+            total += self.report(0, first, &vec![batch; n], read.wait(&self.gpu)?, on_step)?;
+        }
+        Ok(total / (steps * batch).max(1) as f64)
+    }
+
+    /// The mean loss (per token, nats under cross-entropy) of `blocks` random blocks of
+    /// `tokens` in eval mode. The blocks depend on `seed` alone: every call with the same
+    /// seed scores the same text, so estimates taken during a run are comparable.
+    pub fn evaluate_token_blocks(
+        &mut self,
+        tokens: &DeviceTokens,
+        blocks: usize,
+        seed: u64,
+    ) -> Result<f64> {
+        let bs = self.config.batch_size;
+        let mut total = 0.0;
+        for (i, start) in (0..blocks).step_by(bs).enumerate() {
+            let batch = bs.min(blocks - start);
+            self.prepare_blocks(tokens, batch, Mode::Eval)?;
+            // The sampler keys on (row, step, seed): batch i is "step" i + 1 of `seed`.
+            let params = StepParams {
+                step: i as u32 + 1,
+                seed: seed as u32,
+                ..Default::default()
+            };
+            self.gpu
+                .queue()
+                .write_buffer(&self.step_ring, 0, bytemuck::bytes_of(&params));
+            let plan = &self.plans[&(batch, Mode::Eval)];
+            let mut encoder = self
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for d in &self.gathers[&(tokens.id, 0, batch, Mode::Eval)].dispatches {
+                    d.record(&mut pass, 0);
+                }
+                plan.record(&mut pass, 0);
+            }
+            self.gpu.queue().submit([encoder.finish()]);
+            let loss = self.gpu.read(plan.loss())?[0];
+            if !loss.is_finite() {
+                return Err(Error::NonFinite {
+                    what: "validation loss".into(),
+                    step: self.step,
+                });
+            }
+            total += f64::from(loss) * batch as f64;
+        }
+        Ok(total / blocks.max(1) as f64)
+    }
+
+    /// Compiles the plan for `batch` blocks and the sampler that fills its input and target.
+    fn prepare_blocks(&mut self, tokens: &DeviceTokens, batch: usize, mode: Mode) -> Result<()> {
+        let key = (tokens.id, 0, batch, mode);
+        if self.gathers.contains_key(&key) {
+            return Ok(());
+        }
+        let block = match self.graph.inputs()[..] {
+            [(_, &[block], DType::U32)] => block,
+            ref inputs => {
+                return Err(Error::InvalidArgument(format!(
+                    "a token stream feeds a graph with one [block] u32 input; this graph's inputs are {inputs:?}"
+                )));
+            }
+        };
+        match (self.graph.loss(), self.graph.output_dims()) {
+            (Some(Loss::CrossEntropy), Some(dims)) if dims == [block, tokens.vocab_size] => {}
+            (loss, dims) => {
+                return Err(Error::InvalidArgument(format!(
+                    "a token stream of a {}-token vocabulary needs [{block}, {}] logits under cross-entropy; this graph has {dims:?} under {loss:?}",
+                    tokens.vocab_size, tokens.vocab_size
+                )));
+            }
+        }
+        if tokens.len() <= block {
+            return Err(Error::InvalidArgument(format!(
+                "a text of {} tokens is shorter than one block of {block} tokens and its next one",
+                tokens.len()
+            )));
+        }
+        self.plan(batch, mode)?;
+        let plan = &self.plans[&(batch, mode)];
+        let salt = match mode {
+            Mode::Train => TRAIN_SALT,
+            Mode::Eval => EVAL_SALT,
+        };
+        let landing = plan.input().clone();
+        let target = plan.target().clone();
+        let sampler = sample_blocks(
+            &self.gpu,
+            salt,
+            &self.step_ring,
+            &tokens.tokens,
+            &landing,
+            &target,
+        )?;
+        self.gathers.insert(
+            key,
+            Gathered {
+                dispatches: vec![sampler],
+                landing,
+                target,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// How [`Trainer::generate`] picks each next token, as nanoGPT's `generate`: logits divided
+/// by `temperature`, cut to the `top_k` largest, softmax, one draw from a generator seeded
+/// with `seed`. A temperature of 0 takes the most likely token.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: None,
+            seed: 0,
+        }
+    }
+}
+
+impl Trainer {
+    /// `count` tokens continuing `prompt` (at least one token), each drawn from the model's
+    /// logits at the last position of the context: the prompt and what was drawn so far,
+    /// cropped to the model's last `block` tokens. A shorter context sits at positions 0..
+    /// with the rest zero-filled, which causality leaves without effect.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        count: usize,
+        sampling: Sampling,
+    ) -> Result<Vec<u32>> {
+        let block = match self.graph.inputs()[..] {
+            [(_, &[block], DType::U32)] => block,
+            ref inputs => {
+                return Err(Error::InvalidArgument(format!(
+                    "generation needs a language model with one [block] u32 input; this graph's inputs are {inputs:?}"
+                )));
+            }
+        };
+        let vocab = match self.graph.output_dims() {
+            Some(&[t, vocab]) if t == block => vocab,
+            dims => {
+                return Err(Error::InvalidArgument(format!(
+                    "generation needs [{block}, vocab] logits; this graph's output is {dims:?}"
+                )));
+            }
+        };
+        if prompt.is_empty() {
+            return Err(Error::InvalidArgument(
+                "generation needs a prompt of at least one token".into(),
+            ));
+        }
+        if let Some(&t) = prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::InvalidArgument(format!(
+                "prompt token {t} is past the model's vocabulary of {vocab}"
+            )));
+        }
+        if !(sampling.temperature >= 0.0 && sampling.temperature.is_finite())
+            || sampling.top_k == Some(0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "sampling needs a finite temperature ≥ 0 and top_k ≥ 1: {sampling:?}"
+            )));
+        }
+        let mut rng = StdRng::seed_from_u64(sampling.seed);
+        let mut context = prompt.to_vec();
+        let mut out = Vec::with_capacity(count);
+        self.plan(1, Mode::Eval)?;
+        for _ in 0..count {
+            let window = &context[context.len().saturating_sub(block)..];
+            let mut input = window.to_vec();
+            input.resize(block, 0);
+            let plan = &self.plans[&(1, Mode::Eval)];
+            plan.write_inputs(&self.gpu, &[Feed::U32(&input)])?;
+            let mut encoder = self
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                plan.record(&mut pass, 0);
+            }
+            self.gpu.queue().submit([encoder.finish()]);
+            let row = (window.len() - 1) * vocab;
+            let logits = self.gpu.read(plan.output())?;
+            let next = sample(&logits[row..row + vocab], sampling, &mut rng)?;
+            out.push(next);
+            context.push(next);
+        }
+        Ok(out)
+    }
+}
+
+/// One draw from `logits` as [`Sampling`] says.
+fn sample(logits: &[f32], sampling: Sampling, rng: &mut StdRng) -> Result<u32> {
+    if let Some(i) = logits.iter().position(|l| !l.is_finite()) {
+        return Err(Error::NonFinite {
+            what: format!("logit {i} while generating"),
+            step: 0,
+        });
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if sampling.temperature == 0.0 {
+        return Ok(order[0] as u32);
+    }
+    order.truncate(sampling.top_k.unwrap_or(logits.len()));
+    let top = f64::from(logits[order[0]]);
+    let weights = order
+        .iter()
+        .map(|&i| ((f64::from(logits[i]) - top) / f64::from(sampling.temperature)).exp());
+    let pick = WeightedIndex::new(weights)
+        .map_err(|e| Error::InvalidArgument(format!("sampling weights: {e}")))?;
+    Ok(order[rng.sample(&pick)] as u32)
+}

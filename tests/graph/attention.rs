@@ -1,0 +1,124 @@
+//! Fused causal self-attention against the f64 definition and against the same function
+//! composed from the graph's ops, forward and backward (finite differences of the loss), at
+//! sequence lengths around the kernel's 32-row tiles and head sizes in both of its variants;
+//! and causality through a whole GPT.
+
+use wgtrain::graph::{Feed, Graph, Mode, NodeId};
+use wgtrain::kernels::loss::Loss;
+use wgtrain::nn::models::{GptConfig, gpt};
+use wgtrain::train::{TrainConfig, Trainer};
+
+use crate::common::*;
+use crate::dag::{check, check_against, unary};
+
+/// The composed form of `causal_self_attention(qkv, heads)` on a `[t, 3C]` input.
+fn composed(g: &mut Graph, qkv: NodeId, (t, heads, d): (usize, usize, usize)) -> NodeId {
+    let c = heads * d;
+    let mut parts = vec![];
+    for part in g.split(qkv, c).expect("split") {
+        let part = g.reshape(part, &[t, heads, d]).expect("reshape");
+        parts.push(g.transpose(part, 1, 2).expect("transpose"));
+    }
+    let scores = g.matmul(parts[0], parts[1], false, true).expect("q·kᵀ");
+    let scores = g.scale(scores, 1.0 / (d as f32).sqrt()).expect("scale");
+    let att = g.causal_softmax(scores).expect("softmax");
+    let y = g.matmul(att, parts[2], false, false).expect("·v");
+    let y = g.transpose(y, 1, 2).expect("transpose");
+    g.reshape(y, &[t, c]).expect("reshape")
+}
+
+#[test]
+fn fused_attention_matches_f64_finite_differences_and_the_composed_ops() {
+    // (T, heads, D): one token; odd sizes; T across the 32-row tile (33, 40); D in the
+    // 64-wide variant (33); several heads of one dimension.
+    for (t, heads, d) in [
+        (1, 1, 1),
+        (5, 2, 3),
+        (33, 1, 4),
+        (40, 2, 2),
+        (6, 1, 33),
+        (3, 4, 1),
+    ] {
+        let dims = [t, 3 * heads * d];
+        let fused = unary(&dims, Loss::Mse, |g, x| {
+            g.causal_self_attention(x, heads).expect("attention")
+        });
+        let composed = unary(&dims, Loss::Mse, |g, x| composed(g, x, (t, heads, d)));
+        let name = format!("attention T={t} heads={heads} D={d}");
+        // The fused kernels against f64 of the definition, then against f64 of the composed
+        // graph (the same function), then the composed graph's own kernels.
+        let fused_grads = check(&format!("{name} fused"), &fused, 0);
+        check_against(&format!("{name} fused vs composed"), &fused, &composed, 0);
+        let composed_grads = check(&format!("{name} composed"), &composed, 0);
+        assert_eq!(fused_grads.len(), composed_grads.len());
+    }
+}
+
+#[test]
+fn fused_attention_refuses_shapes_it_cannot_take() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[4, 10]).expect("input");
+    assert!(g.causal_self_attention(x, 2).is_err(), "10 is not 3·2·D");
+    let wide = g.input("wide", &[4, 3 * 65]).expect("input");
+    let err = g.causal_self_attention(wide, 1).expect_err("D = 65");
+    assert!(err.to_string().contains("64"), "{err}");
+}
+
+/// Logits of a GPT for one sequence, in eval mode.
+fn logits(trainer: &mut Trainer, tokens: &[u32]) -> Vec<f32> {
+    let gpu = trainer.gpu().clone();
+    let plan = trainer.plan(1, Mode::Eval).expect("plan");
+    plan.write_inputs(&gpu, &[Feed::U32(tokens)])
+        .expect("input");
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        plan.record(&mut pass, 0);
+    }
+    gpu.queue().submit([encoder.finish()]);
+    gpu.read(plan.output()).expect("logits")
+}
+
+#[test]
+fn changing_token_t_leaves_the_logits_before_t_bit_identical() {
+    let mut rng = rng("causality");
+    for fused_attention in [true, false] {
+        let config = GptConfig {
+            vocab: 11,
+            block: 37,
+            width: 12,
+            heads: 3,
+            layers: 2,
+            dropout: 0.0,
+            tie_head: true,
+            fused_attention,
+        };
+        let graph = gpt(config).expect("gpt");
+        let mut trainer =
+            Trainer::for_graph(gpu(), graph, TrainConfig::default()).expect("trainer");
+        let tokens: Vec<u32> = rng.below(37, 11).iter().map(|&v| v as u32).collect();
+        let before = logits(&mut trainer, &tokens);
+        for t in [0, 1, 31, 32, 36] {
+            let mut changed = tokens.clone();
+            changed[t] = (changed[t] + 1) % 11;
+            let after = logits(&mut trainer, &changed);
+            let (same, rest) = (t * 11, 11);
+            assert_eq!(
+                before[..same]
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>(),
+                after[..same]
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>(),
+                "fused {fused_attention}: changing token {t} moved an earlier logit"
+            );
+            assert_ne!(
+                before[same..same + rest],
+                after[same..same + rest],
+                "fused {fused_attention}: changing token {t} did not move its own logits"
+            );
+        }
+    }
+}
