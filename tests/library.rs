@@ -79,3 +79,211 @@ fn predict_needs_no_labels_and_checks_its_rows() {
     bad[13] = f32::NAN;
     assert!(trainer.predict(&bad).is_err(), "a NaN feature");
 }
+
+/// A GPT small enough for a test: vocabulary 7, blocks of 5, two heads of 4.
+fn tiny_gpt() -> wgtrain::graph::Graph {
+    use wgtrain::nn::models::{GptConfig, gpt};
+    gpt(GptConfig {
+        block: 5,
+        width: 8,
+        heads: 2,
+        layers: 1,
+        ..GptConfig::baby(7)
+    })
+    .expect("gpt")
+}
+
+fn lm_config() -> TrainConfig {
+    TrainConfig {
+        optimizer: Optimizer::adamw(0.01),
+        batch_size: 4,
+        steps_per_submit: 2,
+        seed: 11,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn token_steps_train_on_the_blocks_the_reference_draws() {
+    use wgtrain::data::DeviceTokens;
+    use wgtrain::graph::Feed;
+    use wgtrain::kernels::text::TRAIN_SALT;
+    let mut rng = rng("token steps");
+    let stream: Vec<u32> = (0..200).map(|_| rng.next_u32() % 7).collect();
+    let tokens = DeviceTokens::upload(gpu(), &stream, 7).expect("upload");
+    // Three steps over two submissions, blocks drawn on the GPU...
+    let mut sampled = Trainer::for_graph(gpu(), tiny_gpt(), lm_config()).expect("trainer");
+    let mut losses = vec![];
+    sampled
+        .fit_token_steps(&tokens, 3, &mut |log| losses.push(log.loss))
+        .expect("steps");
+    // ...and the same three from host batches of the blocks the reference says were drawn.
+    let mut hosted = Trainer::for_graph(gpu(), tiny_gpt(), lm_config()).expect("trainer");
+    for (t, &loss) in (1..=3).zip(&losses) {
+        let starts = wgtrain::reference::block_starts(200, 5, 4, (11, t, TRAIN_SALT));
+        let input: Vec<u32> = starts
+            .iter()
+            .flat_map(|&s| stream[s..s + 5].to_vec())
+            .collect();
+        let next: Vec<f32> = starts
+            .iter()
+            .flat_map(|&s| stream[s + 1..s + 6].iter().map(|&v| v as f32))
+            .collect();
+        let want = hosted
+            .train_inputs(&[Feed::U32(&input)], &next)
+            .expect("step");
+        assert_eq!(loss.to_bits(), want.to_bits(), "step {t}: the same batch");
+    }
+    assert_eq!(
+        sampled.weights().read_params(gpu()).expect("read"),
+        hosted.weights().read_params(gpu()).expect("read")
+    );
+}
+
+#[test]
+fn a_saved_language_model_keeps_its_vocabulary_and_resumes_on_the_same_blocks() {
+    use wgtrain::data::{DeviceTokens, TextCorpus};
+    let text = "to be, or not to be: that is the question. ".repeat(8);
+    let corpus = TextCorpus::new(&text).expect("corpus");
+    assert_eq!(corpus.vocabulary.chars(), " ,.:abehinoqrstu");
+    assert_eq!(corpus.train.len() + corpus.val.len(), text.len());
+    assert_eq!(corpus.train.len(), text.len() * 9 / 10);
+    let vocab = corpus.vocabulary.len();
+    let graph = {
+        use wgtrain::nn::models::{GptConfig, gpt};
+        gpt(GptConfig {
+            block: 6,
+            width: 8,
+            heads: 2,
+            layers: 1,
+            ..GptConfig::baby(vocab)
+        })
+        .expect("gpt")
+    };
+    let tokens = DeviceTokens::upload(gpu(), &corpus.train, vocab).expect("upload");
+    let mut trainer = Trainer::for_graph(gpu(), graph, lm_config()).expect("trainer");
+    trainer.vocabulary = Some(corpus.vocabulary.clone());
+    trainer
+        .fit_token_steps(&tokens, 3, &mut |_| {})
+        .expect("steps");
+    let path = std::env::temp_dir().join(format!("wgtrain-lm-{}.safetensors", seed("lm")));
+    trainer.save(&path).expect("save");
+    let mut loaded = Trainer::load(gpu(), &path).expect("load");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(loaded.vocabulary, Some(corpus.vocabulary.clone()));
+    let (mut a, mut b) = (vec![], vec![]);
+    trainer
+        .fit_token_steps(&tokens, 3, &mut |l| a.push(l.loss))
+        .expect("steps");
+    loaded
+        .fit_token_steps(&tokens, 3, &mut |l| b.push(l.loss))
+        .expect("steps");
+    assert_eq!(
+        a, b,
+        "steps 4-6 draw the same blocks and take the same updates"
+    );
+    let val = DeviceTokens::upload(gpu(), &corpus.val, vocab).expect("upload");
+    // Six blocks in batches of 4 (one partial): the same blocks for the same seed.
+    let first = trainer.evaluate_token_blocks(&val, 6, 1).expect("estimate");
+    assert_eq!(
+        first,
+        trainer.evaluate_token_blocks(&val, 6, 1).expect("estimate")
+    );
+    assert_eq!(
+        first,
+        loaded.evaluate_token_blocks(&val, 6, 1).expect("estimate")
+    );
+    assert!(first.is_finite() && first > 0.0, "{first}");
+}
+
+#[test]
+fn generation_is_seeded_greedy_at_temperature_zero_and_checks_its_input() {
+    use wgtrain::train::Sampling;
+    let mut trainer = Trainer::for_graph(gpu(), tiny_gpt(), lm_config()).expect("trainer");
+    let sampling = |seed, temperature, top_k| Sampling {
+        temperature,
+        top_k,
+        seed,
+    };
+    // Longer than a block: the context slides.
+    let a = trainer
+        .generate(&[1, 2], 12, sampling(5, 1.0, None))
+        .expect("generate");
+    assert_eq!(a.len(), 12);
+    assert!(a.iter().all(|&t| t < 7));
+    assert_eq!(
+        a,
+        trainer
+            .generate(&[1, 2], 12, sampling(5, 1.0, None))
+            .expect("again")
+    );
+    let greedy = trainer
+        .generate(&[1, 2], 12, sampling(5, 0.0, None))
+        .expect("greedy");
+    assert_eq!(
+        greedy,
+        trainer
+            .generate(&[1, 2], 12, sampling(6, 0.0, None))
+            .expect("greedy")
+    );
+    assert_eq!(
+        greedy,
+        trainer
+            .generate(&[1, 2], 12, sampling(7, 1.0, Some(1)))
+            .expect("top 1")
+    );
+    for (prompt, s, what) in [
+        (&[][..], sampling(0, 1.0, None), "an empty prompt"),
+        (
+            &[7][..],
+            sampling(0, 1.0, None),
+            "a token past the vocabulary",
+        ),
+        (&[1][..], sampling(0, -1.0, None), "a negative temperature"),
+        (&[1][..], sampling(0, f32::NAN, None), "a NaN temperature"),
+        (&[1][..], sampling(0, 1.0, Some(0)), "top-k of 0"),
+    ] {
+        assert!(trainer.generate(prompt, 3, s).is_err(), "{what} is refused");
+    }
+}
+
+#[test]
+fn text_input_errors_name_the_problem() {
+    use wgtrain::data::{DeviceTokens, Vocabulary};
+    let vocabulary = Vocabulary::of("abc");
+    let err = vocabulary.encode("abd").expect_err("d is not in it");
+    assert!(err.to_string().contains("'d' at position 2"), "{err}");
+    assert!(vocabulary.decode(&[3]).is_err(), "token 3 of 3");
+    assert!(Vocabulary::from_chars("ba").is_err(), "not sorted");
+    assert!(
+        DeviceTokens::upload(gpu(), &[0, 7], 7).is_err(),
+        "token 7 of 7"
+    );
+    assert!(DeviceTokens::upload(gpu(), &[], 7).is_err(), "no tokens");
+
+    let mut trainer = Trainer::for_graph(gpu(), tiny_gpt(), lm_config()).expect("trainer");
+    let short = DeviceTokens::upload(gpu(), &[1, 2, 3, 4, 5], 7).expect("upload");
+    let err = trainer
+        .fit_token_steps(&short, 1, &mut |_| {})
+        .expect_err("5 tokens");
+    assert!(err.to_string().contains("shorter than one block"), "{err}");
+    let wrong_vocab = DeviceTokens::upload(gpu(), &[1; 50], 9).expect("upload");
+    assert!(
+        trainer
+            .fit_token_steps(&wrong_vocab, 1, &mut |_| {})
+            .is_err(),
+        "9 ≠ 7 logits"
+    );
+    let mlp = Sequential::mlp(4, &[6], 3, Activation::Tanh, 0.0, false);
+    let mut classifier =
+        Trainer::for_model(gpu(), &mlp, Loss::CrossEntropy, TrainConfig::default()).expect("mlp");
+    let tokens = DeviceTokens::upload(gpu(), &[1; 50], 7).expect("upload");
+    let err = classifier
+        .fit_token_steps(&tokens, 1, &mut |_| {})
+        .expect_err("f32 input");
+    assert!(err.to_string().contains("u32 input"), "{err}");
+    assert!(
+        classifier.generate(&[1], 1, Default::default()).is_err(),
+        "not a language model"
+    );
+}

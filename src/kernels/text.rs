@@ -30,6 +30,12 @@ static SAMPLE_BLOCKS: KernelSpec = KernelSpec {
     ],
 };
 
+/// The salt of the trainer's training batches: step t of a run draws its blocks from
+/// (seed, t, this).
+pub const TRAIN_SALT: u32 = 0x7e47;
+/// The salt of loss estimates: batch i of an estimate draws from (its seed, i + 1, this).
+pub const EVAL_SALT: u32 = 0xe7a1;
+
 /// Mirrors `BlockParams` in `shaders/text.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]

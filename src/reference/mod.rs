@@ -163,6 +163,22 @@ pub fn dropout_keeps(p: f32, seed: u32, step: u32, salt: u32, element: u32) -> b
     hash >= crate::kernels::random::drop_threshold(p)
 }
 
+/// Where `sample_blocks` starts each of `rows` blocks of `block` tokens in a stream of
+/// `len` at (seed, step, salt).
+pub fn block_starts(
+    len: usize,
+    block: usize,
+    rows: usize,
+    (seed, step, salt): (u32, u32, u32),
+) -> Vec<usize> {
+    (0..rows as u32)
+        .map(|r| {
+            (pcg3d([r, step, seed ^ salt.wrapping_mul(0x9e37_79b9)])[0] % (len - block) as u32)
+                as usize
+        })
+        .collect()
+}
+
 /// One optimizer's state in f64, stepped with `torch.optim`'s formulas written out plainly.
 pub struct OptimizerReference {
     pub optimizer: Optimizer,

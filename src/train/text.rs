@@ -9,11 +9,7 @@ use rand::{RngExt, SeedableRng};
 use super::*;
 use crate::data::DeviceTokens;
 use crate::graph::DType;
-use crate::kernels::text::sample_blocks;
-
-/// Salts of the block samplers: training batches and validation estimates draw apart.
-const TRAIN_SALT: u32 = 0x7e47;
-const EVAL_SALT: u32 = 0xe7a1;
+use crate::kernels::text::{EVAL_SALT, TRAIN_SALT, sample_blocks};
 
 impl Trainer {
     /// `steps` training steps on random blocks of `tokens`, for a graph whose one input is

@@ -14,3 +14,4 @@ mod pool;
 mod random;
 mod reduce;
 mod tensor;
+mod text;
