@@ -287,3 +287,182 @@ fn text_input_errors_name_the_problem() {
         "not a language model"
     );
 }
+
+/// nanoGPT's `GPT(GPTConfig(n_layer, n_head, n_embd, block_size, vocab_size, bias=True))`
+/// `state_dict()`, written out from its module tree: every key and shape in order.
+fn nanogpt_state_dict(
+    layers: usize,
+    width: usize,
+    block: usize,
+    vocab: usize,
+) -> Vec<(String, Vec<usize>)> {
+    let c = width;
+    let mut keys = vec![
+        ("transformer.wte.weight".to_string(), vec![vocab, c]),
+        ("transformer.wpe.weight".to_string(), vec![block, c]),
+    ];
+    for i in 0..layers {
+        let h = |name: &str, shape: &[usize]| (format!("transformer.h.{i}.{name}"), shape.to_vec());
+        keys.extend([
+            h("ln_1.weight", &[c]),
+            h("ln_1.bias", &[c]),
+            h("attn.c_attn.weight", &[3 * c, c]),
+            h("attn.c_attn.bias", &[3 * c]),
+            h("attn.c_proj.weight", &[c, c]),
+            h("attn.c_proj.bias", &[c]),
+            h("ln_2.weight", &[c]),
+            h("ln_2.bias", &[c]),
+            h("mlp.c_fc.weight", &[4 * c, c]),
+            h("mlp.c_fc.bias", &[4 * c]),
+            h("mlp.c_proj.weight", &[c, 4 * c]),
+            h("mlp.c_proj.bias", &[c]),
+        ]);
+    }
+    keys.extend([
+        ("transformer.ln_f.weight".to_string(), vec![c]),
+        ("transformer.ln_f.bias".to_string(), vec![c]),
+        ("lm_head.weight".to_string(), vec![vocab, c]),
+    ]);
+    keys
+}
+
+/// nanoGPT's forward in f64 from a state dict: embeddings, pre-LN blocks of causal attention
+/// and a tanh-GELU MLP, the final LayerNorm, the head.
+fn nanogpt_logits(
+    sd: &dyn Fn(&str) -> Vec<f64>,
+    tokens: &[u32],
+    (layers, heads, width, vocab): (usize, usize, usize, usize),
+) -> Vec<f64> {
+    use wgtrain::reference::{causal_self_attention, layer_norm, matmul};
+    let (t, c) = (tokens.len(), width);
+    let (wte, wpe) = (sd("transformer.wte.weight"), sd("transformer.wpe.weight"));
+    let mut x: Vec<f64> = (0..t * c)
+        .map(|i| wte[tokens[i / c] as usize * c + i % c] + wpe[i])
+        .collect();
+    let linear = |x: &[f64], name: &str, out: usize| -> Vec<f64> {
+        let (w, b) = (sd(&format!("{name}.weight")), sd(&format!("{name}.bias")));
+        let inp = x.len() / t;
+        let mut y = matmul(x, &w, (t, out, inp), false, true);
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += b[i % out];
+        }
+        y
+    };
+    let ln = |x: &[f64], name: &str| {
+        layer_norm(
+            x,
+            c,
+            &sd(&format!("{name}.weight")),
+            &sd(&format!("{name}.bias")),
+            1e-5,
+        )
+    };
+    for i in 0..layers {
+        let p = format!("transformer.h.{i}");
+        let qkv = linear(
+            &ln(&x, &format!("{p}.ln_1")),
+            &format!("{p}.attn.c_attn"),
+            3 * c,
+        );
+        let y = causal_self_attention(&qkv, t, heads, c / heads);
+        let y = linear(&y, &format!("{p}.attn.c_proj"), c);
+        x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+        let h = linear(
+            &ln(&x, &format!("{p}.ln_2")),
+            &format!("{p}.mlp.c_fc"),
+            4 * c,
+        );
+        let gelu: Vec<f64> = h
+            .iter()
+            .map(|&v| {
+                0.5 * v
+                    * (1.0
+                        + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh())
+            })
+            .collect();
+        let y = linear(&gelu, &format!("{p}.mlp.c_proj"), c);
+        x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+    }
+    matmul(
+        &ln(&x, "transformer.ln_f"),
+        &sd("lm_head.weight"),
+        (t, vocab, c),
+        false,
+        true,
+    )
+}
+
+#[test]
+fn a_baby_gpt_model_file_is_nanogpts_state_dict_and_its_f64_forward_gives_our_logits() {
+    use wgtrain::data::DeviceTokens;
+    use wgtrain::nn::models::{GptConfig, gpt};
+    use wgtrain::train::checkpoint;
+    let mut rng = rng("nanogpt");
+    let (layers, heads, width, block, vocab) = (4, 4, 128, 64, 78);
+    for tie_head in [true, false] {
+        let graph = gpt(GptConfig {
+            tie_head,
+            ..GptConfig::baby(vocab)
+        })
+        .expect("gpt");
+        let mut trainer = Trainer::for_graph(
+            gpu(),
+            graph,
+            TrainConfig {
+                batch_size: 2,
+                ..lm_config()
+            },
+        )
+        .expect("trainer");
+        // Two steps move every weight off its initialisation.
+        let stream: Vec<u32> = (0..500).map(|_| rng.next_u32() % vocab as u32).collect();
+        let tokens = DeviceTokens::upload(gpu(), &stream, vocab).expect("upload");
+        trainer
+            .fit_token_steps(&tokens, 2, &mut |_| {})
+            .expect("steps");
+        let path = std::env::temp_dir().join(format!(
+            "wgtrain-nanogpt-{}-{tie_head}.safetensors",
+            rng.seed
+        ));
+        trainer.save_model(&path).expect("save");
+        let file = checkpoint::load(&path).expect("load");
+        let mut loaded = Trainer::load_model(gpu(), &path).expect("load model");
+        let _ = std::fs::remove_file(&path);
+
+        let want = nanogpt_state_dict(layers, width, block, vocab);
+        let mut got: Vec<(String, Vec<usize>)> = file
+            .tensors
+            .iter()
+            .map(|(k, (shape, _))| (k.clone(), shape.clone()))
+            .collect();
+        got.sort();
+        let mut sorted = want.clone();
+        sorted.sort();
+        assert_eq!(
+            got, sorted,
+            "tied {tie_head}: exactly nanoGPT's keys and shapes, nothing else"
+        );
+        if tie_head {
+            assert_eq!(
+                file.tensors["lm_head.weight"],
+                file.tensors["transformer.wte.weight"]
+            );
+        }
+
+        let block_tokens = &stream[100..100 + block];
+        let sd = |name: &str| -> Vec<f64> { f64s(&file.tensors[name].1) };
+        let want = nanogpt_logits(&sd, block_tokens, (layers, heads, width, vocab));
+        let got = loaded.logits(block_tokens).expect("logits");
+        // Four blocks of f32 sums over ≤ 512 terms (γ₅₁₂ ≈ 3e-5 each), LayerNorms dividing
+        // by row σ: the logits drift by ~1e-4 of their scale; 1e-3 of it is the bound, while
+        // a wrong name, transpose or layout moves them by O(scale).
+        let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        assert_close(
+            &format!("tied {tie_head}: logits"),
+            &got,
+            &want,
+            1e-3 * scale,
+            0.0,
+        );
+    }
+}

@@ -172,6 +172,22 @@ pub fn save(
     architecture: &Architecture,
     training: &TrainingState,
 ) -> Result<()> {
+    write(path, trainer, architecture, Some(training))
+}
+
+/// Writes the model alone: parameters (under every name of a tied one) and buffers, exactly
+/// the module's `state_dict`, so PyTorch's `load_state_dict` takes the file's tensors with no
+/// key left over, and the architecture; no optimizer or training state, so it does not resume.
+pub fn save_model(path: &Path, trainer: &Trainer, architecture: &Architecture) -> Result<()> {
+    write(path, trainer, architecture, None)
+}
+
+fn write(
+    path: &Path,
+    trainer: &Trainer,
+    architecture: &Architecture,
+    training: Option<&TrainingState>,
+) -> Result<()> {
     let gpu = trainer.gpu();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = vec![];
     let f32_bytes = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
@@ -201,7 +217,8 @@ pub fn save(
             f32_bytes(var),
             Dtype::F32,
         ));
-        let tracked = i64::try_from(training.step).unwrap_or(i64::MAX);
+        let step = training.map_or(trainer.step, |t| t.step);
+        let tracked = i64::try_from(step).unwrap_or(i64::MAX);
         tensors.push((
             format!("{}.num_batches_tracked", spec.module),
             vec![],
@@ -210,7 +227,11 @@ pub fn save(
         ));
     }
     let state = trainer.optimizer_state();
-    for (name, flat) in state.optimizer.state_names().iter().zip(&state.states) {
+    let optimizer_states = match training {
+        Some(_) => state.optimizer.state_names(),
+        None => &[],
+    };
+    for (name, flat) in optimizer_states.iter().zip(&state.states) {
         if name.is_empty() {
             continue;
         }
@@ -232,11 +253,13 @@ pub fn save(
                 .map_err(|e| Error::InvalidArgument(format!("tensor {name}: {e}")))
         })
         .collect::<Result<_>>()?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), "wgtrain".to_string()),
         ("architecture".to_string(), architecture.to_json()?),
-        ("training".to_string(), to_json(training)?),
     ]);
+    if let Some(training) = training {
+        metadata.insert("training".to_string(), to_json(training)?);
+    }
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     // Every checkpoint written must load: read it back before it replaces anything.
@@ -392,6 +415,34 @@ impl Trainer {
             vocabulary: self.vocabulary.clone(),
         };
         save(path, self, &architecture, &state)
+    }
+
+    /// Saves the model alone (see [`save_model`]): what PyTorch loads with
+    /// `load_state_dict` and `wgtrain generate` or [`Trainer::load_model`] read back.
+    pub fn save_model(&self, path: &Path) -> Result<()> {
+        let architecture = Architecture {
+            graph: self.graph.clone(),
+            standardize: None,
+            vocabulary: self.vocabulary.clone(),
+        };
+        save_model(path, self, &architecture)
+    }
+
+    /// A trainer holding the model of any wgtrain checkpoint or model file (graph, weights,
+    /// vocabulary), with a fresh optimizer: for inference and generation, or to fine-tune.
+    pub fn load_model(gpu: &crate::Gpu, path: &Path) -> Result<Trainer> {
+        let checkpoint = load(path)?;
+        let architecture = checkpoint.architecture.clone().ok_or_else(|| {
+            Error::invalid_data(
+                path,
+                "metadata.architecture",
+                "missing: a bare state_dict does not say which model it is",
+            )
+        })?;
+        let mut trainer = Trainer::for_graph(gpu, architecture.graph, Default::default())?;
+        trainer.vocabulary = architecture.vocabulary;
+        checkpoint.load_weights(&mut trainer)?;
+        Ok(trainer)
     }
 
     /// The trainer a checkpoint describes (from [`Trainer::save`] or `wgtrain train

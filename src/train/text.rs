@@ -189,32 +189,70 @@ impl Default for Sampling {
 }
 
 impl Trainer {
+    /// The `[block]` u32 input and `[block, vocab]` output of a language model, or an error
+    /// saying this graph is not one.
+    fn language_model_sizes(&self) -> Result<(usize, usize)> {
+        let block = match self.graph.inputs()[..] {
+            [(_, &[block], DType::U32)] => block,
+            ref inputs => {
+                return Err(Error::InvalidArgument(format!(
+                    "a language model has one [block] u32 input; this graph's inputs are {inputs:?}"
+                )));
+            }
+        };
+        match self.graph.output_dims() {
+            Some(&[t, vocab]) if t == block => Ok((block, vocab)),
+            dims => Err(Error::InvalidArgument(format!(
+                "a language model has [{block}, vocab] logits; this graph's output is {dims:?}"
+            ))),
+        }
+    }
+
+    /// A language model's logits (`[tokens.len(), vocab]`, eval mode) for up to one block of
+    /// tokens. A shorter sequence sits at positions 0.. with the rest zero-filled, which a
+    /// causal model's logits at those positions do not see.
+    pub fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let (block, vocab) = self.language_model_sizes()?;
+        if tokens.is_empty() || tokens.len() > block {
+            return Err(Error::InvalidArgument(format!(
+                "{} tokens for a model of blocks of {block}: give 1 to {block}",
+                tokens.len()
+            )));
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::InvalidArgument(format!(
+                "token {t} is past the model's vocabulary of {vocab}"
+            )));
+        }
+        let mut input = tokens.to_vec();
+        input.resize(block, 0);
+        self.plan(1, Mode::Eval)?;
+        let plan = &self.plans[&(1, Mode::Eval)];
+        plan.write_inputs(&self.gpu, &[Feed::U32(&input)])?;
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            plan.record(&mut pass, 0);
+        }
+        self.gpu.queue().submit([encoder.finish()]);
+        let mut logits = self.gpu.read(plan.output())?;
+        logits.truncate(tokens.len() * vocab);
+        Ok(logits)
+    }
+
     /// `count` tokens continuing `prompt` (at least one token), each drawn from the model's
     /// logits at the last position of the context: the prompt and what was drawn so far,
-    /// cropped to the model's last `block` tokens. A shorter context sits at positions 0..
-    /// with the rest zero-filled, which causality leaves without effect.
+    /// cropped to the model's last `block` tokens, as nanoGPT's `generate` crops it.
     pub fn generate(
         &mut self,
         prompt: &[u32],
         count: usize,
         sampling: Sampling,
     ) -> Result<Vec<u32>> {
-        let block = match self.graph.inputs()[..] {
-            [(_, &[block], DType::U32)] => block,
-            ref inputs => {
-                return Err(Error::InvalidArgument(format!(
-                    "generation needs a language model with one [block] u32 input; this graph's inputs are {inputs:?}"
-                )));
-            }
-        };
-        let vocab = match self.graph.output_dims() {
-            Some(&[t, vocab]) if t == block => vocab,
-            dims => {
-                return Err(Error::InvalidArgument(format!(
-                    "generation needs [{block}, vocab] logits; this graph's output is {dims:?}"
-                )));
-            }
-        };
+        let (block, vocab) = self.language_model_sizes()?;
         if prompt.is_empty() {
             return Err(Error::InvalidArgument(
                 "generation needs a prompt of at least one token".into(),
@@ -234,30 +272,13 @@ impl Trainer {
         }
         let mut rng = StdRng::seed_from_u64(sampling.seed);
         let mut context = prompt.to_vec();
-        let mut out = Vec::with_capacity(count);
-        self.plan(1, Mode::Eval)?;
         for _ in 0..count {
             let window = &context[context.len().saturating_sub(block)..];
-            let mut input = window.to_vec();
-            input.resize(block, 0);
-            let plan = &self.plans[&(1, Mode::Eval)];
-            plan.write_inputs(&self.gpu, &[Feed::U32(&input)])?;
-            let mut encoder = self
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                plan.record(&mut pass, 0);
-            }
-            self.gpu.queue().submit([encoder.finish()]);
-            let row = (window.len() - 1) * vocab;
-            let logits = self.gpu.read(plan.output())?;
-            let next = sample(&logits[row..row + vocab], sampling, &mut rng)?;
-            out.push(next);
-            context.push(next);
+            let logits = self.logits(window)?;
+            let last = &logits[(window.len() - 1) * vocab..];
+            context.push(sample(last, sampling, &mut rng)?);
         }
-        Ok(out)
+        Ok(context.split_off(prompt.len()))
     }
 }
 

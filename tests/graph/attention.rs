@@ -3,7 +3,7 @@
 //! sequence lengths around the kernel's 32-row tiles and head sizes in both of its variants;
 //! and causality through a whole GPT.
 
-use wgtrain::graph::{Feed, Graph, Mode, NodeId};
+use wgtrain::graph::{Graph, NodeId};
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::models::{GptConfig, gpt};
 use wgtrain::train::{TrainConfig, Trainer};
@@ -64,21 +64,6 @@ fn fused_attention_refuses_shapes_it_cannot_take() {
     assert!(err.to_string().contains("64"), "{err}");
 }
 
-/// Logits of a GPT for one sequence, in eval mode.
-fn logits(trainer: &mut Trainer, tokens: &[u32]) -> Vec<f32> {
-    let gpu = trainer.gpu().clone();
-    let plan = trainer.plan(1, Mode::Eval).expect("plan");
-    plan.write_inputs(&gpu, &[Feed::U32(tokens)])
-        .expect("input");
-    let mut encoder = gpu.device().create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        plan.record(&mut pass, 0);
-    }
-    gpu.queue().submit([encoder.finish()]);
-    gpu.read(plan.output()).expect("logits")
-}
-
 #[test]
 fn changing_token_t_leaves_the_logits_before_t_bit_identical() {
     let mut rng = rng("causality");
@@ -97,11 +82,11 @@ fn changing_token_t_leaves_the_logits_before_t_bit_identical() {
         let mut trainer =
             Trainer::for_graph(gpu(), graph, TrainConfig::default()).expect("trainer");
         let tokens: Vec<u32> = rng.below(37, 11).iter().map(|&v| v as u32).collect();
-        let before = logits(&mut trainer, &tokens);
+        let before = trainer.logits(&tokens).expect("logits");
         for t in [0, 1, 31, 32, 36] {
             let mut changed = tokens.clone();
             changed[t] = (changed[t] + 1) % 11;
-            let after = logits(&mut trainer, &changed);
+            let after = trainer.logits(&changed).expect("logits");
             let (same, rest) = (t * 11, 11);
             assert_eq!(
                 before[..same]
