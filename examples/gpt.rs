@@ -4,14 +4,17 @@
 //!     cargo run --release --example gpt                        # 2000 steps
 //!     cargo run --release --example gpt -- --iters 200 --save target/gpt.safetensors
 //!     wgtrain generate --model target/gpt.safetensors --prompt "ROMEO:" --tokens 500
+//!     cargo run --release --example gpt -- --checkpoint target/run.safetensors  # resumable
 //!
 //! The model is `wgtrain::nn::models::gpt`: 4 layers of 4 heads, width 128, blocks of 64
 //! characters, the head tied to the token embedding; AdamW (lr 1e-3, betas 0.9/0.99, weight
 //! decay 0.1 on matrices only), 100 warm-up steps then a cosine to 10% of the rate, gradient
 //! clipping at norm 1, batches of 12 random blocks drawn on the GPU. Every `--eval-interval`
 //! steps it prints the train and validation loss (nats per character, each estimated from
-//! the same `--eval-blocks` random blocks every time), and at the end a sample. The
-//! checkpoint loads into nanoGPT's `GPT` with `load_state_dict`.
+//! the same `--eval-blocks` random blocks every time), and at the end a sample. `--save`
+//! writes the model alone, which nanoGPT's `GPT` loads with `load_state_dict`;
+//! `--checkpoint` writes everything a run needs to go on (optimizer state, step) at every
+//! evaluation, and a run started again with the same file continues from it exactly.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +26,12 @@ use wgtrain::nn::models::{GptConfig, gpt};
 use wgtrain::optim::{Optimizer, ParamGroup, ParamSelect, Schedule};
 use wgtrain::train::{Sampling, TrainConfig, Trainer};
 use wgtrain::{Gpu, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum Attention {
+    Fused,
+    Composed,
+}
 
 #[derive(Parser)]
 struct Args {
@@ -47,6 +56,10 @@ struct Args {
     /// A separate lm_head instead of the token embedding's transpose.
     #[arg(long)]
     untied: bool,
+    /// `composed` builds attention from batched products and a causal softmax instead of
+    /// the fused kernel (the same function; compare their speed).
+    #[arg(long, value_enum, default_value_t = Attention::Fused)]
+    attention: Attention,
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
     #[arg(long, default_value_t = 0.1)]
@@ -64,9 +77,12 @@ struct Args {
     sample: usize,
     #[arg(long, default_value = "ROMEO:")]
     prompt: String,
-    /// Write the trained model here (safetensors, nanoGPT's names).
+    /// Write the trained model here (safetensors, nanoGPT's `state_dict`).
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Keep the run's state here, written at every evaluation; an existing file resumes.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -100,23 +116,25 @@ fn run(args: Args) -> Result<()> {
         layers: args.layers,
         dropout: args.dropout,
         tie_head: !args.untied,
+        fused_attention: args.attention == Attention::Fused,
         ..GptConfig::baby(vocab)
     };
     let graph = gpt(config)?;
     let parameters: usize = graph.params().iter().map(|p| p.len()).sum();
     println!(
-        "model: GPT, {} layers × {} heads, width {}, block {}, {:.2} M parameters; batch {}, AdamW {} \
-         (decay {} on matrices), {} warm-up steps, cosine to {}",
+        "model: GPT, {} layers × {} heads, width {}, block {}, {:.2} M parameters, {:?} attention; \
+         batch {}, AdamW {:e} (decay {} on matrices), {} warm-up steps, cosine to {:e}",
         args.layers,
         args.heads,
         args.width,
         args.block,
         parameters as f64 / 1e6,
+        args.attention,
         args.batch_size,
         args.lr,
         args.weight_decay,
         args.warmup,
-        args.lr / 10.0
+        f64::from(args.lr) / 10.0
     );
     let train_config = TrainConfig {
         optimizer: Optimizer::adamw(args.lr)
@@ -136,8 +154,24 @@ fn run(args: Args) -> Result<()> {
         seed: args.seed,
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::for_graph(&gpu, graph, train_config)?;
-    trainer.vocabulary = Some(corpus.vocabulary.clone());
+    let mut trainer = match &args.checkpoint {
+        Some(path) if path.exists() => {
+            let trainer = Trainer::load(&gpu, path)?;
+            if trainer.graph != graph || trainer.vocabulary.as_ref() != Some(&corpus.vocabulary) {
+                return Err(wgtrain::Error::InvalidArgument(format!(
+                    "{} holds another model or vocabulary than these flags and data make",
+                    path.display()
+                )));
+            }
+            println!("resumed from {} at step {}", path.display(), trainer.step);
+            trainer
+        }
+        _ => {
+            let mut trainer = Trainer::for_graph(&gpu, graph, train_config)?;
+            trainer.vocabulary = Some(corpus.vocabulary.clone());
+            trainer
+        }
+    };
     let train = DeviceTokens::upload(&gpu, &corpus.train, vocab)?;
     let val = DeviceTokens::upload(&gpu, &corpus.val, vocab)?;
 
@@ -152,7 +186,7 @@ fn run(args: Args) -> Result<()> {
     };
     let started = Instant::now();
     report(&mut trainer, 0.0)?;
-    let mut training_seconds = 0.0;
+    let (mut training_seconds, mut trained_steps) = (0.0, 0);
     while trainer.step < args.iters as u64 {
         let steps = args
             .eval_interval
@@ -161,14 +195,18 @@ fn run(args: Args) -> Result<()> {
         let t = Instant::now();
         trainer.fit_token_steps(&train, steps, &mut |_| {})?;
         training_seconds += t.elapsed().as_secs_f64();
+        trained_steps += steps;
         report(&mut trainer, started.elapsed().as_secs_f64())?;
+        if let Some(path) = &args.checkpoint {
+            trainer.save(path)?;
+        }
     }
-    if args.iters > 0 {
-        let tokens = (args.iters * args.batch_size * args.block) as f64;
+    if trained_steps > 0 {
+        let tokens = (trained_steps * args.batch_size * args.block) as f64;
         println!(
             "training: {:.0} tokens/s ({:.1} ms per step)",
             tokens / training_seconds,
-            1e3 * training_seconds / args.iters as f64
+            1e3 * training_seconds / trained_steps as f64
         );
     }
     if args.sample > 0 {
@@ -186,7 +224,7 @@ fn run(args: Args) -> Result<()> {
         );
     }
     if let Some(path) = &args.save {
-        trainer.save(path)?;
+        trainer.save_model(path)?;
         println!("saved {}", path.display());
     }
     Ok(())

@@ -8,6 +8,7 @@ mod checkpoints;
 mod cnn;
 mod crash;
 mod errors;
+mod generate;
 mod graphs;
 mod hardening;
 mod nonfinite;

@@ -13,10 +13,10 @@ use wgtrain::graph::Weights;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::train::checkpoint::{self, Architecture};
 use wgtrain::train::say;
-use wgtrain::train::{ClassificationMetrics, RegressionMetrics, TrainConfig, Trainer};
+use wgtrain::train::{ClassificationMetrics, RegressionMetrics, Sampling, TrainConfig, Trainer};
 use wgtrain::{Error, Gpu, Result};
 
-use crate::{DataArgs, EvalArgs, Format, PredictArgs, TaskArg};
+use crate::{DataArgs, EvalArgs, Format, GenerateArgs, PredictArgs, TaskArg};
 
 pub fn info() -> Result<()> {
     say(format_args!("{}", Gpu::new()?));
@@ -380,4 +380,29 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         }
     }
     out.commit()
+}
+
+/// Prints the prompt and its continuation, sampled as nanoGPT's `generate` does.
+pub fn generate(args: &GenerateArgs) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let mut trainer = Trainer::load_model(&gpu, &args.model)?;
+    let vocabulary = trainer.vocabulary.clone().ok_or_else(|| {
+        Error::invalid_data(
+            &args.model,
+            "metadata.architecture.vocabulary",
+            "missing: not a language model wgtrain trained (its characters are unknown)",
+        )
+    })?;
+    let prompt = vocabulary.encode(&args.prompt)?;
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_k: (args.top_k > 0).then_some(args.top_k),
+        seed: args.seed,
+    };
+    let text = vocabulary.decode(&trainer.generate(&prompt, args.tokens, sampling)?)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}{text}", args.prompt).map_err(|e| Error::Io {
+        path: PathBuf::from("<stdout>"),
+        source: e,
+    })
 }

@@ -31,6 +31,8 @@ enum Command {
     Eval(EvalArgs),
     /// Write a saved model's predictions for a dataset as CSV.
     Predict(PredictArgs),
+    /// Continue a prompt with a saved language model (`cargo run --example gpt -- --save`).
+    Generate(GenerateArgs),
     /// Run the benchmark suite (see BENCH.md).
     Bench(wgtrain::bench::BenchArgs),
 }
@@ -220,6 +222,27 @@ struct PredictArgs {
     batch_size: usize,
 }
 
+#[derive(Args)]
+struct GenerateArgs {
+    /// A language model: a model file or checkpoint that keeps its vocabulary.
+    #[arg(long)]
+    model: PathBuf,
+    /// The text to continue; every character must be in the model's vocabulary.
+    #[arg(long)]
+    prompt: String,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 200)]
+    tokens: usize,
+    /// Divides the logits: below 1 sharper, above 1 more random, 0 always the likeliest.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Draw only among the k likeliest characters (0: among all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
 /// Mesa's Vulkan drivers (lavapipe included) print "error: XDG_RUNTIME_DIR is invalid or not
 /// set in the environment." twice when the variable is missing, as on a server without a
 /// desktop login, though compute never uses it. A newcomer reads that as wgtrain failing:
@@ -247,6 +270,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::train(&args),
         Command::Eval(args) => commands::eval(&args),
         Command::Predict(args) => commands::predict(&args),
+        Command::Generate(args) => commands::generate(&args),
         Command::Bench(args) => wgtrain::bench::run(&args),
     };
     // A run that finished while a signal was pending still reports the interruption.
