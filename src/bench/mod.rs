@@ -168,6 +168,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         &mut rng,
         (heads * 256, 768),
     )?);
+    // Attention's forward and backward, fused against composed: the baby GPT's shape, and a
+    // GPT-2-small head at T 1024 (T 256 on a CPU adapter or --quick).
+    let long = if args.quick || cpu {
+        (2, 256, 4, 64)
+    } else {
+        (8, 1024, 12, 64)
+    };
+    for shape in [(12, 64, 4, 32), long] {
+        for m in sequence::bench_attention_step(&gpu, &mut rng, shape)? {
+            show(m);
+        }
+    }
     // On a CPU adapter a b16384 step takes tens of seconds: the suite stops at 1024 there.
     let mlp_batches: &[usize] = match (args.quick, cpu) {
         (true, _) => &[64, 256],

@@ -1,16 +1,20 @@
 //! The kernels of sequence models, timed at attention shapes: the batched products of
 //! `softmax(Q·Kᵀ)·V` over `heads` matrices of `T × D`, the causal softmax over the `T × T`
-//! scores, and LayerNorm over `[rows, C]`. Each is checked against f64 before it is timed.
+//! scores, LayerNorm over `[rows, C]`, and a whole attention step fused against composed.
+//! Each is checked against f64 before it is timed.
 
 use rand::rngs::StdRng;
 
 use super::{Measurement, check_matmul, checked_timing, uniform};
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, time_pass};
+use crate::graph::{Graph, Init, Mode};
 use crate::kernels::layernorm::{LayerNormTensors, layernorm_forward};
+use crate::kernels::loss::Loss;
 use crate::kernels::matmul::Matmul;
 use crate::kernels::softmax::softmax_forward;
 use crate::reference;
+use crate::train::{TrainConfig, Trainer};
 
 /// `heads` products `[T, D] · [T, D]ᵀ` (scores) and `[T, T] · [T, D]` (the weighted sum).
 pub(super) fn bench_attention_products(
@@ -140,4 +144,64 @@ fn close(what: &str, got: &[f32], want: &[f64], tolerance: f64) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// A training step's attention, forward and backward, fused and composed, at `batch`
+/// sequences of `T` tokens and `heads` heads of `D`: tokens/s of each and the fused one's
+/// speed-up. Both outputs are checked against f64 on the first sequence before timing.
+pub(super) fn bench_attention_step(
+    gpu: &Gpu,
+    rng: &mut StdRng,
+    (batch, t, heads, d): (usize, usize, usize, usize),
+) -> Result<Vec<Measurement>> {
+    let c = heads * d;
+    let x = uniform(rng, batch * t * 3 * c);
+    let first: Vec<f64> = x[..t * 3 * c].iter().map(|&v| f64::from(v)).collect();
+    let want = reference::causal_self_attention(&first, t, heads, d);
+    let mut seconds = vec![];
+    let mut out = vec![];
+    for fused in [true, false] {
+        let graph = attention_graph((t, heads, d), fused)?;
+        let mut trainer = Trainer::for_graph(gpu, graph, TrainConfig::default())?;
+        let plan = trainer.plan(batch, Mode::Train)?;
+        gpu.write(plan.input(), &x)?;
+        gpu.run(&plan.dispatches().iter().collect::<Vec<_>>())?;
+        let got = gpu.read(plan.output())?;
+        // Sums of ≤ T products of O(1) values through exp: 1e-4 absolute is ~100 u of slack,
+        // while a wrong mask, head or row is off by O(0.1).
+        close("attention", &got[..t * c], &want, 1e-4)?;
+        let (s, clock) = time_pass(gpu, 2, 10, &|pass| plan.record(pass, 0))?;
+        seconds.push(s);
+        out.push(Measurement {
+            name: "attention-step",
+            params: format!(
+                "{} B{batch} T{t} {heads}x{d}",
+                if fused { "fused" } else { "composed" }
+            ),
+            figure: (batch * t) as f64 / s,
+            unit: "tokens/s",
+            clock,
+            extra: None,
+        });
+    }
+    out[0].extra = Some((seconds[1] / seconds[0], "× composed"));
+    Ok(out)
+}
+
+/// `[T, 3C]` packed q, k, v (made trainable, so the backward runs to them) through causal
+/// self-attention, fused or composed, under a mean-squared loss.
+fn attention_graph((t, heads, d): (usize, usize, usize), fused: bool) -> Result<Graph> {
+    let c = heads * d;
+    let mut g = Graph::new();
+    let x = g.input("qkv", &[t, 3 * c])?;
+    let bias = g.param("bias", &[t, 3 * c], Init::Constant(0.0));
+    let bias = g.value(bias)?;
+    let qkv = g.add(x, bias)?;
+    let y = if fused {
+        g.causal_self_attention(qkv, heads)?
+    } else {
+        g.causal_self_attention_composed(qkv, heads, 0.0)?
+    };
+    g.set_output(y, Loss::Mse)?;
+    Ok(g)
 }

@@ -287,6 +287,44 @@ impl Graph {
         self.push(Op::CausalSelfAttention { heads }, &[qkv])
     }
 
+    /// [`Graph::causal_self_attention`] built from the graph's ops: `qkv` split along its
+    /// last axis, each part `[T, C] → [H, T, D]`, `softmax(mask(q·kᵀ/√D))`, dropout with
+    /// probability `dropout` on the attention weights, `·v`, and the heads back side by side.
+    /// Any head size; the `T × T` scores are values of the graph.
+    pub fn causal_self_attention_composed(
+        &mut self,
+        qkv: NodeId,
+        heads: usize,
+        dropout: f32,
+    ) -> Result<NodeId> {
+        let dims = self.node(qkv)?.dims.clone();
+        let (t, packed) = match dims[..] {
+            [t, packed] if heads > 0 && packed % (3 * heads) == 0 && packed > 0 => (t, packed),
+            _ => {
+                return Err(crate::Error::ShapeMismatch {
+                    op: format!(
+                        "composed causal self-attention of {heads} heads (expects [T, 3·heads·D])"
+                    ),
+                    left: dims,
+                    right: vec![],
+                });
+            }
+        };
+        let (c, d) = (packed / 3, packed / 3 / heads);
+        let mut parts = vec![];
+        for part in self.split(qkv, c)? {
+            let part = self.reshape(part, &[t, heads, d])?;
+            parts.push(self.transpose(part, 1, 2)?);
+        }
+        let scores = self.matmul(parts[0], parts[1], false, true)?;
+        let scores = self.scale(scores, 1.0 / (d as f32).sqrt())?;
+        let att = self.causal_softmax(scores)?;
+        let att = self.dropout(att, dropout)?;
+        let y = self.matmul(att, parts[2], false, false)?;
+        let y = self.transpose(y, 1, 2)?;
+        self.reshape(y, &[t, c])
+    }
+
     /// Softmax over the last axis of `[.., T, T]` scores with keys after the query masked.
     pub fn causal_softmax(&mut self, x: NodeId) -> Result<NodeId> {
         self.push(Op::Softmax { causal: true }, &[x])

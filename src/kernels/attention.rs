@@ -1,7 +1,8 @@
 //! Launchers for `shaders/attention.wgsl`: fused causal self-attention over the packed
 //! `[B, T, 3C]` output of `c_attn`, forward and backward, without the `T × T` scores in
-//! memory. Rows are held in registers of a fixed size, so the shader comes in two variants,
-//! for heads of up to 32 and up to 64 dimensions.
+//! memory. Tiles have a fixed width, so the shader comes in two variants: heads of up to 32
+//! dimensions in tiles of 32 rows, and of up to 64 in tiles of 16 (16 KiB of workgroup
+//! memory either way).
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader};
@@ -10,14 +11,12 @@ use crate::kernels::{expect_shape, to_u32};
 
 /// The widest head the fused kernels take; wider heads go through the composed ops.
 pub const MAX_HEAD_DIM: usize = 64;
-/// Query (or key) rows per workgroup, as `TILE` in the shader.
-const TILE: usize = 32;
 
 pub(crate) static SHADER_32: Shader = Shader {
     name: "attention32",
     source: || {
         format!(
-            "const HEAD_DIM_MAX: u32 = 32u;\n{}",
+            "const HEAD_DIM_MAX: u32 = 32u;\nconst TILE: u32 = 32u;\n{}",
             include_str!("../../shaders/attention.wgsl")
         )
     },
@@ -26,7 +25,7 @@ pub(crate) static SHADER_64: Shader = Shader {
     name: "attention64",
     source: || {
         format!(
-            "const HEAD_DIM_MAX: u32 = 64u;\n{}",
+            "const HEAD_DIM_MAX: u32 = 64u;\nconst TILE: u32 = 16u;\n{}",
             include_str!("../../shaders/attention.wgsl")
         )
     },
@@ -41,15 +40,17 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
 ];
 
-/// The three entry points of one variant.
+/// The three entry points of one variant, and its rows per workgroup (`TILE`).
 struct Variant {
+    tile: usize,
     forward: KernelSpec,
     backward_query: KernelSpec,
     backward_key_value: KernelSpec,
 }
 
-const fn variant(shader: &'static Shader) -> Variant {
+const fn variant(shader: &'static Shader, tile: usize) -> Variant {
     Variant {
+        tile,
         forward: KernelSpec {
             shader,
             entry: "attention_forward",
@@ -68,8 +69,8 @@ const fn variant(shader: &'static Shader) -> Variant {
     }
 }
 
-static VARIANT_32: Variant = variant(&SHADER_32);
-static VARIANT_64: Variant = variant(&SHADER_64);
+static VARIANT_32: Variant = variant(&SHADER_32, 32);
+static VARIANT_64: Variant = variant(&SHADER_64, 16);
 
 /// Mirrors `AttentionParams` in `shaders/attention.wgsl`.
 #[repr(C)]
@@ -137,7 +138,7 @@ impl AttentionShape {
     fn dispatch(
         &self,
         gpu: &Gpu,
-        spec: &KernelSpec,
+        (variant, spec): (&Variant, &KernelSpec),
         [qkv, out, dout, result, stats]: [&Tensor; 5],
     ) -> Result<Dispatch> {
         let params = gpu.uniform(&AttentionParams {
@@ -160,7 +161,7 @@ impl AttentionShape {
                 Bind::Tensor(stats),
             ],
             [
-                to_u32(self.seq.div_ceil(TILE)),
+                to_u32(self.seq.div_ceil(variant.tile)),
                 to_u32(self.batch * self.heads),
                 1,
             ],
@@ -178,7 +179,11 @@ pub fn attention_forward(
     stats: &Tensor,
 ) -> Result<Dispatch> {
     let variant = shape.check(qkv, out, stats)?;
-    shape.dispatch(gpu, &variant.forward, [qkv, qkv, qkv, out, stats])
+    shape.dispatch(
+        gpu,
+        (variant, &variant.forward),
+        [qkv, qkv, qkv, out, stats],
+    )
 }
 
 /// `dqkv` (`[B, T, 3C]`, overwritten) from the output gradient `dout`, the forward's inputs,
@@ -194,10 +199,14 @@ pub fn attention_backward(
     expect_shape("attention dout", dout, out.shape())?;
     expect_shape("attention dqkv", dqkv, qkv.shape())?;
     Ok(vec![
-        shape.dispatch(gpu, &variant.backward_query, [qkv, out, dout, dqkv, stats])?,
         shape.dispatch(
             gpu,
-            &variant.backward_key_value,
+            (variant, &variant.backward_query),
+            [qkv, out, dout, dqkv, stats],
+        )?,
+        shape.dispatch(
+            gpu,
+            (variant, &variant.backward_key_value),
             [qkv, qkv, dout, dqkv, stats],
         )?,
     ])

@@ -177,27 +177,6 @@ fn linear(
     g.linear_with(x, weight, bias)
 }
 
-/// Attention from the graph's ops: `qkv` split along C, each `[B, T, C] → [B, H, T, D]`,
-/// `softmax(mask(q·kᵀ/√D))`, dropout, `·v`, and the heads back side by side.
-fn composed_attention(g: &mut Graph, qkv: NodeId, c: GptConfig) -> Result<NodeId> {
-    let (t, d) = (c.block, c.width / c.heads);
-    let mut heads = vec![];
-    for part in g.split(qkv, c.width)? {
-        let part = g.reshape(part, &[t, c.heads, d])?;
-        heads.push(g.transpose(part, 1, 2)?);
-    }
-    let [q, k, v] = heads[..] else {
-        unreachable!("3C split in pieces of C is three pieces")
-    };
-    let scores = g.matmul(q, k, false, true)?;
-    let scores = g.scale(scores, 1.0 / (d as f32).sqrt())?;
-    let att = g.causal_softmax(scores)?;
-    let att = g.dropout(att, c.dropout)?;
-    let y = g.matmul(att, v, false, false)?;
-    let y = g.transpose(y, 1, 2)?;
-    g.reshape(y, &[t, c.width])
-}
-
 /// One pre-LayerNorm transformer block: causal self-attention, then a 4× GELU MLP.
 fn block(g: &mut Graph, x: NodeId, c: GptConfig) -> Result<NodeId> {
     let head_dim = c.width / c.heads;
@@ -209,7 +188,7 @@ fn block(g: &mut Graph, x: NodeId, c: GptConfig) -> Result<NodeId> {
         let y = if c.fused_attention && c.dropout == 0.0 && head_dim <= MAX_HEAD_DIM {
             g.causal_self_attention(qkv, c.heads)?
         } else {
-            composed_attention(g, qkv, c)?
+            g.causal_self_attention_composed(qkv, c.heads, c.dropout)?
         };
         let y = linear(g, "c_proj", y, c.width, (residual_std, true))?;
         g.dropout(y, c.dropout)

@@ -3,7 +3,7 @@
 //! sequence lengths around the kernel's 32-row tiles and head sizes in both of its variants;
 //! and causality through a whole GPT.
 
-use wgtrain::graph::{Graph, NodeId};
+use wgtrain::graph::Graph;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::models::{GptConfig, gpt};
 use wgtrain::train::{TrainConfig, Trainer};
@@ -11,39 +11,29 @@ use wgtrain::train::{TrainConfig, Trainer};
 use crate::common::*;
 use crate::dag::{check, check_against, unary};
 
-/// The composed form of `causal_self_attention(qkv, heads)` on a `[t, 3C]` input.
-fn composed(g: &mut Graph, qkv: NodeId, (t, heads, d): (usize, usize, usize)) -> NodeId {
-    let c = heads * d;
-    let mut parts = vec![];
-    for part in g.split(qkv, c).expect("split") {
-        let part = g.reshape(part, &[t, heads, d]).expect("reshape");
-        parts.push(g.transpose(part, 1, 2).expect("transpose"));
-    }
-    let scores = g.matmul(parts[0], parts[1], false, true).expect("q·kᵀ");
-    let scores = g.scale(scores, 1.0 / (d as f32).sqrt()).expect("scale");
-    let att = g.causal_softmax(scores).expect("softmax");
-    let y = g.matmul(att, parts[2], false, false).expect("·v");
-    let y = g.transpose(y, 1, 2).expect("transpose");
-    g.reshape(y, &[t, c]).expect("reshape")
-}
-
 #[test]
 fn fused_attention_matches_f64_finite_differences_and_the_composed_ops() {
-    // (T, heads, D): one token; odd sizes; T across the 32-row tile (33, 40); D in the
-    // 64-wide variant (33); several heads of one dimension.
+    // (T, heads, D): one token; odd sizes; T at and across the 32-row tiles of D ≤ 32 (32,
+    // 33, 40); D in the 64-wide variant (33, 34), whose tiles are 16 rows (6, 17); several
+    // heads of one dimension.
     for (t, heads, d) in [
         (1, 1, 1),
         (5, 2, 3),
+        (32, 1, 5),
         (33, 1, 4),
         (40, 2, 2),
         (6, 1, 33),
+        (17, 1, 34),
         (3, 4, 1),
     ] {
         let dims = [t, 3 * heads * d];
         let fused = unary(&dims, Loss::Mse, |g, x| {
             g.causal_self_attention(x, heads).expect("attention")
         });
-        let composed = unary(&dims, Loss::Mse, |g, x| composed(g, x, (t, heads, d)));
+        let composed = unary(&dims, Loss::Mse, |g, x| {
+            g.causal_self_attention_composed(x, heads, 0.0)
+                .expect("composed")
+        });
         let name = format!("attention T={t} heads={heads} D={d}");
         // The fused kernels against f64 of the definition, then against f64 of the composed
         // graph (the same function), then the composed graph's own kernels.
