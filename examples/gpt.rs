@@ -22,13 +22,15 @@ use std::time::Instant;
 
 use clap::Parser;
 use wgtrain::data::{DeviceTokens, TextCorpus};
-use wgtrain::nn::models::{GptConfig, gpt};
+use wgtrain::kernels::attention::MAX_HEAD_DIM;
+use wgtrain::nn::models::{GptConfig, gpt, time_attention};
 use wgtrain::optim::{Optimizer, ParamGroup, ParamSelect, Schedule};
 use wgtrain::train::{Sampling, TrainConfig, Trainer};
 use wgtrain::{Gpu, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 enum Attention {
+    Auto,
     Fused,
     Composed,
 }
@@ -56,9 +58,10 @@ struct Args {
     /// A separate lm_head instead of the token embedding's transpose.
     #[arg(long)]
     untied: bool,
-    /// `composed` builds attention from batched products and a causal softmax instead of
-    /// the fused kernel (the same function; compare their speed).
-    #[arg(long, value_enum, default_value_t = Attention::Fused)]
+    /// The fused attention kernel, attention composed of batched products and a causal
+    /// softmax (the same function), or `auto`: whichever one layer's step runs faster on this
+    /// adapter, timed before training.
+    #[arg(long, value_enum, default_value_t = Attention::Auto)]
     attention: Attention,
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
@@ -109,32 +112,48 @@ fn run(args: Args) -> Result<()> {
         corpus.val.len(),
         args.data.display()
     );
-    let config = GptConfig {
+    let mut config = GptConfig {
         block: args.block,
         width: args.width,
         heads: args.heads,
         layers: args.layers,
         dropout: args.dropout,
         tie_head: !args.untied,
-        fused_attention: args.attention == Attention::Fused,
+        fused_attention: args.attention != Attention::Composed,
         ..GptConfig::baby(vocab)
+    };
+    // The fused kernel takes heads of up to MAX_HEAD_DIM and no attention dropout.
+    let fusable = config.dropout == 0.0 && config.width / config.heads.max(1) <= MAX_HEAD_DIM;
+    if args.attention == Attention::Auto && fusable {
+        let (fused, composed) = time_attention(&gpu, &config, args.batch_size)?;
+        config.fused_attention = fused <= composed;
+        println!(
+            "attention: one layer's step takes {:.2} ms fused, {:.2} ms composed",
+            fused * 1e3,
+            composed * 1e3
+        );
+    }
+    let attention = if config.fused_attention && fusable {
+        "fused"
+    } else {
+        "composed"
     };
     let graph = gpt(config)?;
     let parameters: usize = graph.params().iter().map(|p| p.len()).sum();
     println!(
-        "model: GPT, {} layers × {} heads, width {}, block {}, {:.2} M parameters, {:?} attention; \
+        "model: GPT, {} layers × {} heads, width {}, block {}, {:.2} M parameters, {} attention; \
          batch {}, AdamW {:e} (decay {} on matrices), {} warm-up steps, cosine to {:e}",
         args.layers,
         args.heads,
         args.width,
         args.block,
         parameters as f64 / 1e6,
-        args.attention,
+        attention,
         args.batch_size,
         args.lr,
         args.weight_decay,
         args.warmup,
-        f64::from(args.lr) / 10.0
+        args.lr / 10.0
     );
     let train_config = TrainConfig {
         optimizer: Optimizer::adamw(args.lr)
@@ -156,8 +175,11 @@ fn run(args: Args) -> Result<()> {
     };
     let mut trainer = match &args.checkpoint {
         Some(path) if path.exists() => {
+            // The saved graph is kept whole (its attention too); its parameters must be these.
             let trainer = Trainer::load(&gpu, path)?;
-            if trainer.graph != graph || trainer.vocabulary.as_ref() != Some(&corpus.vocabulary) {
+            if trainer.graph.params() != graph.params()
+                || trainer.vocabulary.as_ref() != Some(&corpus.vocabulary)
+            {
                 return Err(wgtrain::Error::InvalidArgument(format!(
                     "{} holds another model or vocabulary than these flags and data make",
                     path.display()

@@ -8,9 +8,8 @@ use rand::rngs::StdRng;
 use super::{Measurement, check_matmul, checked_timing, uniform};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, time_pass};
-use crate::graph::{Graph, Init, Mode};
+use crate::graph::Mode;
 use crate::kernels::layernorm::{LayerNormTensors, layernorm_forward};
-use crate::kernels::loss::Loss;
 use crate::kernels::matmul::Matmul;
 use crate::kernels::softmax::softmax_forward;
 use crate::reference;
@@ -161,7 +160,7 @@ pub(super) fn bench_attention_step(
     let mut seconds = vec![];
     let mut out = vec![];
     for fused in [true, false] {
-        let graph = attention_graph((t, heads, d), fused)?;
+        let graph = crate::nn::models::attention_graph((t, heads, d), fused)?;
         let mut trainer = Trainer::for_graph(gpu, graph, TrainConfig::default())?;
         let plan = trainer.plan(batch, Mode::Train)?;
         gpu.write(plan.input(), &x)?;
@@ -186,22 +185,4 @@ pub(super) fn bench_attention_step(
     }
     out[0].extra = Some((seconds[1] / seconds[0], "× composed"));
     Ok(out)
-}
-
-/// `[T, 3C]` packed q, k, v (made trainable, so the backward runs to them) through causal
-/// self-attention, fused or composed, under a mean-squared loss.
-fn attention_graph((t, heads, d): (usize, usize, usize), fused: bool) -> Result<Graph> {
-    let c = heads * d;
-    let mut g = Graph::new();
-    let x = g.input("qkv", &[t, 3 * c])?;
-    let bias = g.param("bias", &[t, 3 * c], Init::Constant(0.0));
-    let bias = g.value(bias)?;
-    let qkv = g.add(x, bias)?;
-    let y = if fused {
-        g.causal_self_attention(qkv, heads)?
-    } else {
-        g.causal_self_attention_composed(qkv, heads, 0.0)?
-    };
-    g.set_output(y, Loss::Mse)?;
-    Ok(g)
 }

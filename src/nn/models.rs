@@ -2,11 +2,13 @@
 //! so they read like the PyTorch modules they mirror (and give the same `state_dict` names).
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Init, NodeId};
+use crate::gpu::{Gpu, time_pass};
+use crate::graph::{Graph, Init, Mode, NodeId};
 use crate::kernels::attention::MAX_HEAD_DIM;
 use crate::kernels::conv::Conv2dConfig;
 use crate::kernels::loss::Loss;
 use crate::kernels::norm::BatchNormConfig;
+use crate::train::{TrainConfig, Trainer};
 
 /// A pre-norm residual MLP classifier:
 ///
@@ -202,4 +204,43 @@ fn block(g: &mut Graph, x: NodeId, c: GptConfig) -> Result<NodeId> {
         g.dropout(h, c.dropout)
     })?;
     g.add(x, mlp)
+}
+
+/// One attention layer's training step alone: `[T, 3C]` packed q, k, v (made trainable, so
+/// the backward runs to them) through causal self-attention, fused or composed, under a
+/// mean-squared loss. What [`time_attention`] and the benchmark time.
+pub(crate) fn attention_graph((t, heads, d): (usize, usize, usize), fused: bool) -> Result<Graph> {
+    let c = heads * d;
+    let mut g = Graph::new();
+    let x = g.input("qkv", &[t, 3 * c])?;
+    let bias = g.param("bias", &[t, 3 * c], Init::Constant(0.0));
+    let bias = g.value(bias)?;
+    let qkv = g.add(x, bias)?;
+    let y = if fused {
+        g.causal_self_attention(qkv, heads)?
+    } else {
+        g.causal_self_attention_composed(qkv, heads, 0.0)?
+    };
+    g.set_output(y, Loss::Mse)?;
+    Ok(g)
+}
+
+/// Median seconds of one attention layer's forward and backward at `config`'s shape and
+/// `batch` sequences on `gpu`: `(fused, composed)`. Which is faster depends on the adapter
+/// (on lavapipe the composed products win, their GEMM tiles being tuned for it); a model
+/// can take the faster one, as `examples/gpt.rs` does.
+pub fn time_attention(gpu: &Gpu, config: &GptConfig, batch: usize) -> Result<(f64, f64)> {
+    let shape = (
+        config.block,
+        config.heads,
+        config.width / config.heads.max(1),
+    );
+    let mut seconds = [0.0; 2];
+    for (fused, time) in [true, false].into_iter().zip(&mut seconds) {
+        let graph = attention_graph(shape, fused)?;
+        let mut trainer = Trainer::for_graph(gpu, graph, TrainConfig::default())?;
+        let plan = trainer.plan(batch, Mode::Train)?;
+        *time = time_pass(gpu, 1, 5, &|pass| plan.record(pass, 0))?.0;
+    }
+    Ok((seconds[0], seconds[1]))
 }
