@@ -295,16 +295,20 @@ impl Gpu {
 
     /// Records `dispatches` into one compute pass and submits it; does not wait.
     pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
+        self.run_pass(|pass| {
+            for dispatch in dispatches {
+                dispatch.record(pass, 0);
+            }
+        })
+    }
+
+    /// Submits one compute pass filled by `record`; does not wait.
+    pub fn run_pass(&self, record: impl FnOnce(&mut wgpu::ComputePass<'_>)) -> Result<()> {
         let mut encoder = self
             .inner
             .device
             .create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for dispatch in dispatches {
-                dispatch.record(&mut pass, 0);
-            }
-        }
+        record(&mut encoder.begin_compute_pass(&Default::default()));
         self.inner.queue.submit([encoder.finish()]);
         self.take_fault()
     }

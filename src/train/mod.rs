@@ -336,18 +336,12 @@ impl Trainer {
         self.gpu.write(plan.target(), y)?;
         let t = self.step + 1;
         self.write_step_params(0, t);
-        let mut encoder = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            plan.record(&mut pass, 0);
+        self.gpu.run_pass(|pass| {
+            plan.record(pass, 0);
             if update {
-                self.optimizer.record(&mut pass, 0);
+                self.optimizer.record(pass, 0);
             }
-        }
-        self.gpu.queue().submit([encoder.finish()]);
+        })?;
         if update {
             self.step = t;
         }
@@ -556,18 +550,12 @@ impl Trainer {
                 self.gpu.write(&gathered.landing, &x)?;
                 self.gpu.write(&gathered.target, &y)?;
             }
-            let mut encoder = self
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.gpu.run_pass(|pass| {
                 for d in &gathered.dispatches {
-                    d.record(&mut pass, 0);
+                    d.record(pass, 0);
                 }
-                plan.record(&mut pass, 0);
-            }
-            self.gpu.queue().submit([encoder.finish()]);
+                plan.record(pass, 0);
+            })?;
             outputs.extend(self.gpu.read(plan.output())?);
             total += f64::from(self.gpu.read(plan.loss())?[0]) * batch as f64;
         }

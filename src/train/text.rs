@@ -35,19 +35,12 @@ impl Trainer {
             for j in 0..chunk {
                 self.write_step_params(j, first + j as u64);
             }
-            let mut encoder = self
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.gpu.run_pass(|pass| {
                 for j in 0..chunk {
-                    self.record_step(&mut pass, tokens.id, j, (0, batch));
+                    self.record_step(pass, tokens.id, j, (0, batch));
                 }
-            }
-            self.gpu.queue().submit([encoder.finish()]);
+            })?;
             self.step += chunk as u64;
-            self.gpu.take_fault()?;
             let read = self
                 .gpu
                 .read_async(self.loss_ring.buffer(), 0, 4 * chunk as u64);
@@ -87,18 +80,12 @@ impl Trainer {
                 .queue()
                 .write_buffer(&self.step_ring, 0, bytemuck::bytes_of(&params));
             let plan = &self.plans[&(batch, Mode::Eval)];
-            let mut encoder = self
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.gpu.run_pass(|pass| {
                 for d in &self.gathers[&(tokens.id, 0, batch, Mode::Eval)].dispatches {
-                    d.record(&mut pass, 0);
+                    d.record(pass, 0);
                 }
-                plan.record(&mut pass, 0);
-            }
-            self.gpu.queue().submit([encoder.finish()]);
+                plan.record(pass, 0);
+            })?;
             let loss = self.gpu.read(plan.loss())?[0];
             if !loss.is_finite() {
                 return Err(Error::NonFinite {
@@ -229,15 +216,7 @@ impl Trainer {
         self.plan(1, Mode::Eval)?;
         let plan = &self.plans[&(1, Mode::Eval)];
         plan.write_inputs(&self.gpu, &[Feed::U32(&input)])?;
-        let mut encoder = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            plan.record(&mut pass, 0);
-        }
-        self.gpu.queue().submit([encoder.finish()]);
+        self.gpu.run_pass(|pass| plan.record(pass, 0))?;
         let mut logits = self.gpu.read(plan.output())?;
         logits.truncate(tokens.len() * vocab);
         Ok(logits)

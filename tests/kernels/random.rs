@@ -1,26 +1,8 @@
-use wgtrain::kernels::optim::StepParams;
 use wgtrain::kernels::random::{Affine, dropout, random_affine, random_shift};
 use wgtrain::reference;
 
 use crate::common::*;
-
-fn step_ring(seed: u32, step: u32) -> wgpu::Buffer {
-    let ring = gpu().device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: wgtrain::gpu::STEP_SLOT_BYTES,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let params = StepParams {
-        step,
-        seed,
-        ..Default::default()
-    };
-    gpu()
-        .queue()
-        .write_buffer(&ring, 0, bytemuck::bytes_of(&params));
-    ring
-}
+use crate::step_ring;
 
 #[test]
 fn dropout_mask_matches_the_counter_based_reference() {

@@ -1,26 +1,8 @@
-use wgtrain::kernels::optim::StepParams;
 use wgtrain::kernels::text::sample_blocks;
 use wgtrain::reference;
 
 use crate::common::*;
-
-fn step_ring(seed: u32, step: u32) -> wgpu::Buffer {
-    let ring = gpu().device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: wgtrain::gpu::STEP_SLOT_BYTES,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let params = StepParams {
-        step,
-        seed,
-        ..Default::default()
-    };
-    gpu()
-        .queue()
-        .write_buffer(&ring, 0, bytemuck::bytes_of(&params));
-    ring
-}
+use crate::step_ring;
 
 #[test]
 fn sampled_blocks_are_the_stream_at_the_hashed_starts_and_targets_the_next_tokens() {
