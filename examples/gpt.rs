@@ -142,7 +142,7 @@ fn run(args: Args) -> Result<()> {
     let parameters: usize = graph.params().iter().map(|p| p.len()).sum();
     println!(
         "model: GPT, {} layers × {} heads, width {}, block {}, {:.2} M parameters, {} attention; \
-         batch {}, AdamW {:e} (decay {} on matrices), {} warm-up steps, cosine to {:e}",
+         batch {}, AdamW {:.0e} (decay {} on matrices), {} warm-up steps, cosine to {:.0e}",
         args.layers,
         args.heads,
         args.width,

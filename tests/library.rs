@@ -267,6 +267,11 @@ fn text_input_errors_name_the_problem() {
         .fit_token_steps(&short, 1, &mut |_| {})
         .expect_err("5 tokens");
     assert!(err.to_string().contains("shorter than one block"), "{err}");
+    let tokens = DeviceTokens::upload(gpu(), &[1; 50], 7).expect("upload");
+    assert!(
+        trainer.evaluate_token_blocks(&tokens, 0, 1).is_err(),
+        "no blocks to average"
+    );
     let wrong_vocab = DeviceTokens::upload(gpu(), &[1; 50], 9).expect("upload");
     assert!(
         trainer
@@ -277,7 +282,6 @@ fn text_input_errors_name_the_problem() {
     let mlp = Sequential::mlp(4, &[6], 3, Activation::Tanh, 0.0, false);
     let mut classifier =
         Trainer::for_model(gpu(), &mlp, Loss::CrossEntropy, TrainConfig::default()).expect("mlp");
-    let tokens = DeviceTokens::upload(gpu(), &[1; 50], 7).expect("upload");
     let err = classifier
         .fit_token_steps(&tokens, 1, &mut |_| {})
         .expect_err("f32 input");

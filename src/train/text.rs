@@ -65,6 +65,11 @@ impl Trainer {
         blocks: usize,
         seed: u64,
     ) -> Result<f64> {
+        if blocks == 0 {
+            return Err(Error::InvalidArgument(
+                "a loss estimate needs at least one block".into(),
+            ));
+        }
         let bs = self.config.batch_size;
         let mut total = 0.0;
         for (i, start) in (0..blocks).step_by(bs).enumerate() {
@@ -95,7 +100,7 @@ impl Trainer {
             }
             total += f64::from(loss) * batch as f64;
         }
-        Ok(total / blocks.max(1) as f64)
+        Ok(total / blocks as f64)
     }
 
     /// Compiles the plan for `batch` blocks and the sampler that fills its input and target.
