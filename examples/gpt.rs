@@ -159,10 +159,7 @@ fn run(args: Args) -> Result<()> {
         optimizer: Optimizer::adamw(args.lr)
             .with_betas(0.9, 0.99)
             .with_weight_decay(args.weight_decay),
-        param_groups: vec![ParamGroup {
-            select: ParamSelect::RankBelow(2),
-            weight_decay: 0.0,
-        }],
+        param_groups: vec![ParamGroup::new(ParamSelect::RankBelow(2)).with_weight_decay(0.0)],
         schedule: Schedule::Cosine {
             total_steps: args.iters as u64,
             min_lr: f64::from(args.lr) / 10.0,

@@ -20,6 +20,12 @@ struct OptimParams {
     weight_decay: f32,
     l1: f32,
     dampening: f32,
+    // The parameter group's learning rate over the optimizer's (torch.optim's per-group lr,
+    // which a schedule scales alike).
+    lr_scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const NESTEROV: u32 = 1u;
@@ -51,6 +57,9 @@ fn threads(groups: vec3<u32>) -> u32 {
 }
 
 fn has(flag: u32) -> bool { return (params.flags & flag) != 0u; }
+
+// This step's learning rate for this dispatch's parameter group.
+fn lr() -> f32 { return step.lr * params.lr_scale; }
 
 // Whether this step's update must not happen. The exponent bits decide finiteness: the
 // compiler may assume floats are finite, so isnan-style tests can be folded away.
@@ -87,7 +96,7 @@ fn sgd_one(i: u32) {
         state_a[i] = b;
         g = select(b, g + params.beta1 * b, has(NESTEROV));
     }
-    param[i] = p - step.lr * g;
+    param[i] = p - lr() * g;
 }
 
 // torch.optim.Adagrad. state_a = sum. step.lr already holds γ / (1 + (t − 1)·η).
@@ -107,7 +116,7 @@ fn adagrad_one(i: u32) {
     let g = penalized_grad(i, p);
     let sum = state_a[i] + g * g;
     state_a[i] = sum;
-    param[i] = p - step.lr * g / (sqrt(sum) + params.eps);
+    param[i] = p - lr() * g / (sqrt(sum) + params.eps);
 }
 
 // torch.optim.RMSprop. state_a = square_avg, state_b = grad_avg (centered),
@@ -140,9 +149,9 @@ fn rmsprop_one(i: u32) {
     if params.beta1 > 0.0 {
         let b = params.beta1 * state_c[i] + scaled;
         state_c[i] = b;
-        param[i] = p - step.lr * b;
+        param[i] = p - lr() * b;
     } else {
-        param[i] = p - step.lr * scaled;
+        param[i] = p - lr() * scaled;
     }
 }
 
@@ -163,7 +172,7 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 fn adam_one(i: u32) {
     if i >= params.n { return; }
     var p = param[i];
-    if has(DECOUPLED) { p *= 1.0 - step.lr * params.weight_decay; }
+    if has(DECOUPLED) { p *= 1.0 - lr() * params.weight_decay; }
     let g = penalized_grad(i, p);
     let m = params.beta1 * state_a[i] + (1.0 - params.beta1) * g;
     var v = params.beta2 * state_b[i] + (1.0 - params.beta2) * g * g;
@@ -173,5 +182,5 @@ fn adam_one(i: u32) {
         v = max(state_c[i], v);
         state_c[i] = v;
     }
-    param[i] = p - step.step_size * m / (sqrt(v) / step.bias_correction2_sqrt + params.eps);
+    param[i] = p - step.step_size * params.lr_scale * m / (sqrt(v) / step.bias_correction2_sqrt + params.eps);
 }

@@ -76,6 +76,8 @@ pub struct OptimParams {
     pub weight_decay: f32,
     pub l1: f32,
     pub dampening: f32,
+    pub lr_scale: f32,
+    pub _pad: [u32; 3],
 }
 
 impl OptimParams {

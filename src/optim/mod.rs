@@ -11,15 +11,18 @@ use crate::error::{Error, Result};
 use crate::graph::ParamSpec;
 use crate::kernels::optim::{OptimParams, StepParams, UpdateRule};
 
-/// A `torch.optim` parameter group: the parameters `select` picks train with this weight
-/// decay instead of the optimizer's. The first group that picks a parameter decides; the
-/// rest keep the optimizer's values. nanoGPT's recipe is
-/// `ParamGroup { select: ParamSelect::RankBelow(2), weight_decay: 0.0 }`: decay only on
+/// A `torch.optim` parameter group: the parameters `select` picks train with this group's
+/// weight decay and learning rate where it sets them, the optimizer's otherwise. The first
+/// group that picks a parameter decides; the rest keep the optimizer's values. A group's rate
+/// is its base rate: schedules and warm-up scale it as they scale the optimizer's, and
+/// [`Trainer::set_lr`](crate::train::Trainer::set_lr) leaves it as it is. nanoGPT's recipe
+/// is `ParamGroup::new(ParamSelect::RankBelow(2)).with_weight_decay(0.0)`: decay only on
 /// matrices, never on biases, LayerNorm gains or other vectors.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParamGroup {
     pub select: ParamSelect,
-    pub weight_decay: f32,
+    pub weight_decay: Option<f32>,
+    pub lr: Option<f32>,
 }
 
 /// Which parameters a [`ParamGroup`] holds.
@@ -31,16 +34,52 @@ pub enum ParamSelect {
     Names(Vec<String>),
 }
 
+/// What a parameter's group sets; `None`: the optimizer's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GroupSettings {
+    pub weight_decay: Option<f32>,
+    pub lr: Option<f32>,
+}
+
 impl ParamGroup {
-    /// Per parameter, the weight decay its group sets (`None`: the optimizer's own), after
-    /// checking that every name a group lists exists.
-    pub fn resolve(groups: &[ParamGroup], params: &[ParamSpec]) -> Result<Vec<Option<f32>>> {
+    /// A group of the parameters `select` picks that sets nothing yet.
+    pub fn new(select: ParamSelect) -> Self {
+        Self {
+            select,
+            weight_decay: None,
+            lr: None,
+        }
+    }
+
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = Some(weight_decay);
+        self
+    }
+
+    pub fn with_lr(mut self, lr: f32) -> Self {
+        self.lr = Some(lr);
+        self
+    }
+
+    /// Per parameter, what its group sets, after checking that every name a group lists
+    /// exists and every value is finite and not negative.
+    pub fn resolve(groups: &[ParamGroup], params: &[ParamSpec]) -> Result<Vec<GroupSettings>> {
         for group in groups {
             if let ParamSelect::Names(names) = &group.select
                 && let Some(missing) = names.iter().find(|n| !params.iter().any(|p| &p.name == *n))
             {
                 return Err(Error::InvalidArgument(format!(
                     "parameter group names {missing}, which the model does not have"
+                )));
+            }
+            if let Some(bad) = [group.weight_decay, group.lr]
+                .into_iter()
+                .flatten()
+                .find(|v| !(v.is_finite() && *v >= 0.0))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "parameter group {:?}: {bad} is not a finite value ≥ 0",
+                    group.select
                 )));
             }
         }
@@ -53,7 +92,10 @@ impl ParamGroup {
                         ParamSelect::RankBelow(rank) => p.shape.len() < *rank,
                         ParamSelect::Names(names) => names.contains(&p.name),
                     })
-                    .map(|g| g.weight_decay)
+                    .map_or_else(GroupSettings::default, |g| GroupSettings {
+                        weight_decay: g.weight_decay,
+                        lr: g.lr,
+                    })
             })
             .collect())
     }
@@ -299,6 +341,7 @@ impl Optimizer {
     pub fn kernel_params(&self, l1: f32) -> (UpdateRule, OptimParams) {
         let base = OptimParams {
             l1,
+            lr_scale: 1.0,
             ..OptimParams::default()
         };
         match *self {

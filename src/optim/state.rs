@@ -7,28 +7,28 @@ use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::graph::Weights;
 use crate::kernels::optim::{OptimParams, UpdateBuffers, update};
 use crate::kernels::reduce;
-use crate::optim::Optimizer;
+use crate::optim::{GroupSettings, Optimizer};
 
 /// Everything an optimizer adds to a training step.
 pub struct OptimizerState {
     pub optimizer: Optimizer,
     /// Flat state tensors in the kernel's binding order; unused ones are one-element stand-ins.
     pub states: Vec<Tensor>,
-    /// Per parameter, the weight decay of its parameter group (`None`: the optimizer's).
-    weight_decays: Vec<Option<f32>>,
+    /// Per parameter, what its parameter group sets.
+    groups: Vec<GroupSettings>,
     dispatches: Vec<Dispatch>,
 }
 
 impl OptimizerState {
     /// `clip_norm` clips by global norm; `skip_nonfinite` leaves a step with a non-finite
-    /// gradient undone instead of applying it; `weight_decays` overrides the optimizer's
-    /// weight decay per parameter (its [`ParamGroup`](crate::optim::ParamGroup)).
+    /// gradient undone instead of applying it; `groups` overrides the optimizer's weight
+    /// decay and rate per parameter (its [`ParamGroup`](crate::optim::ParamGroup)).
     pub fn new(
         gpu: &Gpu,
         weights: &Weights,
         (optimizer, l1): (Optimizer, f32),
         (clip_norm, skip_nonfinite): (Option<f32>, bool),
-        weight_decays: Vec<Option<f32>>,
+        groups: Vec<GroupSettings>,
         step_ring: &wgpu::Buffer,
     ) -> Result<Self> {
         let n = weights.params.len();
@@ -45,7 +45,7 @@ impl OptimizerState {
             (optimizer, l1),
             (clip_norm, skip_nonfinite),
             step_ring,
-            (states, weight_decays),
+            (states, groups),
         )
     }
 
@@ -75,7 +75,7 @@ impl OptimizerState {
             (optimizer, l1),
             (clip_norm, skip_nonfinite),
             step_ring,
-            (self.states.clone(), self.weight_decays.clone()),
+            (self.states.clone(), self.groups.clone()),
         )
     }
 
@@ -85,15 +85,21 @@ impl OptimizerState {
         (optimizer, l1): (Optimizer, f32),
         (clip_norm, skip_nonfinite): (Option<f32>, bool),
         step_ring: &wgpu::Buffer,
-        (states, weight_decays): (Vec<Tensor>, Vec<Option<f32>>),
+        (states, groups): (Vec<Tensor>, Vec<GroupSettings>),
     ) -> Result<Self> {
         optimizer.validate()?;
-        if weight_decays.len() != weights.param_views.len() {
+        if groups.len() != weights.param_views.len() {
             return Err(crate::Error::InvalidArgument(format!(
-                "{} parameter-group weight decays for {} parameters",
-                weight_decays.len(),
+                "parameter-group settings for {} parameters, the model has {}",
+                groups.len(),
                 weights.param_views.len()
             )));
+        }
+        let base_lr = optimizer.lr();
+        if base_lr == 0.0 && groups.iter().any(|g| g.lr.is_some_and(|lr| lr != 0.0)) {
+            return Err(crate::Error::InvalidArgument(
+                "a parameter group's own rate is a multiple of the optimizer's, which is 0".into(),
+            ));
         }
         let clip = gpu.tensor(&[0.0, 1.0], &[2])?;
         // Skipping non-finite steps needs the gradient norm every step; without clipping, a
@@ -107,18 +113,27 @@ impl OptimizerState {
         if skip_nonfinite {
             params.flags |= OptimParams::SKIP_NONFINITE;
         }
-        // One fused dispatch per run of neighbouring parameters that share a weight decay
-        // (one for the whole model without parameter groups), each on views of the flat
+        // One fused dispatch per run of neighbouring parameters that share a weight decay and
+        // rate (one for the whole model without parameter groups), each on views of the flat
         // buffers: parameters start on 256-byte boundaries, as bindings need.
         let total = weights.params.len();
-        let decay_of = |i: usize| weight_decays[i].unwrap_or(params.weight_decay);
+        let settings_of = |i: usize| {
+            let g = groups[i];
+            let lr_scale =
+                g.lr.map_or(1.0, |lr| if lr == 0.0 { 0.0 } else { lr / base_lr });
+            (g.weight_decay.unwrap_or(params.weight_decay), lr_scale)
+        };
+        let same = |a: (f32, f32), b: (f32, f32)| {
+            (a.0.to_bits(), a.1.to_bits()) == (b.0.to_bits(), b.1.to_bits())
+        };
         let offsets = weights.offsets();
         let mut first = 0;
         while first < offsets.len() {
             let mut end = first + 1;
-            while end < offsets.len() && decay_of(end).to_bits() == decay_of(first).to_bits() {
+            while end < offsets.len() && same(settings_of(end), settings_of(first)) {
                 end += 1;
             }
+            let (weight_decay, lr_scale) = settings_of(first);
             let start = offsets[first];
             let len = offsets.get(end).copied().unwrap_or(total) - start;
             let view = |t: &Tensor| {
@@ -132,7 +147,8 @@ impl OptimizerState {
                 gpu,
                 rule,
                 OptimParams {
-                    weight_decay: decay_of(first),
+                    weight_decay,
+                    lr_scale,
                     ..params
                 },
                 &UpdateBuffers {
@@ -148,7 +164,7 @@ impl OptimizerState {
         Ok(Self {
             optimizer,
             states,
-            weight_decays,
+            groups,
             dispatches,
         })
     }

@@ -241,25 +241,22 @@ fn parameters_set_on_a_trainer_are_the_ones_it_trains() {
 }
 
 #[test]
-fn parameter_groups_set_each_parameters_weight_decay_for_many_steps() {
+fn parameter_groups_set_each_parameters_weight_decay_and_rate_for_many_steps() {
     use wgtrain::optim::{ParamGroup, ParamSelect};
     let mut rng = rng("param groups");
     // 0.weight [6, 4], 0.bias [6], 2.weight [3, 6], 2.bias [3]. The first group that picks a
-    // parameter decides: 2.weight decays by 0.5, the biases not at all, 0.weight by the
-    // optimizer's 0.1. The large decays make a wrong assignment visible within a few steps.
+    // parameter decides: 2.weight decays by 0.5 at a rate of 0.05, the biases do not decay,
+    // 0.weight keeps the optimizer's 0.1 and 0.02. The large values make a wrong assignment
+    // visible within a few steps.
     let model = Sequential::mlp(4, &[6], 3, Activation::Tanh, 0.0, false);
     let optimizer = Optimizer::adamw(0.02).with_weight_decay(0.1);
     let groups = vec![
-        ParamGroup {
-            select: ParamSelect::Names(vec!["2.weight".into()]),
-            weight_decay: 0.5,
-        },
-        ParamGroup {
-            select: ParamSelect::RankBelow(2),
-            weight_decay: 0.0,
-        },
+        ParamGroup::new(ParamSelect::Names(vec!["2.weight".into()]))
+            .with_weight_decay(0.5)
+            .with_lr(0.05),
+        ParamGroup::new(ParamSelect::RankBelow(2)).with_weight_decay(0.0),
     ];
-    let decays = [0.1, 0.0, 0.5, 0.0];
+    let settings = [(0.1, 0.02), (0.0, 0.02), (0.5, 0.05), (0.0, 0.02)];
     let graph = model.build(Loss::CrossEntropy).expect("model");
     let weights = Weights::init(gpu(), &graph, 3).expect("weights");
     let mut params: Vec<Vec<f64>> = weights
@@ -276,8 +273,11 @@ fn parameter_groups_set_each_parameters_weight_decay_for_many_steps() {
     let mut trainer = Trainer::new(gpu(), graph.clone(), weights, config).expect("trainer");
     let mut states: Vec<OptimizerReference> = params
         .iter()
-        .zip(decays)
-        .map(|(p, decay)| OptimizerReference::new(optimizer.with_weight_decay(decay), 0.0, p.len()))
+        .zip(settings)
+        .map(|(p, (decay, lr))| {
+            let optimizer = optimizer.with_weight_decay(decay).with_lr(lr);
+            OptimizerReference::new(optimizer, 0.0, p.len())
+        })
         .collect();
     let (x, y) = (rng.uniform(8 * 4, -1.0, 1.0), rng.below(8, 3));
     let (inputs, y64) = ([f64s(&x)], f64s(&y));
@@ -285,7 +285,7 @@ fn parameter_groups_set_each_parameters_weight_decay_for_many_steps() {
         let f = |p: &[Vec<f64>]| reference::graph_loss(&graph, p, &inputs, &y64, 8, None);
         let grads = reference::finite_difference_grads(&params, f);
         for ((p, g), state) in params.iter_mut().zip(&grads).zip(&mut states) {
-            state.step(f64::from(optimizer.lr()), p, g);
+            state.step(f64::from(state.optimizer.lr()), p, g);
         }
         trainer.train_batch(&x, &y).expect("step");
     }
@@ -293,7 +293,7 @@ fn parameter_groups_set_each_parameters_weight_decay_for_many_steps() {
     for (t, (g, want)) in got.iter().zip(&params).enumerate() {
         // As in the fifty-step test above: f32 gradients and updates drift by ≤ 2e-4.
         assert_close(
-            &format!("parameter {t} (decay {})", decays[t]),
+            &format!("parameter {t} (decay, lr {:?})", settings[t]),
             g,
             want,
             2e-4,
@@ -307,10 +307,7 @@ fn a_parameter_group_naming_a_missing_parameter_is_refused() {
     use wgtrain::optim::{ParamGroup, ParamSelect};
     let model = Sequential::mlp(4, &[6], 3, Activation::Tanh, 0.0, false);
     let config = TrainConfig {
-        param_groups: vec![ParamGroup {
-            select: ParamSelect::Names(vec!["1.weight".into()]),
-            weight_decay: 0.0,
-        }],
+        param_groups: vec![ParamGroup::new(ParamSelect::Names(vec!["1.weight".into()]))],
         ..Default::default()
     };
     let Err(err) = Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config) else {
