@@ -228,7 +228,7 @@ fn rust_params_structs_match_their_wgsl_layouts() {
                 offset_of!(OptimParams, l1),
                 offset_of!(OptimParams, dampening),
                 offset_of!(OptimParams, lr_scale),
-                offset_of!(OptimParams, _pad) + 0,
+                offset_of!(OptimParams, _pad),
                 offset_of!(OptimParams, _pad) + 4,
                 offset_of!(OptimParams, _pad) + 8,
             ],
