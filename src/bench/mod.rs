@@ -25,28 +25,30 @@ use crate::optim::Optimizer;
 use crate::train::{TrainConfig, Trainer};
 
 /// `wgtrain bench` / `cargo run --release --example bench` flags.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct BenchArgs {
     /// Also write one JSON object per measurement to this file.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub json: Option<PathBuf>,
     /// Small sizes: the whole suite in about a minute on lavapipe.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub quick: bool,
     /// Time the one-output-per-thread matmul at every size too, and print the ratio.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub compare_naive: bool,
     /// Time each dispatch of one training step on its own at this batch size: where the
     /// step's time goes.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub profile: Option<usize>,
     /// The model `--profile` steps: the mlp-bench MLP or the MNIST CNN.
-    #[arg(long, value_enum, default_value_t = ProfiledModel::Mlp)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = ProfiledModel::Mlp))]
     pub profile_model: ProfiledModel,
 }
 
 /// The models `--profile` knows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ProfiledModel {
     /// 784-1024-1024-10, ReLU, Adam (the mlp-bench step).
     #[default]

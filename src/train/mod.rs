@@ -7,13 +7,17 @@ mod feed;
 
 use feed::Gathered;
 mod metrics;
+#[cfg(feature = "cli")]
 mod plot;
+#[cfg(feature = "cli")]
 mod progress;
 mod text;
 
 pub use metrics::{ClassificationMetrics, RegressionMetrics};
+#[cfg(feature = "cli")]
 pub use plot::plot_curves;
-pub use progress::{EpochProgress, say, warn};
+#[cfg(feature = "cli")]
+pub use progress::EpochProgress;
 pub use text::Sampling;
 
 use std::collections::{HashMap, VecDeque};
@@ -564,4 +568,17 @@ impl Trainer {
             outputs,
         })
     }
+}
+
+/// One line to stdout. A closed or full stdout (`wgtrain train ... | head -1`) drops the line
+/// instead of panicking as `println!` does: a report must never cost a run its checkpoint.
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// [`say`] for stderr.
+pub fn warn(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::train::StepLog;
+use crate::train::{StepLog, say};
 
 pub struct EpochProgress {
     bar: ProgressBar,
@@ -63,17 +63,4 @@ impl EpochProgress {
             self.samples_per_second()
         ));
     }
-}
-
-/// One line to stdout. A closed or full stdout (`wgtrain train ... | head -1`) drops the line
-/// instead of panicking as `println!` does: a report must never cost a run its checkpoint.
-pub fn say(line: impl std::fmt::Display) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
-}
-
-/// [`say`] for stderr.
-pub fn warn(line: impl std::fmt::Display) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
