@@ -13,7 +13,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     match wgtrain::bench::run(&Cli::parse().args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(_) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             std::process::ExitCode::FAILURE

@@ -22,6 +22,8 @@ pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, Tensor};
+/// The wgpu this crate is built on, for custom ops and callers that share its device.
+pub use wgpu;
 
 /// What an application needs, in one import.
 pub mod prelude {

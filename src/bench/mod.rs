@@ -72,7 +72,16 @@ pub struct Measurement {
     pub extra: Option<(f64, &'static str)>,
 }
 
-pub fn run(args: &BenchArgs) -> Result<()> {
+/// What a run of the suite measured, on which adapter: every figure printed, as values.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub adapter: wgpu::AdapterInfo,
+    pub measurements: Vec<Measurement>,
+}
+
+/// Runs the suite (or `--profile`, which prints its table and measures nothing else),
+/// printing each figure as it lands; returns them all.
+pub fn run(args: &BenchArgs) -> Result<Report> {
     // An output that cannot be written is found before the suite runs, not after.
     if let Some(path) = &args.json {
         crate::files::output_target(path)?;
@@ -102,7 +111,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let mut rng = StdRng::seed_from_u64(1);
     if let Some(batch) = args.profile {
-        return profile_step(&gpu, args.profile_model, batch);
+        profile_step(&gpu, args.profile_model, batch)?;
+        return Ok(Report {
+            adapter: info,
+            measurements: vec![],
+        });
     }
 
     let squares: &[usize] = match (args.quick, cpu) {
@@ -234,7 +247,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .collect();
         crate::files::write_atomically(path, (lines.join("\n") + "\n").as_bytes())?;
     }
-    Ok(())
+    Ok(Report {
+        adapter: info,
+        measurements: results,
+    })
 }
 
 fn uniform(rng: &mut StdRng, n: usize) -> Vec<f32> {

@@ -271,7 +271,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval(&args),
         Command::Predict(args) => commands::predict(&args),
         Command::Generate(args) => commands::generate(&args),
-        Command::Bench(args) => wgtrain::bench::run(&args),
+        Command::Bench(args) => wgtrain::bench::run(&args).map(|_| ()),
     };
     // A run that finished while a signal was pending still reports the interruption.
     let result = match (result, signals::received()) {
