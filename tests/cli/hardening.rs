@@ -382,9 +382,11 @@ fn interrupts_at_random_moments_stop_cleanly() {
             last >= step,
             "round {round}: the log reaches the checkpoint's step {step}"
         );
+        // A signal that lands after the last step says the run had finished instead.
         if code != 0 {
             assert!(
-                message.contains("the last checkpoint is"),
+                message.contains("the last checkpoint is")
+                    || message.contains("the command had finished; its outputs are complete"),
                 "round {round}: {message}"
             );
         }
