@@ -448,27 +448,17 @@ impl Trainer {
         let batches = all.get(range.clone()).ok_or_else(|| {
             Error::InvalidArgument(format!("batches {range:?} of an epoch of {}", all.len()))
         })?;
-        let mut pending: VecDeque<(u64, Vec<usize>, PendingRead)> = VecDeque::new();
-        let mut total = 0.0;
-        for chunk in batches.chunks(self.steps_per_submit(data)) {
-            let first = self.step + 1;
-            self.submit_steps(data, chunk)?;
-            let sizes = chunk.iter().map(|&(_, b)| b).collect();
-            pending.push_back((
-                first,
-                sizes,
-                self.gpu
-                    .read_async(self.loss_ring.buffer(), 0, 4 * chunk.len() as u64),
-            ));
-            // Keep a few submissions in flight; report losses that have landed.
-            while pending.len() > 2 {
-                let (first, sizes, read) = pending.pop_front().expect("queue is non-empty");
-                total += self.report(epoch, first, &sizes, read.wait(&self.gpu)?, on_step)?;
-            }
-        }
-        while let Some((first, sizes, read)) = pending.pop_front() {
-            total += self.report(epoch, first, &sizes, read.wait(&self.gpu)?, on_step)?;
-        }
+        let chunks: Vec<&[(usize, usize)]> = batches.chunks(self.steps_per_submit(data)).collect();
+        let sizes: Vec<Vec<usize>> = chunks
+            .iter()
+            .map(|chunk| chunk.iter().map(|&(_, b)| b).collect())
+            .collect();
+        let total = self.pipelined(
+            epoch,
+            &sizes,
+            &mut |trainer, i| trainer.submit_steps(data, chunks[i]),
+            on_step,
+        )?;
         Ok((total, batches.iter().map(|&(_, b)| b).sum()))
     }
 
@@ -500,6 +490,37 @@ impl Trainer {
             });
         }
         Ok(loss)
+    }
+
+    /// Submits one submission per entry of `chunks` (its steps' batch rows) through
+    /// `submit(self, i)`, which records them and advances `self.step`, keeping a few in flight
+    /// and handing each step's loss to `on_step` as it lands; returns Σ loss · batch rows.
+    fn pipelined(
+        &mut self,
+        epoch: usize,
+        chunks: &[Vec<usize>],
+        submit: &mut dyn FnMut(&mut Self, usize) -> Result<()>,
+        on_step: &mut dyn FnMut(&StepLog),
+    ) -> Result<f64> {
+        let mut pending: VecDeque<(u64, &[usize], PendingRead)> = VecDeque::new();
+        let mut total = 0.0;
+        for (i, sizes) in chunks.iter().enumerate() {
+            let first = self.step + 1;
+            submit(self, i)?;
+            let read = self
+                .gpu
+                .read_async(self.loss_ring.buffer(), 0, 4 * sizes.len() as u64);
+            pending.push_back((first, sizes, read));
+            // Keep a few submissions in flight; report losses that have landed.
+            while pending.len() > 2 {
+                let (first, sizes, read) = pending.pop_front().expect("queue is non-empty");
+                total += self.report(epoch, first, sizes, read.wait(&self.gpu)?, on_step)?;
+            }
+        }
+        while let Some((first, sizes, read)) = pending.pop_front() {
+            total += self.report(epoch, first, sizes, read.wait(&self.gpu)?, on_step)?;
+        }
+        Ok(total)
     }
 
     /// Hands each step's loss to `on_step`; returns Σ loss · batch rows.

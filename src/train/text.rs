@@ -24,35 +24,29 @@ impl Trainer {
         let batch = self.config.batch_size;
         self.prepare_blocks(tokens, batch, Mode::Train)?;
         self.prepare_loss_copy(batch)?;
-        let mut pending: VecDeque<(u64, usize, PendingRead)> = VecDeque::new();
-        let mut total = 0.0;
         let per_submit = self.config.steps_per_submit.max(1);
-        let mut left = steps;
-        while left > 0 {
-            let chunk = left.min(per_submit);
-            left -= chunk;
-            let first = self.step + 1;
-            for j in 0..chunk {
-                self.write_step_params(j, first + j as u64);
-            }
-            self.gpu.run_pass(|pass| {
-                for j in 0..chunk {
-                    self.record_step(pass, tokens.id, j, (0, batch));
+        let chunks: Vec<Vec<usize>> = (0..steps)
+            .step_by(per_submit)
+            .map(|first| vec![batch; per_submit.min(steps - first)])
+            .collect();
+        let total = self.pipelined(
+            0,
+            &chunks,
+            &mut |trainer, i| {
+                let (count, first) = (chunks[i].len(), trainer.step + 1);
+                for j in 0..count {
+                    trainer.write_step_params(j, first + j as u64);
                 }
-            })?;
-            self.step += chunk as u64;
-            let read = self
-                .gpu
-                .read_async(self.loss_ring.buffer(), 0, 4 * chunk as u64);
-            pending.push_back((first, chunk, read));
-            while pending.len() > 2 {
-                let (first, n, read) = pending.pop_front().expect("queue is non-empty");
-                total += self.report(0, first, &vec![batch; n], read.wait(&self.gpu)?, on_step)?;
-            }
-        }
-        while let Some((first, n, read)) = pending.pop_front() {
-            total += self.report(0, first, &vec![batch; n], read.wait(&self.gpu)?, on_step)?;
-        }
+                trainer.gpu.run_pass(|pass| {
+                    for j in 0..count {
+                        trainer.record_step(pass, tokens.id, j, (0, batch));
+                    }
+                })?;
+                trainer.step += count as u64;
+                Ok(())
+            },
+            on_step,
+        )?;
         Ok(total / (steps * batch).max(1) as f64)
     }
 
@@ -109,22 +103,14 @@ impl Trainer {
         if self.gathers.contains_key(&key) {
             return Ok(());
         }
-        let block = match self.graph.inputs()[..] {
-            [(_, &[block], DType::U32)] => block,
-            ref inputs => {
-                return Err(Error::InvalidArgument(format!(
-                    "a token stream feeds a graph with one [block] u32 input; this graph's inputs are {inputs:?}"
-                )));
-            }
-        };
-        match (self.graph.loss(), self.graph.output_dims()) {
-            (Some(Loss::CrossEntropy), Some(dims)) if dims == [block, tokens.vocab_size] => {}
-            (loss, dims) => {
-                return Err(Error::InvalidArgument(format!(
-                    "a token stream of a {}-token vocabulary needs [{block}, {}] logits under cross-entropy; this graph has {dims:?} under {loss:?}",
-                    tokens.vocab_size, tokens.vocab_size
-                )));
-            }
+        let (block, vocab) = self.language_model_sizes()?;
+        if self.graph.loss() != Some(Loss::CrossEntropy) || vocab != tokens.vocab_size {
+            return Err(Error::InvalidArgument(format!(
+                "a token stream of a {}-token vocabulary needs [{block}, {}] logits under cross-entropy; this graph has [{block}, {vocab}] under {:?}",
+                tokens.vocab_size,
+                tokens.vocab_size,
+                self.graph.loss()
+            )));
         }
         if tokens.len() <= block {
             return Err(Error::InvalidArgument(format!(
