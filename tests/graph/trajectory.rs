@@ -8,6 +8,12 @@ use wgtrain::train::{TrainConfig, Trainer};
 
 use crate::common::*;
 
+/// The parameters' initial values in f64, the reference trajectories' starting point.
+fn params_f64(weights: &Weights) -> Vec<Vec<f64>> {
+    let params = weights.read_params(gpu()).expect("read");
+    params.iter().map(|p| f64s(p)).collect()
+}
+
 fn optimizers() -> [(&'static str, Optimizer); 8] {
     [
         ("sgd", Optimizer::sgd(0.1)),
@@ -42,12 +48,7 @@ fn fifty_steps_match_an_f64_implementation_for_every_optimizer() {
         let graph = model.build(loss).expect("valid model");
         let reference_graph = graph.clone();
         let weights = Weights::init(gpu(), &graph, 7).expect("weights");
-        let mut params: Vec<Vec<f64>> = weights
-            .read_params(gpu())
-            .expect("read")
-            .iter()
-            .map(|p| f64s(p))
-            .collect();
+        let mut params = params_f64(&weights);
         let config = TrainConfig {
             optimizer,
             ..Default::default()
@@ -148,12 +149,7 @@ fn a_learning_rate_set_between_steps_takes_effect_from_the_next_step() {
         .collect();
     let graph = model.build(Loss::CrossEntropy).expect("valid model");
     let weights = Weights::init(gpu(), &graph, 3).expect("weights");
-    let mut params: Vec<Vec<f64>> = weights
-        .read_params(gpu())
-        .expect("read")
-        .iter()
-        .map(|p| f64s(p))
-        .collect();
+    let mut params = params_f64(&weights);
     let optimizer = Optimizer::adam(0.02);
     let config = TrainConfig {
         optimizer,
@@ -259,12 +255,7 @@ fn parameter_groups_set_each_parameters_weight_decay_and_rate_for_many_steps() {
     let settings = [(0.1, 0.02), (0.0, 0.02), (0.5, 0.05), (0.0, 0.02)];
     let graph = model.build(Loss::CrossEntropy).expect("model");
     let weights = Weights::init(gpu(), &graph, 3).expect("weights");
-    let mut params: Vec<Vec<f64>> = weights
-        .read_params(gpu())
-        .expect("read")
-        .iter()
-        .map(|p| f64s(p))
-        .collect();
+    let mut params = params_f64(&weights);
     let config = TrainConfig {
         optimizer,
         param_groups: groups,
