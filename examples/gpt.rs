@@ -174,20 +174,20 @@ fn run(args: Args) -> Result<()> {
         Some(path) if path.exists() => {
             // The saved graph is kept whole (its attention too); its parameters must be these.
             let trainer = Trainer::load(&gpu, path)?;
-            if trainer.graph.params() != graph.params()
-                || trainer.vocabulary.as_ref() != Some(&corpus.vocabulary)
+            if trainer.graph().params() != graph.params()
+                || trainer.vocabulary() != Some(&corpus.vocabulary)
             {
                 return Err(wgtrain::Error::InvalidArgument(format!(
                     "{} holds another model or vocabulary than these flags and data make",
                     path.display()
                 )));
             }
-            println!("resumed from {} at step {}", path.display(), trainer.step);
+            println!("resumed from {} at step {}", path.display(), trainer.step());
             trainer
         }
         _ => {
             let mut trainer = Trainer::for_graph(&gpu, graph, train_config)?;
-            trainer.vocabulary = Some(corpus.vocabulary.clone());
+            trainer.set_vocabulary(corpus.vocabulary.clone())?;
             trainer
         }
     };
@@ -199,18 +199,18 @@ fn run(args: Args) -> Result<()> {
         let val_loss = trainer.evaluate_token_blocks(&val, args.eval_blocks, 2)?;
         println!(
             "step {:>5}  train loss {train_loss:.4}  val loss {val_loss:.4}  ({seconds:.0} s)",
-            trainer.step
+            trainer.step()
         );
         Ok(())
     };
     let started = Instant::now();
     report(&mut trainer, 0.0)?;
     let (mut training_seconds, mut trained_steps) = (0.0, 0);
-    while trainer.step < args.iters as u64 {
+    while trainer.step() < args.iters as u64 {
         let steps = args
             .eval_interval
             .max(1)
-            .min(args.iters - trainer.step as usize);
+            .min(args.iters - trainer.step() as usize);
         let t = Instant::now();
         trainer.fit_token_steps(&train, steps, &mut |_| {})?;
         training_seconds += t.elapsed().as_secs_f64();

@@ -88,7 +88,7 @@ fn run(args: Args) -> Result<()> {
     let train = DeviceDataset::upload(&gpu, &train)?;
     let test_data = DeviceDataset::upload(&gpu, &test)?;
 
-    let steps = train.rows.div_ceil(args.batch_size);
+    let steps = train.rows().div_ceil(args.batch_size);
     for epoch in 0..args.epochs {
         let mut progress = EpochProgress::new(epoch, args.epochs, steps);
         let loss = trainer.fit_epoch(&train, epoch, &mut |log| progress.step(log))?;

@@ -122,7 +122,7 @@ fn run(args: Args) -> Result<()> {
     let state = TrainingState {
         epoch: args.epochs,
         batch: 0,
-        step: trainer.step,
+        step: trainer.step(),
         seed: args.seed,
         optimizer: trainer.config().optimizer,
         run: None,

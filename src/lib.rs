@@ -7,6 +7,7 @@
 //!
 //! The README, whose library example runs as a doc test:
 #![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod data;

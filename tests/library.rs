@@ -34,7 +34,7 @@ fn a_saved_trainer_loads_to_the_same_predictions_and_the_same_next_steps() {
     trainer.save(&path).expect("save");
     let mut loaded = Trainer::load(gpu(), &path).expect("load");
     let _ = std::fs::remove_file(&path);
-    assert_eq!(loaded.step, 3);
+    assert_eq!(loaded.step(), 3);
 
     let rows = rng.uniform(7 * 5, -1.0, 1.0);
     let before = trainer.predict(&rows).expect("predict");
@@ -162,7 +162,9 @@ fn a_saved_language_model_keeps_its_vocabulary_and_resumes_on_the_same_blocks() 
     };
     let tokens = DeviceTokens::upload(gpu(), &corpus.train, vocab).expect("upload");
     let mut trainer = Trainer::for_graph(gpu(), graph, lm_config()).expect("trainer");
-    trainer.vocabulary = Some(corpus.vocabulary.clone());
+    trainer
+        .set_vocabulary(corpus.vocabulary.clone())
+        .expect("vocabulary");
     trainer
         .fit_token_steps(&tokens, 3, &mut |_| {})
         .expect("steps");
@@ -170,7 +172,7 @@ fn a_saved_language_model_keeps_its_vocabulary_and_resumes_on_the_same_blocks() 
     trainer.save(&path).expect("save");
     let mut loaded = Trainer::load(gpu(), &path).expect("load");
     let _ = std::fs::remove_file(&path);
-    assert_eq!(loaded.vocabulary, Some(corpus.vocabulary.clone()));
+    assert_eq!(loaded.vocabulary(), Some(&corpus.vocabulary));
     let (mut a, mut b) = (vec![], vec![]);
     trainer
         .fit_token_steps(&tokens, 3, &mut |l| a.push(l.loss))
@@ -262,6 +264,14 @@ fn text_input_errors_name_the_problem() {
     assert!(DeviceTokens::upload(gpu(), &[], 7).is_err(), "no tokens");
 
     let mut trainer = Trainer::for_graph(gpu(), tiny_gpt(), lm_config()).expect("trainer");
+    let err = trainer
+        .set_vocabulary(Vocabulary::of("abc"))
+        .expect_err("3 characters for 7 logits");
+    assert!(matches!(err, wgtrain::Error::ShapeMismatch { .. }), "{err}");
+    assert!(trainer.vocabulary().is_none(), "nothing was set");
+    let seven = Vocabulary::of("abcdefg");
+    trainer.set_vocabulary(seven.clone()).expect("7 for 7");
+    assert_eq!(trainer.vocabulary(), Some(&seven));
     let short = DeviceTokens::upload(gpu(), &[1, 2, 3, 4, 5], 7).expect("upload");
     let err = trainer
         .fit_token_steps(&short, 1, &mut |_| {})

@@ -50,7 +50,7 @@ fn two_thousand_steps_allocate_nothing_after_warm_up() {
     for epoch in 20..220 {
         t.fit_epoch(&data, epoch, &mut |_| {}).expect("epoch");
     }
-    assert_eq!(t.step, 2200);
+    assert_eq!(t.step(), 2200);
     assert_eq!(
         gpu.pool_stats(),
         pool,

@@ -46,9 +46,21 @@ fn classification_metrics_match_a_hand_computed_confusion_matrix() {
 
 #[test]
 fn regression_metrics_match_hand_computation() {
-    let m = RegressionMetrics::new(&[1.0, 2.0, 4.0], &[1.0, 3.0, 5.0]);
+    let m = RegressionMetrics::new(&[1.0, 2.0, 4.0], &[1.0, 3.0, 5.0]).expect("metrics");
     assert_eq!(m.mse, 2.0 / 3.0);
     assert_eq!(m.mae, 2.0 / 3.0);
     // mean 3, SS_tot = 4 + 0 + 4 = 8, SS_res = 2.
     assert_eq!(m.r2, 1.0 - 2.0 / 8.0);
+}
+
+#[test]
+fn regression_metrics_refuse_mismatched_or_empty_inputs() {
+    for (predicted, actual) in [(&[1.0, 2.0][..], &[1.0, 2.0, 3.0][..]), (&[], &[])] {
+        match RegressionMetrics::new(predicted, actual) {
+            Err(wgtrain::Error::ShapeMismatch { left, right, .. }) => {
+                assert_eq!((left, right), (vec![predicted.len()], vec![actual.len()]));
+            }
+            other => panic!("{predicted:?} vs {actual:?}: {other:?}"),
+        }
+    }
 }

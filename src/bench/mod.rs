@@ -63,10 +63,15 @@ pub enum ProfiledModel {
 /// One figure of the suite.
 #[derive(Clone, Debug)]
 pub struct Measurement {
+    /// The benchmark (`matmul`, `train-step`, ...).
     pub name: &'static str,
+    /// Its shape and settings, as printed.
     pub params: String,
+    /// The figure, in `unit`.
     pub figure: f64,
+    /// `GFLOP/s`, `GB/s`, `ms`, `samples/s`...
     pub unit: &'static str,
+    /// How it was timed.
     pub clock: Clock,
     /// A second figure of the same run (µs per update, samples/s, ratio to naive).
     pub extra: Option<(f64, &'static str)>,
@@ -75,7 +80,9 @@ pub struct Measurement {
 /// What a run of the suite measured, on which adapter: every figure printed, as values.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// The adapter that ran the suite.
     pub adapter: wgpu::AdapterInfo,
+    /// Every figure, in the order printed.
     pub measurements: Vec<Measurement>,
 }
 
@@ -398,7 +405,6 @@ fn bench_adam(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measurement> {
         0,
         bytemuck::bytes_of(&optimizer.step_params(1, 1e-3, 0)),
     );
-    let (rule, params) = optimizer.kernel_params(0.0);
     let buffers = UpdateBuffers {
         step_ring: &ring,
         grad: &grad,
@@ -406,7 +412,7 @@ fn bench_adam(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measurement> {
         param: &param,
         states: [&states[0], &states[1], &states[2]],
     };
-    let dispatch = update(gpu, rule, params, &buffers)?;
+    let dispatch = update(gpu, &optimizer, 0.0, &buffers)?;
     let mut reference = crate::reference::OptimizerReference::new(optimizer, 0.0, 64);
     let mut want: Vec<f64> = p0[..64].iter().map(|&v| f64::from(v)).collect();
     reference.step(

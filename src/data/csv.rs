@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 pub enum Task {
     /// Class indices 0..classes.
     Classify,
+    /// Real-valued targets.
     Regress,
 }
 
@@ -185,11 +186,14 @@ pub fn parse_csv(path: &Path, bytes: &[u8], target: Option<&str>, task: Task) ->
 /// applied unchanged to test data.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Standardizer {
+    /// Each feature's mean over the training rows.
     pub mean: Vec<f32>,
+    /// Each feature's standard deviation (1 where a feature is constant).
     pub std: Vec<f32>,
 }
 
 impl Standardizer {
+    /// The statistics of `data`'s features.
     pub fn fit(data: &Dataset) -> Self {
         let (rows, cols) = (data.rows.max(1), data.cols);
         let mut mean = vec![0.0f64; cols];

@@ -20,13 +20,13 @@ use super::{Dataset, Features};
 pub struct DeviceDataset {
     /// Unique per upload: compiled gathers are cached under it.
     pub(crate) id: usize,
-    pub rows: usize,
-    pub cols: usize,
-    pub target_cols: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) target_cols: usize,
     /// Largest class label + 1 of a classification set (0 for regression targets): checked
     /// against a model's outputs before any batch reaches the GPU.
-    pub classes: usize,
-    pub image: Option<(usize, usize)>,
+    pub(crate) classes: usize,
+    pub(crate) image: Option<(usize, usize)>,
     pub(crate) storage: Storage,
     /// The standard order last set, so an epoch split into several calls (checkpoints every
     /// few steps) shuffles and uploads its order once; `None` after a caller's own order.
@@ -68,6 +68,7 @@ pub(crate) fn next_id() -> usize {
 impl DeviceDataset {
     /// Resident when features, targets and order each fit one binding; streamed otherwise.
     pub fn upload(gpu: &Gpu, data: &Dataset) -> Result<Self> {
+        data.check()?;
         let feature_bytes = match &data.features {
             Features::F32(v) => 4 * v.len() as u64,
             Features::U8 { bytes, .. } => bytes.len().div_ceil(4) as u64 * 4,
@@ -100,6 +101,7 @@ impl DeviceDataset {
     /// Keeps the data on the host and streams batches (for data larger than the device
     /// allows, or to save device memory).
     pub fn streamed(data: &Dataset) -> Result<Self> {
+        data.check()?;
         let storage = Storage::Streamed {
             data: data.clone(),
             order: Mutex::new((0..data.rows as u32).collect()),
@@ -120,6 +122,23 @@ impl DeviceDataset {
         }
     }
 
+    /// Samples in the set.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Features per sample.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Largest class label + 1 of a classification set; 0 for regression targets.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Whether batches are gathered on the host and copied per step (data larger than one
+    /// binding) rather than gathered on the device.
     pub fn is_streamed(&self) -> bool {
         matches!(self.storage, Storage::Streamed { .. })
     }

@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 /// An IDX array of bytes with its dimensions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdxArray {
+    /// The sizes of each dimension, as the header gives them.
     pub dims: Vec<usize>,
+    /// The elements, row-major.
     pub data: Vec<u8>,
 }
 
@@ -159,7 +161,9 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
 /// Which half of an MNIST-style directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// `train-images-idx3-ubyte` and its labels.
     Train,
+    /// `t10k-images-idx3-ubyte` and its labels.
     Test,
 }
 

@@ -18,10 +18,13 @@ use crate::error::{Error, Result};
 /// Feature storage on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Features {
+    /// Values as they are.
     F32(Vec<f32>),
     /// Bytes (images), multiplied by `scale` when gathered on the device.
     U8 {
+        /// Row-major bytes.
         bytes: Vec<u8>,
+        /// Factor applied to each byte (1/255 maps pixels to [0, 1]).
         scale: f32,
     },
 }
@@ -40,11 +43,15 @@ pub(crate) fn input_fits(dims: &[usize], cols: usize, image: Option<(usize, usiz
 /// An in-memory dataset of `rows` samples with `cols` features each.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
+    /// The rows' features, row-major.
     pub features: Features,
+    /// Samples.
     pub rows: usize,
+    /// Features per sample.
     pub cols: usize,
     /// Class indices (`target_cols == 0`) or `rows × target_cols` regression targets.
     pub targets: Vec<f32>,
+    /// Targets per row of a regression set; 0 for classification.
     pub target_cols: usize,
     /// `(height, width)` when each row is an image, for shift augmentation.
     pub image: Option<(usize, usize)>,
@@ -76,6 +83,8 @@ impl Dataset {
         Self::new(Features::F32(features), cols, targets, target_cols)
     }
 
+    /// A dataset of `features` in rows of `cols`, with class indices (`target_cols == 0`)
+    /// or `target_cols` regression targets per row, checked as [`Dataset::check`] says.
     pub fn new(
         features: Features,
         cols: usize,
@@ -86,19 +95,41 @@ impl Dataset {
             Features::F32(v) => v.len(),
             Features::U8 { bytes, .. } => bytes.len(),
         };
-        if cols == 0 || len % cols != 0 {
+        let data = Self {
+            features,
+            rows: len / cols.max(1),
+            cols,
+            targets,
+            target_cols,
+            image: None,
+        };
+        data.check()?;
+        Ok(data)
+    }
+
+    /// What every dataset must be before it reaches a GPU (the fields are public, so
+    /// [`DeviceDataset::upload`] checks again): at least one row, features that fill whole
+    /// rows, finite features and targets, one target per row per target column, class
+    /// labels that are whole numbers, and an image size that matches the row width.
+    pub fn check(&self) -> Result<()> {
+        let len = match &self.features {
+            Features::F32(v) => v.len(),
+            Features::U8 { bytes, .. } => bytes.len(),
+        };
+        let cols = self.cols;
+        if cols == 0 || len % cols != 0 || len / cols != self.rows {
             return Err(Error::InvalidArgument(format!(
-                "{len} feature values do not split into rows of {cols}"
+                "{len} feature values do not make {} rows of {cols}",
+                self.rows
             )));
         }
-        let rows = len / cols;
-        if rows == 0 {
+        if self.rows == 0 {
             return Err(Error::InvalidArgument(
                 "a dataset needs at least one row".into(),
             ));
         }
         // Checked where data enters: a NaN feature would train "fine" into NaN weights.
-        if let Features::F32(values) = &features
+        if let Features::F32(values) = &self.features
             && let Some(i) = values.iter().position(|v| !v.is_finite())
         {
             return Err(Error::InvalidArgument(format!(
@@ -108,26 +139,38 @@ impl Dataset {
                 values[i]
             )));
         }
+        let targets = &self.targets;
         if let Some(i) = targets.iter().position(|v| !v.is_finite()) {
             return Err(Error::InvalidArgument(format!(
                 "target {i} is {}: targets must be finite",
                 targets[i]
             )));
         }
-        if targets.len() != rows * target_cols.max(1) {
+        if targets.len() != self.rows * self.target_cols.max(1) {
             return Err(Error::InvalidArgument(format!(
-                "{} targets for {rows} rows",
-                targets.len()
+                "{} targets for {} rows",
+                targets.len(),
+                self.rows
             )));
         }
-        Ok(Self {
-            features,
-            rows,
-            cols,
-            targets,
-            target_cols,
-            image: None,
-        })
+        if self.target_cols == 0
+            && let Some(i) = targets.iter().position(|&t| t < 0.0 || t.fract() != 0.0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "label of row {i} is {}: class labels are whole numbers from 0",
+                targets[i]
+            )));
+        }
+        if let Some((h, w)) = self.image
+            && h * w != cols
+        {
+            return Err(Error::ShapeMismatch {
+                op: "dataset image size against its row width".into(),
+                left: vec![h, w],
+                right: vec![cols],
+            });
+        }
+        Ok(())
     }
 
     /// One sample's shape: `[1, height, width]` for images (IDX files), so the whole set is

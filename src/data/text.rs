@@ -33,10 +33,12 @@ impl Vocabulary {
         Ok(vocab)
     }
 
+    /// Tokens in the vocabulary.
     pub fn len(&self) -> usize {
         self.chars.len()
     }
 
+    /// Whether the vocabulary has no tokens.
     pub fn is_empty(&self) -> bool {
         self.chars.is_empty()
     }
@@ -83,8 +85,11 @@ impl Vocabulary {
 /// A corpus tokenised by its own vocabulary and split for training and validation.
 #[derive(Clone, Debug)]
 pub struct TextCorpus {
+    /// Its distinct characters, sorted: token `i` is the `i`-th.
     pub vocabulary: Vocabulary,
+    /// The first 90% of the text as tokens.
     pub train: Vec<u32>,
+    /// The last 10%, held out.
     pub val: Vec<u32>,
 }
 
@@ -115,6 +120,7 @@ pub struct DeviceTokens {
     /// Unique per upload, among datasets too: compiled samplers are cached under it.
     pub(crate) id: usize,
     pub(crate) tokens: Tensor,
+    /// Every token id is below this.
     pub vocab_size: usize,
 }
 
@@ -137,10 +143,12 @@ impl DeviceTokens {
         })
     }
 
+    /// Tokens in the stream.
     pub fn len(&self) -> usize {
         self.tokens.len()
     }
 
+    /// Whether the stream is empty (never true of an uploaded one).
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }

@@ -42,6 +42,7 @@ impl Gpu {
         pollster::block_on(Self::new_async())
     }
 
+    /// [`Gpu::new`] without blocking: the form a browser (wasm32, WebGPU) must await.
     pub async fn new_async() -> Result<Self> {
         let descriptor = wgpu::InstanceDescriptor {
             backends: wgpu::Backends::PRIMARY,
@@ -129,22 +130,27 @@ impl Gpu {
         })
     }
 
+    /// The wgpu device, for callers that create their own buffers or pipelines.
     pub fn device(&self) -> &wgpu::Device {
         &self.inner.device
     }
 
+    /// The wgpu queue every submission of this `Gpu` goes through.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.inner.queue
     }
 
+    /// Which adapter this is: name, backend, driver.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
     }
 
+    /// The limits the device was opened with (the adapter's own).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.inner.limits
     }
 
+    /// Whether compute passes can carry timestamp queries (the benchmarks' preferred clock).
     pub fn has_timestamps(&self) -> bool {
         self.inner.features.contains(
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,

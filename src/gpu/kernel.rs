@@ -92,6 +92,7 @@ impl Dispatch {
         pass.dispatch_workgroups(x, y, z);
     }
 
+    /// The kernel's entry point name, for profiles and tests.
     pub fn label(&self) -> &str {
         &self.kernel.label
     }

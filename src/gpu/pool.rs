@@ -22,8 +22,11 @@ pub(crate) struct BufferPool {
 /// What the pool holds: buffers created over its life, and how many are idle now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
+    /// Buffers allocated over the pool's life.
     pub buffers_created: u64,
+    /// Their bytes.
     pub bytes_created: u64,
+    /// Buffers now free for reuse.
     pub buffers_idle: u64,
 }
 

@@ -23,6 +23,7 @@ impl std::fmt::Debug for Tensor {
 }
 
 impl Tensor {
+    /// The dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
@@ -32,18 +33,22 @@ impl Tensor {
         self.shape.iter().product()
     }
 
+    /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Bytes the elements take (4 per element).
     pub fn byte_len(&self) -> u64 {
         4 * self.len() as u64
     }
 
+    /// The buffer the tensor lives in (shared with other tensors when it is a view).
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.storage.buffer
     }
 
+    /// Where in [`Tensor::buffer`] the tensor starts.
     pub fn byte_offset(&self) -> u64 {
         self.offset
     }
@@ -114,16 +119,19 @@ impl Gpu {
         self.allocate(shape)
     }
 
+    /// A tensor of zeros.
     pub fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
         self.filled(shape, 0.0)
     }
 
+    /// A tensor with every element `value`.
     pub fn filled(&self, shape: &[usize], value: f32) -> Result<Tensor> {
         let tensor = self.allocate(shape)?;
         self.write(&tensor, &vec![value; tensor.len()])?;
         Ok(tensor)
     }
 
+    /// A tensor holding `data`, whose length must be the shape's product.
     pub fn tensor(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         let tensor = self.allocate(shape)?;
         self.write(&tensor, data)?;
@@ -137,11 +145,12 @@ impl Gpu {
         Ok(tensor)
     }
 
+    /// Overwrites `tensor` with `data` (queued: later submissions see it).
     pub fn write(&self, tensor: &Tensor, data: &[f32]) -> Result<()> {
         self.write_bytes(tensor, bytemuck::cast_slice(data), data.len())
     }
 
-    pub fn write_u32(&self, tensor: &Tensor, data: &[u32]) -> Result<()> {
+    pub(crate) fn write_u32(&self, tensor: &Tensor, data: &[u32]) -> Result<()> {
         self.write_bytes(tensor, bytemuck::cast_slice(data), data.len())
     }
 

@@ -10,11 +10,14 @@ use crate::gpu::Gpu;
 /// How a figure was timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
+    /// GPU timestamp queries around the dispatches alone.
     Timestamps,
+    /// Host wall clock around submit and wait (adapters without timestamps).
     Wall,
 }
 
 impl Clock {
+    /// How reports name the clock.
     pub fn name(self) -> &'static str {
         match self {
             Clock::Timestamps => "timestamp",
@@ -84,6 +87,7 @@ pub fn time_pass(
     Ok((median(&mut times), Clock::Timestamps))
 }
 
+/// The median of `times` (sorted in place); NaN-safe, so a bad sample cannot panic.
 pub fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     times.get(times.len() / 2).copied().unwrap_or(f64::NAN)

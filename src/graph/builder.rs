@@ -114,18 +114,22 @@ impl Graph {
         )
     }
 
+    /// `activation(x)` elementwise.
     pub fn activation(&mut self, x: NodeId, activation: Activation) -> Result<NodeId> {
         self.push(Op::Activation { activation }, &[x])
     }
 
+    /// `max(x, 0)`.
     pub fn relu(&mut self, x: NodeId) -> Result<NodeId> {
         self.activation(x, Activation::Relu)
     }
 
+    /// `tanh(x)`.
     pub fn tanh(&mut self, x: NodeId) -> Result<NodeId> {
         self.activation(x, Activation::Tanh)
     }
 
+    /// `1 / (1 + e^−x)`.
     pub fn sigmoid(&mut self, x: NodeId) -> Result<NodeId> {
         self.activation(x, Activation::Sigmoid)
     }
@@ -213,14 +217,17 @@ impl Graph {
         self.push(Op::Add, &[a, b])
     }
 
+    /// `a − b`, broadcasting `b` as [`Graph::add`] does.
     pub fn sub(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
         self.push(Op::Sub, &[a, b])
     }
 
+    /// `a ⊙ b` elementwise, broadcasting `b` as [`Graph::add`] does.
     pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
         self.push(Op::Mul, &[a, b])
     }
 
+    /// `alpha · x`.
     pub fn scale(&mut self, x: NodeId, alpha: f32) -> Result<NodeId> {
         self.push(Op::Scale { alpha }, &[x])
     }

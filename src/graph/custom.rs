@@ -34,7 +34,9 @@ pub enum CustomShape {
 pub struct CustomOp {
     /// A name for messages.
     pub name: String,
+    /// The WGSL source of the forward and VJP entry points.
     pub wgsl: String,
+    /// The output's shape, from the input's.
     pub output: CustomShape,
 }
 

@@ -3,7 +3,7 @@
 //! differentiation with one VJP rule per op kind (`ops/`), a fusion pass over the graph
 //! (`fuse.rs`), and compilation into a plan of dispatches (`plan.rs`).
 //!
-//! Every node is created through [`Graph::push`], which runs the op's shape rule
+//! Every node is created through one private `push`, which runs the op's shape rule
 //! (`shapes.rs`): shape errors surface when the graph is built (or loaded from JSON), never
 //! when a plan runs. Nodes are stored in creation order, which is a topological order.
 
@@ -48,20 +48,26 @@ pub enum Init {
     /// U(−bound, bound): PyTorch's Linear init, where Kaiming-uniform with a = √5 gives
     /// bound = 1/√fan_in for the weight, and the bias uses the same bound.
     Uniform {
+        /// The half-width of the interval.
         bound: f32,
     },
     /// N(0, std²), as `nn.Embedding` (std 1) or GPT-style initialisations.
     Normal {
+        /// The standard deviation.
         std: f32,
     },
+    /// Every element the same value (BatchNorm's γ = 1, β = 0).
     Constant(f32),
 }
 
 /// A named parameter with PyTorch's name and layout (`0.weight` is `[out, in]`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParamSpec {
+    /// The `state_dict` name, e.g. `0.weight` or `transformer.h.0.attn.c_attn.weight`.
     pub name: String,
+    /// PyTorch's layout: Linear weights `[out, in]`, Conv2d's `[O, C, kh, kw]`.
     pub shape: Vec<usize>,
+    /// How the first step finds it.
     pub init: Init,
     /// Further `state_dict` names of this one tensor: a weight tied to another module's
     /// (nanoGPT's `lm_head.weight` is `transformer.wte.weight`) is saved under each.
@@ -70,10 +76,12 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// Elements in the tensor.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether the tensor has no elements (a zero in its shape).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -84,13 +92,16 @@ impl ParamSpec {
 pub struct BufferSpec {
     /// The PyTorch module prefix, e.g. `1` for `1.running_mean`.
     pub module: String,
+    /// Channels: the buffer holds running mean and variance of each.
     pub features: usize,
 }
 
 /// Element type of a value. Indices (token ids, class labels) are u32; they carry no gradient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum DType {
+    /// 32-bit floats: activations, parameters, regression targets.
     F32,
+    /// Unsigned 32-bit indices.
     U32,
 }
 
@@ -99,7 +110,7 @@ pub enum DType {
 /// its kernels and VJP in `ops/`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
+pub(crate) enum Op {
     /// A batched input the host (or a gather) fills: `[batch, dims...]`.
     Input {
         name: String,
@@ -253,12 +264,13 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// An empty graph; add inputs, ops and an output with the builder methods.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a node after checking its inputs with the op's shape rule.
-    pub fn push(&mut self, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
+    pub(crate) fn push(&mut self, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
         for &x in inputs {
             self.node(x)?;
         }
@@ -352,10 +364,12 @@ impl Graph {
         Ok(())
     }
 
+    /// The parameters in creation order, which is the flat buffer's and the checkpoint's.
     pub fn params(&self) -> &[ParamSpec] {
         &self.params
     }
 
+    /// The non-trainable buffers (BatchNorm's running statistics) in creation order.
     pub fn buffers(&self) -> &[BufferSpec] {
         &self.buffers
     }
@@ -390,6 +404,7 @@ impl Graph {
         self.output.map(|(id, _)| &self.nodes[id.0].dims[..])
     }
 
+    /// The loss the output is trained with, once [`Graph::set_output`] has named it.
     pub fn loss(&self) -> Option<Loss> {
         self.output.map(|(_, loss)| loss)
     }

@@ -19,13 +19,16 @@ use crate::kernels::elementwise;
 /// no dropout, no backward).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
+    /// Batch statistics, dropout on, gradients and the optimizer step recorded.
     Train,
+    /// Running statistics, dropout off, forward and loss only.
     Eval,
 }
 
 /// What a plan costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanStats {
+    /// Compute dispatches per step (forward, backward and update).
     pub dispatches: usize,
     /// Bytes the values would take with one buffer each.
     pub value_bytes: u64,
@@ -36,21 +39,28 @@ pub struct PlanStats {
 /// Host data for one input of a plan.
 #[derive(Clone, Copy, Debug)]
 pub enum Feed<'a> {
+    /// Features or regression targets.
     F32(&'a [f32]),
+    /// Token ids or class indices.
     U32(&'a [u32]),
 }
 
 /// One plan input: its name, dtype and buffer.
 #[derive(Clone, Debug)]
 pub struct PlanInput {
+    /// The input's name in the graph.
     pub name: String,
+    /// Its element type.
     pub dtype: DType,
+    /// The GPU buffer a step reads it from, `[batch, dims...]`.
     pub tensor: Tensor,
 }
 
 /// One step of a graph at one batch size, ready to record.
 pub struct Plan {
+    /// Rows per step.
     pub batch: usize,
+    /// Whether the plan trains or evaluates.
     pub mode: Mode,
     dispatches: Vec<Dispatch>,
     inputs: Vec<PlanInput>,
@@ -69,7 +79,7 @@ enum Task {
 }
 
 impl Plan {
-    pub fn compile(
+    pub(crate) fn compile(
         gpu: &Gpu,
         graph: &Graph,
         weights: &Weights,
@@ -280,10 +290,12 @@ impl Plan {
         &self.loss
     }
 
+    /// What the plan costs: dispatches and bytes.
     pub fn stats(&self) -> PlanStats {
         self.stats
     }
 
+    /// The kernel of each dispatch in recording order: what a profile or a test reads.
     pub fn labels(&self) -> Vec<&str> {
         self.dispatches.iter().map(Dispatch::label).collect()
     }

@@ -38,9 +38,13 @@ fn flat_len(graph: &Graph) -> usize {
 
 /// The model's trainable parameters, their gradients, and its non-trainable buffers.
 pub struct Weights {
+    /// Every parameter in one flat buffer, each starting on an aligned offset.
     pub params: Tensor,
+    /// The gradients, laid out as `params`.
     pub grads: Tensor,
+    /// Each parameter as a view into `params`, in the graph's order.
     pub param_views: Vec<Tensor>,
+    /// Each gradient as a view into `grads`.
     pub grad_views: Vec<Tensor>,
     /// BatchNorm running statistics, `[2, features]`: running_mean then running_var.
     pub buffers: Vec<Tensor>,

@@ -75,24 +75,28 @@ static VARIANT_64: Variant = variant(&SHADER_64, 16);
 /// Mirrors `AttentionParams` in `shaders/attention.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AttentionParams {
-    pub batch: u32,
-    pub seq: u32,
-    pub heads: u32,
-    pub head_dim: u32,
-    pub scale: f32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+pub(crate) struct AttentionParams {
+    pub(crate) batch: u32,
+    pub(crate) seq: u32,
+    pub(crate) heads: u32,
+    pub(crate) head_dim: u32,
+    pub(crate) scale: f32,
+    pub(crate) _pad0: u32,
+    pub(crate) _pad1: u32,
+    pub(crate) _pad2: u32,
 }
 
 /// The sizes of one fused attention: `batch` sequences of `seq` tokens, `heads` heads of
 /// `head_dim` dimensions each (C = heads · head_dim).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
+    /// Sequences.
     pub batch: usize,
+    /// Tokens per sequence (T).
     pub seq: usize,
+    /// Attention heads.
     pub heads: usize,
+    /// Dimensions per head (D).
     pub head_dim: usize,
 }
 

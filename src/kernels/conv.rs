@@ -36,15 +36,15 @@ static WEIGHT_GRAD_SUM: KernelSpec = spec("conv_weight_grad_sum");
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ConvParams {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub k_chunk: u32,
-    pub slope: f32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+pub(crate) struct ConvParams {
+    pub(crate) m: u32,
+    pub(crate) n: u32,
+    pub(crate) k: u32,
+    pub(crate) k_chunk: u32,
+    pub(crate) slope: f32,
+    pub(crate) _pad0: u32,
+    pub(crate) _pad1: u32,
+    pub(crate) _pad2: u32,
 }
 
 /// Stride, zero padding and dilation of a convolution, `[rows, columns]` each, as
@@ -52,8 +52,11 @@ pub struct ConvParams {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Conv2dConfig {
+    /// Steps between windows.
     pub stride: [usize; 2],
+    /// Zeros added on each side.
     pub padding: [usize; 2],
+    /// Spacing between kernel taps.
     pub dilation: [usize; 2],
 }
 

@@ -30,19 +30,21 @@ static GATHER_ROWS_U8: KernelSpec = KernelSpec {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GatherParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub offset: u32,
-    pub scale: f32,
+pub(crate) struct GatherParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) offset: u32,
+    pub(crate) scale: f32,
 }
 
 /// How the source rows are stored.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RowFormat {
+    /// f32 values.
     F32,
     /// Bytes packed four to a u32 word, multiplied by `scale` on the way out (images).
     U8 {
+        /// The factor.
         scale: f32,
     },
 }

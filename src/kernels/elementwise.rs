@@ -34,11 +34,11 @@ static AXPY: KernelSpec = spec("axpy");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ElementwiseParams {
-    pub n: u32,
-    pub act: u32,
-    pub slope: f32,
-    pub alpha: f32,
+pub(crate) struct ElementwiseParams {
+    pub(crate) n: u32,
+    pub(crate) act: u32,
+    pub(crate) slope: f32,
+    pub(crate) alpha: f32,
 }
 
 fn launch(

@@ -34,17 +34,20 @@ static BACKWARD_PARAMS: KernelSpec = spec("layernorm_backward_params");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct LayerNormParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub eps: f32,
-    pub _pad: u32,
+pub(crate) struct LayerNormParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) eps: f32,
+    pub(crate) _pad: u32,
 }
 
 /// γ, β of one LayerNorm, and its per-row `[rows, 2]` mean and 1/σ.
 pub struct LayerNormTensors<'a> {
+    /// The gain, `[cols]`.
     pub gamma: &'a Tensor,
+    /// The shift, `[cols]`.
     pub beta: &'a Tensor,
+    /// Per row: mean and 1/σ, written by the forward, read by the backward.
     pub saved: &'a Tensor,
 }
 

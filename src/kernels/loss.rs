@@ -28,7 +28,11 @@ pub enum Loss {
     /// `nn.BCEWithLogitsLoss`; targets in [0, 1].
     BceWithLogits,
     /// `nn.HuberLoss(delta)`
-    Huber { delta: f32 },
+    /// Quadratic within `delta` of the target, linear beyond.
+    Huber {
+        /// Where the loss turns from quadratic to linear.
+        delta: f32,
+    },
 }
 
 impl Loss {
@@ -71,11 +75,11 @@ impl Loss {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct LossParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub delta: f32,
-    pub grad_scale: f32,
+pub(crate) struct LossParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) delta: f32,
+    pub(crate) grad_scale: f32,
 }
 
 /// Writes `row_loss[r]` (the row's summed loss) and `grad = ∂mean_loss/∂pred`.

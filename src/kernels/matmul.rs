@@ -67,17 +67,17 @@ impl Tile {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct MatmulParams {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub slope: f32,
+pub(crate) struct MatmulParams {
+    pub(crate) m: u32,
+    pub(crate) n: u32,
+    pub(crate) k: u32,
+    pub(crate) slope: f32,
     /// Elements between consecutive matrices of a batched product (0 when not batched).
-    pub stride_a: u32,
-    pub stride_b: u32,
-    pub stride_c: u32,
+    pub(crate) stride_a: u32,
+    pub(crate) stride_b: u32,
+    pub(crate) stride_c: u32,
     /// K per split of a split product (K otherwise).
-    pub k_chunk: u32,
+    pub(crate) k_chunk: u32,
 }
 
 /// What happens to each product element before it is stored.
@@ -88,13 +88,18 @@ pub enum Epilogue<'a> {
     Store,
     /// `c = act(a·b [+ c] [+ bias[col]])`: a Linear layer's forward, fused.
     Activate {
+        /// Added to every row.
         bias: Option<&'a Tensor>,
+        /// Applied last.
         activation: Activation,
+        /// Add the product to what `c` holds.
         accumulate: bool,
     },
     /// `c = (a·b) ⊙ act'(pre)`: the backward of `act` fused into the product that feeds it.
     ActivationGrad {
+        /// The activation's input, `[m, n]`.
         pre: &'a Tensor,
+        /// Whose derivative scales the product.
         activation: Activation,
     },
 }
@@ -106,7 +111,9 @@ pub struct Matmul<'a> {
     pub trans_a: bool,
     /// `b` is stored `[n, k]` (a Linear layer's weight in PyTorch's layout).
     pub trans_b: bool,
+    /// What happens to each element before it is stored.
     pub epilogue: Epilogue<'a>,
+    /// The output tile each workgroup computes (`Auto` picks by shape).
     pub tile: Tile,
     /// Also write `Σ_k op(a)[i, k]` to `row_sums[i]` (`[m]`): a Linear layer's bias gradient
     /// from the same pass over `dY` as its weight gradient. Only with [`Epilogue::Store`].

@@ -18,25 +18,8 @@ pub mod softmax;
 pub mod tensor;
 pub mod text;
 
-/// Every params struct a kernel binds, each the Rust twin of a WGSL struct of the same name
-/// (their layouts are compared in `tests/shaders.rs`).
-pub mod layouts {
-    pub use super::attention::AttentionParams;
-    pub use super::conv::ConvParams;
-    pub use super::data::GatherParams;
-    pub use super::elementwise::ElementwiseParams;
-    pub use super::layernorm::LayerNormParams;
-    pub use super::loss::LossParams;
-    pub use super::matmul::MatmulParams;
-    pub use super::norm::NormParams;
-    pub use super::optim::{OptimParams, StepParams};
-    pub use super::pool::PoolParams;
-    pub use super::random::RandomParams;
-    pub use super::reduce::ReduceParams;
-    pub use super::softmax::SoftmaxParams;
-    pub use super::tensor::TensorParams;
-    pub use super::text::BlockParams;
-}
+#[cfg(test)]
+mod layouts;
 
 use crate::error::{Error, Result};
 use crate::gpu::Tensor;
@@ -98,13 +81,17 @@ pub fn shader_sources() -> Vec<(&'static str, String)> {
 /// An elementwise nonlinearity. Codes are shared with `shaders/activation.wgsl`.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
+    /// `x`.
     Identity,
+    /// `max(x, 0)`.
     Relu,
     /// max(x, 0) + slope · min(x, 0); PyTorch's default slope is 0.01.
     LeakyRelu(f32),
     /// PyTorch's `GELU(approximate='tanh')`.
     Gelu,
+    /// `tanh(x)`.
     Tanh,
+    /// `1 / (1 + e^−x)`.
     Sigmoid,
 }
 

@@ -35,15 +35,15 @@ static EVAL: KernelSpec = spec("batchnorm_eval");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct NormParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub inner: u32,
-    pub eps: f32,
-    pub momentum: f32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+pub(crate) struct NormParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) inner: u32,
+    pub(crate) eps: f32,
+    pub(crate) momentum: f32,
+    pub(crate) _pad0: u32,
+    pub(crate) _pad1: u32,
+    pub(crate) _pad2: u32,
 }
 
 /// `(rows, channels, inner)` of x: `[B, C]` (BatchNorm1d's usual input) or `[B, C, S]`.
@@ -62,7 +62,9 @@ fn channel_dims(op: &str, x: &Tensor) -> Result<(usize, usize, usize)> {
 /// BatchNorm1d's hyper-parameters (PyTorch's defaults: eps 1e-5, momentum 0.1).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BatchNormConfig {
+    /// Added to the variance.
     pub eps: f32,
+    /// Weight of the batch's statistics in the running ones.
     pub momentum: f32,
 }
 
@@ -77,7 +79,9 @@ impl Default for BatchNormConfig {
 
 /// Tensors of one batch-norm layer over `[rows, cols]` or `[rows, cols, inner]` activations.
 pub struct BatchNormTensors<'a> {
+    /// The gain, `[cols]`.
     pub gamma: &'a Tensor,
+    /// The shift, `[cols]`.
     pub beta: &'a Tensor,
     /// `[2, cols]`: batch mean and 1/√(var + ε), written by the training forward.
     pub saved: &'a Tensor,

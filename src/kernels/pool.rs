@@ -30,19 +30,19 @@ static AVG_BACKWARD: KernelSpec = spec("avg_pool_backward");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PoolParams {
-    pub planes: u32,
-    pub height: u32,
-    pub width: u32,
-    pub out_height: u32,
-    pub out_width: u32,
-    pub kernel_h: u32,
-    pub kernel_w: u32,
-    pub stride_h: u32,
-    pub stride_w: u32,
-    pub pad_h: u32,
-    pub pad_w: u32,
-    pub _pad: u32,
+pub(crate) struct PoolParams {
+    pub(crate) planes: u32,
+    pub(crate) height: u32,
+    pub(crate) width: u32,
+    pub(crate) out_height: u32,
+    pub(crate) out_width: u32,
+    pub(crate) kernel_h: u32,
+    pub(crate) kernel_w: u32,
+    pub(crate) stride_h: u32,
+    pub(crate) stride_w: u32,
+    pub(crate) pad_h: u32,
+    pub(crate) pad_w: u32,
+    pub(crate) _pad: u32,
 }
 
 /// Which pooling: the window's maximum, or its mean over the kernel's area (padding counts
@@ -50,7 +50,9 @@ pub struct PoolParams {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PoolKind {
+    /// The window's largest value.
     Max,
+    /// The window's mean.
     Avg,
 }
 
@@ -58,9 +60,13 @@ pub enum PoolKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool2d {
+    /// Max or average.
     pub kind: PoolKind,
+    /// Window size.
     pub kernel: [usize; 2],
+    /// Steps between windows.
     pub stride: [usize; 2],
+    /// Padding on each side.
     pub padding: [usize; 2],
 }
 

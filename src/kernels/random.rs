@@ -43,19 +43,19 @@ static RANDOM_SHIFT: KernelSpec = KernelSpec {
 /// Mirrors `RandomParams` in `shaders/random.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RandomParams {
-    pub n: u32,
-    pub salt: u32,
-    pub drop_threshold: u32,
-    pub keep_scale: f32,
-    pub height: u32,
-    pub width: u32,
-    pub max_shift: u32,
-    pub max_degrees: f32,
-    pub max_scale: f32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+pub(crate) struct RandomParams {
+    pub(crate) n: u32,
+    pub(crate) salt: u32,
+    pub(crate) drop_threshold: u32,
+    pub(crate) keep_scale: f32,
+    pub(crate) height: u32,
+    pub(crate) width: u32,
+    pub(crate) max_shift: u32,
+    pub(crate) max_degrees: f32,
+    pub(crate) max_scale: f32,
+    pub(crate) _pad0: u32,
+    pub(crate) _pad1: u32,
+    pub(crate) _pad2: u32,
 }
 
 /// A random affine augmentation's ranges, as torchvision's `RandomAffine(degrees,
@@ -63,8 +63,11 @@ pub struct RandomParams {
 /// scaling by a factor in 1 ± `scale`, each drawn per image and step.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Affine {
+    /// Largest rotation either way.
     pub degrees: f32,
+    /// Largest translation either way, in pixels.
     pub shift: u32,
+    /// Largest relative change of size.
     pub scale: f32,
 }
 

@@ -49,11 +49,11 @@ const CHUNK: usize = 4096;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ReduceParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub scale: f32,
-    pub _pad: u32,
+pub(crate) struct ReduceParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) scale: f32,
+    pub(crate) _pad: u32,
 }
 
 fn launch(

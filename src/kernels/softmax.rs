@@ -30,11 +30,11 @@ static BACKWARD: KernelSpec = KernelSpec {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct SoftmaxParams {
-    pub rows: u32,
-    pub cols: u32,
-    pub causal_t: u32,
-    pub _pad: u32,
+pub(crate) struct SoftmaxParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) causal_t: u32,
+    pub(crate) _pad: u32,
 }
 
 fn launch(

@@ -46,18 +46,18 @@ pub const MAX_RANK: usize = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct TensorParams {
-    pub n: u32,
-    pub rank: u32,
-    pub x_base: u32,
-    pub out_base: u32,
-    pub alpha: f32,
-    pub ny: u32,
-    pub axis_len: u32,
-    pub inner: u32,
-    pub shape: [[u32; 4]; 2],
-    pub x_strides: [[u32; 4]; 2],
-    pub out_strides: [[u32; 4]; 2],
+pub(crate) struct TensorParams {
+    pub(crate) n: u32,
+    pub(crate) rank: u32,
+    pub(crate) x_base: u32,
+    pub(crate) out_base: u32,
+    pub(crate) alpha: f32,
+    pub(crate) ny: u32,
+    pub(crate) axis_len: u32,
+    pub(crate) inner: u32,
+    pub(crate) shape: [[u32; 4]; 2],
+    pub(crate) x_strides: [[u32; 4]; 2],
+    pub(crate) out_strides: [[u32; 4]; 2],
 }
 
 fn launch(
@@ -103,14 +103,20 @@ fn pack(values: &[usize]) -> [[u32; 4]; 2] {
 /// `out_base + Σ c·out_strides`.
 #[derive(Clone, Debug)]
 pub struct StridedCopy {
+    /// The walk's extent per axis.
     pub shape: Vec<usize>,
+    /// First element read.
     pub x_base: usize,
+    /// Per axis, elements between reads.
     pub x_strides: Vec<usize>,
+    /// First element written.
     pub out_base: usize,
+    /// Per axis, elements between writes.
     pub out_strides: Vec<usize>,
 }
 
 impl StridedCopy {
+    /// The copy of `x` into `out` as one dispatch.
     pub fn dispatch(&self, gpu: &Gpu, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
         let rank = self.shape.len();
         if rank > MAX_RANK || self.x_strides.len() != rank || self.out_strides.len() != rank {

@@ -39,11 +39,11 @@ pub const EVAL_SALT: u32 = 0xe7a1;
 /// Mirrors `BlockParams` in `shaders/text.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct BlockParams {
-    pub rows: u32,
-    pub block: u32,
-    pub starts: u32,
-    pub salt: u32,
+pub(crate) struct BlockParams {
+    pub(crate) rows: u32,
+    pub(crate) block: u32,
+    pub(crate) starts: u32,
+    pub(crate) salt: u32,
 }
 
 /// Fills `input` (`[rows, block]` u32) with random contiguous blocks of `tokens` and `target`

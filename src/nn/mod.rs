@@ -12,20 +12,32 @@ use crate::kernels::norm::BatchNormConfig;
 /// One layer of a [`Sequential`], as PyTorch's module of the same name.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
-    Linear { out_features: usize, bias: bool },
+    /// `nn.Linear`; the activations between layers are their own [`Layer::Activation`].
+    Linear {
+        /// Output features.
+        out_features: usize,
+        /// Whether the layer adds a bias.
+        bias: bool,
+    },
+    /// An elementwise nonlinearity (`nn.ReLU`, `nn.Tanh`...).
     Activation(Activation),
+    /// `nn.Dropout(p)`: zeroes each value with probability `p` in training.
     Dropout(f32),
+    /// `nn.BatchNorm1d` over the previous layer's features (ε 1e-5, momentum 0.1).
     BatchNorm1d,
 }
 
 /// `nn.Sequential` over `[batch, features]` inputs.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sequential {
+    /// Features per sample of the input.
     pub in_features: usize,
+    /// The modules in order; module `i`'s parameters are named `i.weight`, `i.bias`.
     pub layers: Vec<Layer>,
 }
 
 impl Sequential {
+    /// An empty stack over inputs of `in_features` features.
     pub fn new(in_features: usize) -> Self {
         Self {
             in_features,
@@ -57,6 +69,7 @@ impl Sequential {
         model.linear(outputs)
     }
 
+    /// Appends `nn.Linear(previous, out_features)` with a bias.
     pub fn linear(mut self, out_features: usize) -> Self {
         self.layers.push(Layer::Linear {
             out_features,
@@ -65,20 +78,24 @@ impl Sequential {
         self
     }
 
+    /// Appends an activation module.
     pub fn activation(mut self, activation: Activation) -> Self {
         self.layers.push(Layer::Activation(activation));
         self
     }
 
+    /// Appends `nn.ReLU()`.
     pub fn relu(self) -> Self {
         self.activation(Activation::Relu)
     }
 
+    /// Appends `nn.Dropout(p)`.
     pub fn dropout(mut self, p: f32) -> Self {
         self.layers.push(Layer::Dropout(p));
         self
     }
 
+    /// Appends `nn.BatchNorm1d(previous)`.
     pub fn batch_norm(mut self) -> Self {
         self.layers.push(Layer::BatchNorm1d);
         self

@@ -90,13 +90,17 @@ pub fn mnist_cnn(batch_norm: bool) -> Result<Graph> {
 /// Sizes and options of a [`gpt`], as nanoGPT's `GPTConfig`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GptConfig {
+    /// Tokens in the vocabulary (the embedding's and the head's rows).
     pub vocab: usize,
     /// Tokens per sequence (T).
     pub block: usize,
     /// Embedding width (C), a multiple of `heads`.
     pub width: usize,
+    /// Attention heads per layer.
     pub heads: usize,
+    /// Transformer blocks.
     pub layers: usize,
+    /// Dropout probability on embeddings, attention weights and residual paths.
     pub dropout: f32,
     /// `lm_head.weight` is `transformer.wte.weight`, as nanoGPT ties them.
     pub tie_head: bool,

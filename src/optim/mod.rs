@@ -20,8 +20,11 @@ use crate::kernels::optim::{OptimParams, StepParams, UpdateRule};
 /// matrices, never on biases, LayerNorm gains or other vectors.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParamGroup {
+    /// Which parameters the group holds.
     pub select: ParamSelect,
+    /// Weight decay for the group instead of the optimizer's (0 for no decay).
     pub weight_decay: Option<f32>,
+    /// Learning rate for the group instead of the optimizer's; schedules scale it alike.
     pub lr: Option<f32>,
 }
 
@@ -36,9 +39,9 @@ pub enum ParamSelect {
 
 /// What a parameter's group sets; `None`: the optimizer's own.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct GroupSettings {
-    pub weight_decay: Option<f32>,
-    pub lr: Option<f32>,
+pub(crate) struct GroupSettings {
+    pub(crate) weight_decay: Option<f32>,
+    pub(crate) lr: Option<f32>,
 }
 
 impl ParamGroup {
@@ -51,11 +54,13 @@ impl ParamGroup {
         }
     }
 
+    /// Sets the group's weight decay (`param_group['weight_decay']`).
     pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
         self.weight_decay = Some(weight_decay);
         self
     }
 
+    /// Sets the group's learning rate (`param_group['lr']`).
     pub fn with_lr(mut self, lr: f32) -> Self {
         self.lr = Some(lr);
         self
@@ -63,7 +68,10 @@ impl ParamGroup {
 
     /// Per parameter, what its group sets, after checking that every name a group lists
     /// exists and every value is finite and not negative.
-    pub fn resolve(groups: &[ParamGroup], params: &[ParamSpec]) -> Result<Vec<GroupSettings>> {
+    pub(crate) fn resolve(
+        groups: &[ParamGroup],
+        params: &[ParamSpec],
+    ) -> Result<Vec<GroupSettings>> {
         for group in groups {
             if let ParamSelect::Names(names) = &group.select
                 && let Some(missing) = names.iter().find(|n| !params.iter().any(|p| &p.name == *n))
@@ -106,47 +114,73 @@ impl ParamGroup {
 pub enum Optimizer {
     /// `torch.optim.SGD`
     Sgd {
+        /// Learning rate.
         lr: f32,
+        /// Momentum factor (0: plain SGD).
         momentum: f32,
+        /// Dampening of the momentum's gradient term.
         dampening: f32,
+        /// Nesterov momentum.
         nesterov: bool,
+        /// L2 penalty added to the gradient.
         weight_decay: f32,
     },
     /// `torch.optim.Adagrad`
     Adagrad {
+        /// Learning rate.
         lr: f32,
+        /// The rate divides by `1 + (t − 1)·lr_decay`.
         lr_decay: f32,
+        /// L2 penalty added to the gradient.
         weight_decay: f32,
+        /// Added to the root of the accumulated squares.
         eps: f32,
     },
     /// `torch.optim.RMSprop`
     Rmsprop {
+        /// Learning rate.
         lr: f32,
+        /// Smoothing constant of the squared-gradient average.
         alpha: f32,
+        /// Added to the denominator.
         eps: f32,
+        /// L2 penalty added to the gradient.
         weight_decay: f32,
+        /// Momentum factor.
         momentum: f32,
+        /// Normalise by the gradient's variance estimate instead of its second moment.
         centered: bool,
     },
     /// `torch.optim.Adam`
     Adam {
+        /// Learning rate.
         lr: f32,
+        /// Decay rates of the first and second moment averages.
         betas: (f32, f32),
+        /// Added to the denominator.
         eps: f32,
+        /// L2 penalty added to the gradient.
         weight_decay: f32,
+        /// Use the maximum of past second moments (AMSGrad).
         amsgrad: bool,
     },
     /// `torch.optim.AdamW`: weight decay decoupled from the gradient.
     AdamW {
+        /// Learning rate.
         lr: f32,
+        /// Decay rates of the first and second moment averages.
         betas: (f32, f32),
+        /// Added to the denominator.
         eps: f32,
+        /// Decoupled decay: parameters shrink by `lr · weight_decay` each step.
         weight_decay: f32,
+        /// Use the maximum of past second moments (AMSGrad).
         amsgrad: bool,
     },
 }
 
 impl Optimizer {
+    /// Plain SGD at rate `lr`.
     pub fn sgd(lr: f32) -> Self {
         Optimizer::Sgd {
             lr,
@@ -157,6 +191,7 @@ impl Optimizer {
         }
     }
 
+    /// SGD with (heavy-ball) momentum.
     pub fn momentum(lr: f32, momentum: f32) -> Self {
         Optimizer::Sgd {
             lr,
@@ -167,6 +202,7 @@ impl Optimizer {
         }
     }
 
+    /// SGD with Nesterov momentum.
     pub fn nesterov(lr: f32, momentum: f32) -> Self {
         Optimizer::Sgd {
             lr,
@@ -177,6 +213,7 @@ impl Optimizer {
         }
     }
 
+    /// Adagrad with PyTorch's defaults.
     pub fn adagrad(lr: f32) -> Self {
         Optimizer::Adagrad {
             lr,
@@ -186,6 +223,7 @@ impl Optimizer {
         }
     }
 
+    /// RMSprop with PyTorch's defaults (α 0.99, ε 1e-8).
     pub fn rmsprop(lr: f32) -> Self {
         Optimizer::Rmsprop {
             lr,
@@ -197,6 +235,7 @@ impl Optimizer {
         }
     }
 
+    /// Adam with PyTorch's defaults (β 0.9, 0.999, ε 1e-8).
     pub fn adam(lr: f32) -> Self {
         Optimizer::Adam {
             lr,
@@ -338,7 +377,7 @@ impl Optimizer {
     }
 
     /// The kernel and its fixed parameters; `l1` adds λ₁·sign(p) to the gradient.
-    pub fn kernel_params(&self, l1: f32) -> (UpdateRule, OptimParams) {
+    pub(crate) fn kernel_params(&self, l1: f32) -> (UpdateRule, OptimParams) {
         let base = OptimParams {
             l1,
             lr_scale: 1.0,

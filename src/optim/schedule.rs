@@ -6,19 +6,25 @@ use std::f64::consts::PI;
 /// How the learning rate moves with the step; an optional linear warm-up comes first.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Schedule {
+    /// The base rate throughout.
     Constant,
     /// `torch.optim.lr_scheduler.StepLR`: multiply by `gamma` every `step_size` steps.
     Step {
+        /// Steps between decays.
         step_size: u64,
+        /// Factor of each decay.
         gamma: f64,
     },
     /// `ExponentialLR`: multiply by `gamma` every step.
     Exponential {
+        /// Factor per step.
         gamma: f64,
     },
     /// `CosineAnnealingLR` from the base rate down to `min_lr` over `total_steps`.
     Cosine {
+        /// Steps, warm-up included, over which the rate falls to `min_lr`; it stays there after.
         total_steps: u64,
+        /// The floor.
         min_lr: f64,
     },
 }

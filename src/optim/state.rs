@@ -5,15 +5,15 @@
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::graph::Weights;
-use crate::kernels::optim::{OptimParams, UpdateBuffers, update};
+use crate::kernels::optim::{OptimParams, UpdateBuffers, update_with};
 use crate::kernels::reduce;
 use crate::optim::{GroupSettings, Optimizer};
 
 /// Everything an optimizer adds to a training step.
 pub struct OptimizerState {
-    pub optimizer: Optimizer,
+    pub(crate) optimizer: Optimizer,
     /// Flat state tensors in the kernel's binding order; unused ones are one-element stand-ins.
-    pub states: Vec<Tensor>,
+    pub(crate) states: Vec<Tensor>,
     /// Per parameter, what its parameter group sets.
     groups: Vec<GroupSettings>,
     dispatches: Vec<Dispatch>,
@@ -23,7 +23,7 @@ impl OptimizerState {
     /// `clip_norm` clips by global norm; `skip_nonfinite` leaves a step with a non-finite
     /// gradient undone instead of applying it; `groups` overrides the optimizer's weight
     /// decay and rate per parameter (its [`ParamGroup`](crate::optim::ParamGroup)).
-    pub fn new(
+    pub(crate) fn new(
         gpu: &Gpu,
         weights: &Weights,
         (optimizer, l1): (Optimizer, f32),
@@ -143,7 +143,7 @@ impl OptimizerState {
                     Ok(t.clone())
                 }
             };
-            dispatches.push(update(
+            dispatches.push(update_with(
                 gpu,
                 rule,
                 OptimParams {
@@ -169,12 +169,13 @@ impl OptimizerState {
         })
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, slot: u32) {
+    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>, slot: u32) {
         for dispatch in &self.dispatches {
             dispatch.record(pass, slot);
         }
     }
 
+    /// Update dispatches per step: one per run of parameters sharing a group's settings.
     pub fn dispatch_count(&self) -> usize {
         self.dispatches.len()
     }

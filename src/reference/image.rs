@@ -7,8 +7,11 @@ use crate::kernels::pool::{Pool2d, PoolKind};
 /// `[B, C, H, W]` and a kernel `[O, C, kh, kw]` of a convolution.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
+    /// The input, `[B, C, H, W]`.
     pub x: [usize; 4],
+    /// The weight, `[O, C, kh, kw]`.
     pub weight: [usize; 4],
+    /// Stride, padding and dilation.
     pub config: Conv2dConfig,
 }
 

@@ -181,14 +181,18 @@ pub fn block_starts(
 
 /// One optimizer's state in f64, stepped with `torch.optim`'s formulas written out plainly.
 pub struct OptimizerReference {
+    /// The rule and its hyper-parameters.
     pub optimizer: Optimizer,
+    /// L1 penalty.
     pub l1: f64,
+    /// Steps taken.
     pub step: u64,
     /// momentum_buffer / sum / square_avg / exp_avg ...
     pub state: [Vec<f64>; 3],
 }
 
 impl OptimizerReference {
+    /// Fresh state for `n` parameters.
     pub fn new(optimizer: Optimizer, l1: f64, n: usize) -> Self {
         Self {
             optimizer,

@@ -28,7 +28,9 @@ pub struct TrainingState {
     pub batch: usize,
     /// Optimizer steps taken.
     pub step: u64,
+    /// The run's seed (shuffling, dropout and augmentation continue from it).
     pub seed: u64,
+    /// The optimizer and its hyper-parameters at the time of saving.
     pub optimizer: Optimizer,
     /// How the run trains, so that a resume continues it exactly (absent in checkpoints
     /// written before it was kept).
@@ -39,13 +41,20 @@ pub struct TrainingState {
 /// The settings of a run besides the model and optimizer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
+    /// Rows per step.
     pub batch_size: usize,
+    /// L1 penalty.
     pub l1: f32,
+    /// Gradient clipping norm.
     pub clip_norm: Option<f32>,
+    /// The learning-rate schedule; its position is the step.
     pub schedule: Schedule,
+    /// Warm-up steps.
     pub warmup_steps: u64,
+    /// Whether rows are reshuffled each epoch.
     pub shuffle: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Parameter groups with their own rate or decay.
     pub param_groups: Vec<ParamGroup>,
 }
 
@@ -85,6 +94,7 @@ impl RunSettings {
 /// [`Graph::to_json`]) and the input standardisation it was trained with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Architecture {
+    /// The model.
     pub graph: Graph,
     /// The z-scores applied to inputs in training, to apply again at eval and predict time.
     pub standardize: Option<Standardizer>,
@@ -119,6 +129,7 @@ impl Architecture {
         self.graph.output_features().unwrap_or(0)
     }
 
+    /// The loss the model was trained with (MSE for a file that names none).
     pub fn loss(&self) -> Loss {
         self.graph.loss().unwrap_or(Loss::Mse)
     }
@@ -159,9 +170,13 @@ impl Architecture {
 
 /// A loaded checkpoint: tensors by name, plus what the metadata says.
 pub struct Checkpoint {
+    /// Where the bytes came from, for messages.
     pub path: PathBuf,
+    /// Every tensor as f32 by name: shape and values.
     pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The model, if the file says (wgtrain's own files do; a bare `state_dict` does not).
     pub architecture: Option<Architecture>,
+    /// Where training stood, if the file is a resumable checkpoint.
     pub training: Option<TrainingState>,
 }
 

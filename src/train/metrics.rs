@@ -8,12 +8,19 @@ use crate::error::{Error, Result};
 pub struct ClassificationMetrics {
     /// `confusion[true][predicted]`
     pub confusion: Vec<Vec<u64>>,
+    /// Fraction of rows whose predicted class is the true one.
     pub accuracy: f64,
+    /// Per class: of the rows predicted as it, the fraction that are.
     pub precision: Vec<f64>,
+    /// Per class: of the rows that are it, the fraction predicted as it.
     pub recall: Vec<f64>,
+    /// Per class: the harmonic mean of precision and recall.
     pub f1: Vec<f64>,
+    /// The unweighted mean of the per-class precisions.
     pub macro_precision: f64,
+    /// The unweighted mean of the per-class recalls.
     pub macro_recall: f64,
+    /// The unweighted mean of the per-class F1 scores.
     pub macro_f1: f64,
 }
 
@@ -112,15 +119,26 @@ impl ClassificationMetrics {
 /// Metrics of a regressor over all target values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RegressionMetrics {
+    /// Mean squared error.
     pub mse: f64,
+    /// Mean absolute error.
     pub mae: f64,
     /// 1 − SS_res / SS_tot; 0 when the targets are constant.
     pub r2: f64,
 }
 
 impl RegressionMetrics {
-    pub fn new(predicted: &[f32], actual: &[f32]) -> Self {
-        let n = predicted.len().max(1) as f64;
+    /// Refuses predictions and targets of different lengths, or none at all: a zip would
+    /// score a prefix, and an empty mean is no score.
+    pub fn new(predicted: &[f32], actual: &[f32]) -> Result<Self> {
+        if predicted.len() != actual.len() || actual.is_empty() {
+            return Err(Error::ShapeMismatch {
+                op: "regression metrics (predictions vs targets)".into(),
+                left: vec![predicted.len()],
+                right: vec![actual.len()],
+            });
+        }
+        let n = predicted.len() as f64;
         let mean = actual.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
         let (mut ss_res, mut abs, mut ss_tot) = (0.0, 0.0, 0.0);
         for (&p, &a) in predicted.iter().zip(actual) {
@@ -129,7 +147,7 @@ impl RegressionMetrics {
             abs += d.abs();
             ss_tot += (f64::from(a) - mean).powi(2);
         }
-        Self {
+        Ok(Self {
             mse: ss_res / n,
             mae: abs / n,
             r2: if ss_tot == 0.0 {
@@ -137,7 +155,7 @@ impl RegressionMetrics {
             } else {
                 1.0 - ss_res / ss_tot
             },
-        }
+        })
     }
 }
 

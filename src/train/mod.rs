@@ -38,18 +38,24 @@ use crate::optim::{Optimizer, OptimizerState, ParamGroup, Schedule};
 /// How to train.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
+    /// The update rule and its hyper-parameters (`lr` is the base rate the schedule scales).
     pub optimizer: Optimizer,
     /// λ₁ of an L1 penalty added to the gradient (0: none).
     pub l1: f32,
     /// Clip gradients to this global L2 norm, as `torch.nn.utils.clip_grad_norm_`.
     pub clip_norm: Option<f32>,
+    /// How the rate moves with the step after the warm-up.
     pub schedule: Schedule,
+    /// Steps of linear warm-up from 0 to the base rate (0: none).
     pub warmup_steps: u64,
     /// Weight decay per group of parameters (`torch.optim`'s param groups); empty: the
     /// optimizer's for all.
     pub param_groups: Vec<ParamGroup>,
+    /// Rows per optimizer step (the last batch of an epoch may have fewer).
     pub batch_size: usize,
+    /// Reshuffle the rows every epoch (from `seed` and the epoch, so resumes draw alike).
     pub shuffle: bool,
+    /// Seeds initialisation, shuffling, dropout and augmentation.
     pub seed: u64,
     /// Steps recorded into one submission; the host waits for none of them.
     pub steps_per_submit: usize,
@@ -59,6 +65,7 @@ pub struct TrainConfig {
     /// `augment_shift` as the translation: torchvision's `RandomAffine`, bilinear. Zero for
     /// both keeps the exact whole-pixel shifts.
     pub augment_degrees: f32,
+    /// Random scaling by a factor in `1 ± augment_scale` (see `augment_degrees`).
     pub augment_scale: f32,
     /// Skip updates whose gradient is not finite (and report their loss) instead of stopping
     /// with `Error::NonFinite`.
@@ -89,9 +96,13 @@ impl Default for TrainConfig {
 /// One optimizer step as reported to callbacks and `--log-steps`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepLog {
+    /// The 0-based epoch the step belongs to.
     pub epoch: usize,
+    /// The step's 1-based number over the whole run.
     pub step: u64,
+    /// The batch's mean loss before the update.
     pub loss: f32,
+    /// The learning rate the step used.
     pub lr: f64,
     /// Rows in the step's batch.
     pub rows: usize,
@@ -100,6 +111,7 @@ pub struct StepLog {
 /// Loss and outputs of a pass over a dataset in eval mode.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
+    /// Mean loss per row.
     pub loss: f64,
     /// `[rows, outputs]`, in dataset order.
     pub outputs: Vec<f32>,
@@ -108,7 +120,7 @@ pub struct Evaluation {
 /// A model, its optimizer, and everything compiled to train it.
 pub struct Trainer {
     gpu: Gpu,
-    pub graph: Graph,
+    graph: Graph,
     /// Private: plans and the optimizer are bound to these buffers, so a replaced `Weights`
     /// would be trained by nobody. Values go in through [`Trainer::set_params`].
     pub(crate) weights: Weights,
@@ -122,13 +134,15 @@ pub struct Trainer {
     scratch: HashMap<usize, Tensor>,
     /// Per training batch size: the dispatch that copies a step's loss into its ring slot.
     loss_copies: HashMap<usize, Dispatch>,
-    /// Optimizer steps taken so far.
-    pub step: u64,
+    /// Optimizer steps taken so far: the schedule's position and the random kernels' key.
+    pub(crate) step: u64,
     /// What a language model's token ids mean; saved with it, so a checkpoint can generate.
-    pub vocabulary: Option<Vocabulary>,
+    vocabulary: Option<Vocabulary>,
 }
 
 impl Trainer {
+    /// A trainer over `graph` with `weights` already allocated for it (from [`Weights::init`]
+    /// or a checkpoint); [`Trainer::for_graph`] allocates and initialises them instead.
     pub fn new(gpu: &Gpu, graph: Graph, weights: Weights, config: TrainConfig) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(Error::InvalidArgument(
@@ -212,8 +226,41 @@ impl Trainer {
         Ok(())
     }
 
+    /// The device the trainer's buffers live on.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// The model being trained.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Optimizer steps taken so far (a loaded checkpoint's count included): the next step
+    /// is `step() + 1`, which the schedule and the random kernels key on.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// What a language model's token ids mean, if the trainer knows.
+    pub fn vocabulary(&self) -> Option<&Vocabulary> {
+        self.vocabulary.as_ref()
+    }
+
+    /// Names the model's token ids, so that checkpoints carry the vocabulary and can
+    /// generate text. Refused unless the model is a language model over exactly
+    /// `vocabulary.len()` tokens (its output's last axis).
+    pub fn set_vocabulary(&mut self, vocabulary: Vocabulary) -> Result<()> {
+        let outputs = self.graph.output_dims().and_then(|d| d.last()).copied();
+        if outputs != Some(vocabulary.len()) {
+            return Err(Error::ShapeMismatch {
+                op: "vocabulary against the model's logits".into(),
+                left: vec![vocabulary.len()],
+                right: outputs.into_iter().collect(),
+            });
+        }
+        self.vocabulary = Some(vocabulary);
+        Ok(())
     }
 
     /// The parameters, their gradients and the BatchNorm buffers on the device.
@@ -265,6 +312,7 @@ impl Trainer {
         self.weights.write_params(&self.gpu, &self.graph, values)
     }
 
+    /// The optimizer's state tensors and its update dispatches.
     pub fn optimizer_state(&self) -> &OptimizerState {
         &self.optimizer
     }

@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::train::{StepLog, say};
 
+/// A progress bar over one epoch's steps, fed by the `on_step` callback.
 pub struct EpochProgress {
     bar: ProgressBar,
     start: Instant,
@@ -18,6 +19,7 @@ pub struct EpochProgress {
 }
 
 impl EpochProgress {
+    /// A bar for epoch `epoch` (0-based) of `epochs`, `steps` steps long.
     pub fn new(epoch: usize, epochs: usize, steps: usize) -> Self {
         let bar = ProgressBar::new(steps as u64);
         bar.set_style(
@@ -37,6 +39,7 @@ impl EpochProgress {
         }
     }
 
+    /// Advances the bar by one step and shows the running mean loss and throughput.
     pub fn step(&mut self, log: &StepLog) {
         self.loss_sum += f64::from(log.loss);
         self.steps += 1;

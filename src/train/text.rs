@@ -151,8 +151,11 @@ impl Trainer {
 /// with `seed`. A temperature of 0 takes the most likely token.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
+    /// Divides the logits (0: always the most likely token).
     pub temperature: f32,
+    /// Draws only among this many most likely tokens (`None`: all).
     pub top_k: Option<usize>,
+    /// Seeds the draws, so a generation repeats exactly.
     pub seed: u64,
 }
 

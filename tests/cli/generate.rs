@@ -21,7 +21,9 @@ fn generate_continues_the_prompt_per_seed_and_names_what_it_refuses() {
     })
     .expect("gpt");
     let mut trainer = Trainer::for_graph(gpu(), graph, TrainConfig::default()).expect("trainer");
-    trainer.vocabulary = Some(vocabulary.clone());
+    trainer
+        .set_vocabulary(vocabulary.clone())
+        .expect("vocabulary");
     let model = dir.join("lm.safetensors");
     trainer.save_model(&model).expect("save");
     let run = |prompt: &str, seed: &str| {

@@ -214,7 +214,7 @@ fn parameters_set_on_a_trainer_are_the_ones_it_trains() {
     let mut trainer = Trainer::for_model(gpu(), &model, Loss::CrossEntropy, TrainConfig::default())
         .expect("trainer");
     let (x, y) = (rng.uniform(8 * 4, -1.0, 1.0), rng.below(8, 3));
-    let shapes: Vec<usize> = trainer.graph.params().iter().map(|p| p.len()).collect();
+    let shapes: Vec<usize> = trainer.graph().params().iter().map(|p| p.len()).collect();
     // Zero weights give equal logits: a loss of ln 3 whatever the data.
     let zeros: Vec<Vec<f32>> = shapes.iter().map(|&n| vec![0.0; n]).collect();
     trainer.set_params(&zeros).expect("valid shapes");

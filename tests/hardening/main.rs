@@ -195,7 +195,34 @@ fn data_is_checked_where_it_enters() {
         .train_batch(&[0.0, f32::NAN, 1.0, 1.0], &[0.0, 1.0])
         .expect_err("a NaN input");
     assert!(error.to_string().contains("sample 0, element 1"), "{error}");
-    assert_eq!(trainer.step, 0, "nothing was trained");
+    assert_eq!(trainer.step(), 0, "nothing was trained");
+}
+
+#[test]
+fn a_dataset_edited_through_its_public_fields_is_checked_again_at_upload() {
+    let good = Dataset::classification(vec![0.0, 1.0, 2.0, 3.0], 2, vec![0, 1]).expect("data");
+    let mut nan = good.clone();
+    nan.features = wgtrain::data::Features::F32(vec![0.0, 1.0, 2.0, f32::NAN]);
+    let mut short = good.clone();
+    short.rows = 3;
+    let mut fractional = good.clone();
+    fractional.targets[1] = 0.5;
+    let mut image = good.clone();
+    image.image = Some((2, 2));
+    for (what, data, says) in [
+        ("a NaN feature", nan, "row 1, column 1"),
+        ("rows past the features", short, "3 rows of 2"),
+        ("a fractional label", fractional, "label of row 1"),
+        ("an image size that is not the width", image, "image size"),
+    ] {
+        for upload in [
+            DeviceDataset::upload(gpu(), &data).map(|_| ()),
+            DeviceDataset::streamed(&data).map(|_| ()),
+        ] {
+            let error = upload.expect_err(what);
+            assert!(error.to_string().contains(says), "{what}: {error}");
+        }
+    }
 }
 
 #[test]
@@ -221,7 +248,7 @@ fn labels_past_the_models_classes_are_refused_before_training_or_evaluating() {
             trainer.evaluate(&device).is_err(),
             "evaluate must refuse too"
         );
-        assert_eq!(trainer.step, 0);
+        assert_eq!(trainer.step(), 0);
         let after = trainer.weights().read_params(gpu()).expect("read");
         assert_eq!(before, after, "no step ran");
     }
@@ -248,5 +275,5 @@ fn data_of_another_width_is_refused_naming_both_widths() {
         "{message}"
     );
     assert!(trainer.evaluate(&device).is_err());
-    assert_eq!(trainer.step, 0);
+    assert_eq!(trainer.step(), 0);
 }

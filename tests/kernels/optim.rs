@@ -85,11 +85,10 @@ fn every_optimizer_matches_the_torch_formula_for_100_steps() {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let (rule, params) = optimizer.kernel_params(l1);
         let dispatch = update(
             gpu(),
-            rule,
-            params,
+            &optimizer,
+            l1,
             &UpdateBuffers {
                 step_ring: &ring,
                 grad: &grad,

@@ -240,7 +240,7 @@ pub(crate) fn report_metrics(
                "confusion_matrix": m.confusion}),
         )
     } else {
-        let m = RegressionMetrics::new(outputs, &data.targets);
+        let m = RegressionMetrics::new(outputs, &data.targets)?;
         say(format_args!(
             "{label}: loss {mean_loss:.4}  MSE {:.6}  MAE {:.6}  R² {:.4}",
             m.mse, m.mae, m.r2
@@ -386,7 +386,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
 pub fn generate(args: &GenerateArgs) -> Result<()> {
     let gpu = Gpu::new()?;
     let mut trainer = Trainer::load_model(&gpu, &args.model)?;
-    let vocabulary = trainer.vocabulary.clone().ok_or_else(|| {
+    let vocabulary = trainer.vocabulary().cloned().ok_or_else(|| {
         Error::invalid_data(
             &args.model,
             "metadata.architecture.vocabulary",

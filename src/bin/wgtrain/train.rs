@@ -259,7 +259,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             let state = TrainingState {
                 epoch,
                 batch,
-                step: trainer.step,
+                step: trainer.step(),
                 seed,
                 optimizer,
                 run: Some(run.clone()),
@@ -268,7 +268,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             last_saved = Some(format!(
                 "the last checkpoint is {} (step {}, epoch {epoch}, batch {batch})",
                 path.display(),
-                trainer.step
+                trainer.step()
             ));
         }
         Ok(())
@@ -359,7 +359,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             signal,
             detail: format!(
                 "stopped after step {}; {}",
-                trainer.step,
+                trainer.step(),
                 last_saved.unwrap_or_else(|| "no checkpoint was written".into())
             ),
         });
