@@ -45,15 +45,19 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn kind(file_type: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            return "a device";
+        } else if file_type.is_socket() {
+            return "a socket";
+        }
+    }
     if file_type.is_dir() {
         "a directory"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_char_device() || file_type.is_block_device() {
-        "a device"
-    } else if file_type.is_socket() {
-        "a socket"
     } else {
         "not a plain file"
     }
@@ -159,11 +163,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Whether two paths name the same file: the same inode when both exist, else the same
 /// resolved path (an output that does not exist yet).
 pub fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => resolved(a) == resolved(b),
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
+        }
     }
+    resolved(a) == resolved(b)
 }
 
 /// `path` made absolute through its (existing) directory, for comparing outputs not yet

@@ -7,8 +7,11 @@
 //!
 //! The README, whose library example runs as a doc test:
 #![doc = include_str!("../README.md")]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
+// On wasm32 wgpu's handles are neither Send nor Sync; one `Arc` code path serves both.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod data;
 mod error;

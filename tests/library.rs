@@ -5,6 +5,7 @@
 mod common;
 
 use wgtrain::data::{Dataset, DeviceDataset};
+use wgtrain::graph::Feed;
 use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
@@ -54,6 +55,56 @@ fn a_saved_trainer_loads_to_the_same_predictions_and_the_same_next_steps() {
     assert_eq!(
         trainer.weights().read_params(gpu()).expect("read"),
         loaded.weights().read_params(gpu()).expect("read")
+    );
+}
+
+#[test]
+fn checkpoint_bytes_are_the_saved_file_and_load_to_the_same_trainer() {
+    let mut rng = rng("checkpoint bytes");
+    let model = Sequential::mlp(3, &[8], 2, Activation::Relu, 0.0, true);
+    let config = TrainConfig {
+        optimizer: Optimizer::adam(0.01),
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config).expect("new");
+    let (x, y) = (rng.uniform(12 * 3, -1.0, 1.0), rng.below(12, 2));
+    trainer.train_batch(&x, &y).expect("step");
+    let bytes = trainer.to_bytes().expect("bytes");
+    let path = std::env::temp_dir().join(format!("wgtrain-bytes-{}.safetensors", rng.seed));
+    trainer.save(&path).expect("save");
+    let file = std::fs::read(&path).expect("read");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        file == bytes,
+        "save writes exactly the bytes to_bytes gives"
+    );
+
+    // Through the async API, as a browser drives it (a native executor stands in here).
+    let mut loaded = Trainer::from_bytes(gpu(), &bytes).expect("from bytes");
+    assert_eq!(loaded.step(), 1);
+    let a = pollster::block_on(trainer.train_inputs_async(&[Feed::F32(&x)], &y)).expect("step");
+    let b = pollster::block_on(loaded.train_inputs_async(&[Feed::F32(&x)], &y)).expect("step");
+    assert_eq!(a.to_bits(), b.to_bits(), "the same next step");
+    let rows = rng.uniform(4 * 3, -1.0, 1.0);
+    assert_eq!(
+        pollster::block_on(loaded.predict_async(&rows)).expect("predict"),
+        trainer.predict(&rows).expect("predict")
+    );
+
+    let model_only = pollster::block_on(trainer.model_to_bytes_async()).expect("model bytes");
+    let mut inference = Trainer::model_from_bytes(gpu(), &model_only).expect("model");
+    assert_eq!(
+        inference.predict(&rows).expect("predict"),
+        trainer.predict(&rows).expect("p")
+    );
+    assert!(
+        Trainer::from_bytes(gpu(), &model_only).is_err(),
+        "a model alone does not resume"
+    );
+    let error = Trainer::from_bytes(gpu(), &bytes[..bytes.len() / 2]).expect_err("truncated");
+    assert!(
+        matches!(&error, wgtrain::Error::InvalidData { file, .. } if file.to_string_lossy() == "(checkpoint bytes)"),
+        "{error}"
     );
 }
 

@@ -17,6 +17,7 @@ use super::{Dataset, Features};
 
 /// A dataset the trainer can draw batches from without the host in the loop (resident) or
 /// with one host gather and copy per batch (streamed).
+#[derive(Debug)]
 pub struct DeviceDataset {
     /// Unique per upload: compiled gathers are cached under it.
     pub(crate) id: usize,
@@ -44,6 +45,7 @@ pub(crate) enum OrderKey {
     },
 }
 
+#[derive(Debug)]
 pub(crate) enum Storage {
     Resident {
         format: RowFormat,

@@ -116,6 +116,7 @@ impl TextCorpus {
 }
 
 /// A token stream uploaded once; the trainer draws its batches' blocks on the GPU.
+#[derive(Debug)]
 pub struct DeviceTokens {
     /// Unique per upload, among datasets too: compiled samplers are cached under it.
     pub(crate) id: usize,

@@ -16,6 +16,16 @@ pub struct Gpu {
     pub(crate) inner: Arc<GpuInner>,
 }
 
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let info = &self.inner.info;
+        f.debug_struct("Gpu")
+            .field("adapter", &info.name)
+            .field("backend", &info.backend)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A product's shape rounded up to powers of two, and its transposes.
 pub(crate) type MatmulClass = (usize, usize, usize, (bool, bool));
 
@@ -38,6 +48,7 @@ impl Gpu {
     /// Opens the best adapter: the one named by `WGPU_ADAPTER_NAME` if set, else by
     /// `WGPU_POWER_PREF` (default high-performance), on the backends in `WGPU_BACKEND`
     /// (default Vulkan/Metal/DX12: GL is left out because lavapipe shows up there twice).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         pollster::block_on(Self::new_async())
     }

@@ -38,6 +38,7 @@ pub(crate) struct KernelSpec {
 /// adapter).
 pub const STEP_SLOT_BYTES: u64 = 256;
 
+#[derive(Debug)]
 pub(crate) struct CompiledKernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
@@ -70,6 +71,7 @@ pub(crate) enum Bind<'a> {
 
 /// One recorded-ready kernel launch. It holds the tensors it binds, so their buffers cannot go
 /// back to the pool (and be handed to someone else) while the dispatch exists.
+#[derive(Debug)]
 pub struct Dispatch {
     kernel: Arc<CompiledKernel>,
     bind_group: wgpu::BindGroup,
@@ -143,6 +145,10 @@ impl Gpu {
             return Ok(Arc::clone(kernel));
         }
         let device = &self.inner.device;
+        // Natively a compile error is caught here, named by its kernel. A browser cannot block
+        // on the scope's promise: there the error reaches the uncaptured-error handler and
+        // surfaces at the next readback as `Error::Gpu`.
+        #[cfg(not(target_arch = "wasm32"))]
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let label = if key.len() > 40 { "user op" } else { &key[..] };
         let module = cache
@@ -193,6 +199,7 @@ impl Gpu {
             },
             cache: None,
         });
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(error) = pollster::block_on(scope.pop()) {
             cache.modules.remove(&key);
             return Err(Error::Gpu(format!("compiling {label}::{entry}: {error}")));

@@ -13,4 +13,6 @@ pub use kernel::{Dispatch, STEP_SLOT_BYTES};
 pub use pool::PoolStats;
 pub use readback::PendingRead;
 pub use tensor::Tensor;
-pub use timer::{Clock, median, time_pass};
+#[cfg(not(target_arch = "wasm32"))]
+pub use timer::time_pass;
+pub use timer::{Clock, median};

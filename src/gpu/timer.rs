@@ -2,10 +2,8 @@
 //! them (lavapipe and the H100 both do), else wall clock around submit + wait. Medians, after
 //! warm-up, so one slow repetition does not move the figure.
 
-use std::time::Instant;
-
-use crate::error::Result;
-use crate::gpu::Gpu;
+#[cfg(not(target_arch = "wasm32"))]
+use {crate::error::Result, crate::gpu::Gpu, std::time::Instant};
 
 /// How a figure was timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +26,7 @@ impl Clock {
 
 /// Median seconds of one compute pass filled by `record`, over `reps` repetitions after
 /// `warmup` untimed ones.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn time_pass(
     gpu: &Gpu,
     warmup: usize,
@@ -77,7 +76,7 @@ pub fn time_pass(
     let mut encoder = run(reps, Some(&query));
     encoder.resolve_query_set(&query, 0..2 * reps as u32, &resolved, 0);
     gpu.queue().submit([encoder.finish()]);
-    let bytes = gpu.read_async(&resolved, 0, 16 * reps as u64).wait(gpu)?;
+    let bytes = gpu.start_read(&resolved, 0, 16 * reps as u64).wait(gpu)?;
     let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
     let period = f64::from(gpu.queue().get_timestamp_period()) * 1e-9;
     let mut times: Vec<f64> = ticks

@@ -57,6 +57,7 @@ pub struct PlanInput {
 }
 
 /// One step of a graph at one batch size, ready to record.
+#[derive(Debug)]
 pub struct Plan {
     /// Rows per step.
     pub batch: usize,

@@ -381,7 +381,12 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
 
 /// The most elements one sample of a value (or one parameter) may have: far past any binding
 /// an adapter offers, and small enough that sizes never overflow.
-const MAX_ELEMENTS: usize = 1 << 40;
+/// (2⁴⁰, or a quarter of a 32-bit address space on wasm32, so byte counts fit a usize).
+const MAX_ELEMENTS: usize = if usize::BITS >= 64 {
+    1 << 40
+} else {
+    usize::MAX / 4
+};
 
 /// Fails when `dims` hold more than [`MAX_ELEMENTS`] elements (or overflow counting them).
 pub(crate) fn check_size(dims: &[usize]) -> Result<()> {

@@ -37,6 +37,7 @@ fn flat_len(graph: &Graph) -> usize {
 }
 
 /// The model's trainable parameters, their gradients, and its non-trainable buffers.
+#[derive(Debug)]
 pub struct Weights {
     /// Every parameter in one flat buffer, each starting on an aligned offset.
     pub params: Tensor,
@@ -114,11 +115,18 @@ impl Weights {
     }
 
     /// Each parameter's values, in graph order (one readback of the flat buffer).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_params(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
-        self.split(&gpu.read(&self.params)?)
+        pollster::block_on(self.read_params_async(gpu))
+    }
+
+    /// [`Weights::read_params`] as a future.
+    pub async fn read_params_async(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        self.split(&gpu.read_async(&self.params).await?)
     }
 
     /// Each parameter's gradient from the last step, in graph order.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_grads(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
         self.split(&gpu.read(&self.grads)?)
     }

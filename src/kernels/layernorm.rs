@@ -42,6 +42,7 @@ pub(crate) struct LayerNormParams {
 }
 
 /// γ, β of one LayerNorm, and its per-row `[rows, 2]` mean and 1/σ.
+#[derive(Debug)]
 pub struct LayerNormTensors<'a> {
     /// The gain, `[cols]`.
     pub gamma: &'a Tensor,

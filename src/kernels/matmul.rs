@@ -450,6 +450,10 @@ impl Gpu {
         if self.adapter_info().device_type == wgpu::DeviceType::Cpu {
             return Ok(Tile::T128);
         }
+        // A browser cannot block on timings: the small tile fits WebGPU's default limits.
+        #[cfg(target_arch = "wasm32")]
+        let best = Tile::T64;
+        #[cfg(not(target_arch = "wasm32"))]
         let best = self.time_matmul_tiles((m, n, k), transposes)?;
         if let Ok(mut tiles) = self.inner.tiles.lock() {
             tiles.insert(class, best);
@@ -459,6 +463,7 @@ impl Gpu {
 
     /// Times both tiles on a product of this shape (one warm-up, median of three) and returns
     /// the faster: what the autotune runs once per shape class on GPUs.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn time_matmul_tiles(
         &self,
         (m, n, k): (usize, usize, usize),

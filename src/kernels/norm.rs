@@ -78,6 +78,7 @@ impl Default for BatchNormConfig {
 }
 
 /// Tensors of one batch-norm layer over `[rows, cols]` or `[rows, cols, inner]` activations.
+#[derive(Debug)]
 pub struct BatchNormTensors<'a> {
     /// The gain, `[cols]`.
     pub gamma: &'a Tensor,

@@ -113,6 +113,7 @@ pub struct StepParams {
 
 /// Buffers of one fused update. `states` holds the rule's state tensors in the order its
 /// entry point documents (unused ones may be any distinct tensors of at least one element).
+#[derive(Debug)]
 pub struct UpdateBuffers<'a> {
     /// The step-uniform ring whose slot holds this step's [`StepParams`].
     pub step_ring: &'a wgpu::Buffer,

@@ -2,13 +2,17 @@
 //! so they read like the PyTorch modules they mirror (and give the same `state_dict` names).
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, time_pass};
-use crate::graph::{Graph, Init, Mode, NodeId};
+use crate::graph::{Graph, Init, NodeId};
 use crate::kernels::attention::MAX_HEAD_DIM;
 use crate::kernels::conv::Conv2dConfig;
 use crate::kernels::loss::Loss;
 use crate::kernels::norm::BatchNormConfig;
-use crate::train::{TrainConfig, Trainer};
+#[cfg(not(target_arch = "wasm32"))]
+use {
+    crate::gpu::Gpu,
+    crate::graph::Mode,
+    crate::train::{TrainConfig, Trainer},
+};
 
 /// A pre-norm residual MLP classifier:
 ///
@@ -213,6 +217,7 @@ fn block(g: &mut Graph, x: NodeId, c: GptConfig) -> Result<NodeId> {
 /// One attention layer's training step alone: `[T, 3C]` packed q, k, v (made trainable, so
 /// the backward runs to them) through causal self-attention, fused or composed, under a
 /// mean-squared loss. What [`time_attention`] and the benchmark time.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn attention_graph((t, heads, d): (usize, usize, usize), fused: bool) -> Result<Graph> {
     let c = heads * d;
     let mut g = Graph::new();
@@ -233,6 +238,7 @@ pub(crate) fn attention_graph((t, heads, d): (usize, usize, usize), fused: bool)
 /// `batch` sequences on `gpu`: `(fused, composed)`. Which is faster depends on the adapter
 /// (on lavapipe the composed products win, their GEMM tiles being tuned for it); a model
 /// can take the faster one, as `examples/gpt.rs` does.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn time_attention(gpu: &Gpu, config: &GptConfig, batch: usize) -> Result<(f64, f64)> {
     let shape = (
         config.block,
@@ -244,7 +250,7 @@ pub fn time_attention(gpu: &Gpu, config: &GptConfig, batch: usize) -> Result<(f6
         let graph = attention_graph(shape, fused)?;
         let mut trainer = Trainer::for_graph(gpu, graph, TrainConfig::default())?;
         let plan = trainer.plan(batch, Mode::Train)?;
-        *time = time_pass(gpu, 1, 5, &|pass| plan.record(pass, 0))?.0;
+        *time = crate::gpu::time_pass(gpu, 1, 5, &|pass| plan.record(pass, 0))?.0;
     }
     Ok((seconds[0], seconds[1]))
 }

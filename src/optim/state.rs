@@ -10,6 +10,7 @@ use crate::kernels::reduce;
 use crate::optim::{GroupSettings, Optimizer};
 
 /// Everything an optimizer adds to a training step.
+#[derive(Debug)]
 pub struct OptimizerState {
     pub(crate) optimizer: Optimizer,
     /// Flat state tensors in the kernel's binding order; unused ones are one-element stand-ins.

@@ -180,6 +180,7 @@ pub fn block_starts(
 }
 
 /// One optimizer's state in f64, stepped with `torch.optim`'s formulas written out plainly.
+#[derive(Debug)]
 pub struct OptimizerReference {
     /// The rule and its hyper-parameters.
     pub optimizer: Optimizer,

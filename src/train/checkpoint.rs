@@ -169,6 +169,7 @@ impl Architecture {
 }
 
 /// A loaded checkpoint: tensors by name, plus what the metadata says.
+#[derive(Debug)]
 pub struct Checkpoint {
     /// Where the bytes came from, for messages.
     pub path: PathBuf,
@@ -181,32 +182,46 @@ pub struct Checkpoint {
 }
 
 /// Writes `trainer`'s parameters, buffers and optimizer state to `path`, atomically.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save(
     path: &Path,
     trainer: &Trainer,
     architecture: &Architecture,
     training: &TrainingState,
 ) -> Result<()> {
-    write(path, trainer, architecture, Some(training))
+    let bytes = pollster::block_on(serialize(trainer, architecture, Some(training)))?;
+    write(path, &bytes)
 }
 
 /// Writes the model alone: parameters (under every name of a tied one) and buffers, exactly
 /// the module's `state_dict`, so PyTorch's `load_state_dict` takes the file's tensors with no
 /// key left over, and the architecture; no optimizer or training state, so it does not resume.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save_model(path: &Path, trainer: &Trainer, architecture: &Architecture) -> Result<()> {
-    write(path, trainer, architecture, None)
+    let bytes = pollster::block_on(serialize(trainer, architecture, None))?;
+    write(path, &bytes)
 }
 
-fn write(
-    path: &Path,
+/// Checkpoint bytes over `path`, atomically, after checking that they load: every
+/// checkpoint written must, so a bad one never replaces a good one.
+#[cfg(not(target_arch = "wasm32"))]
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    parse(path, bytes)?;
+    crate::files::write_atomically(path, bytes)
+}
+
+/// The safetensors bytes of `trainer`'s model (and, with `training`, its optimizer state).
+async fn serialize(
     trainer: &Trainer,
     architecture: &Architecture,
     training: Option<&TrainingState>,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let gpu = trainer.gpu();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = vec![];
     let f32_bytes = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
-    let params = trainer.weights.read_params(gpu)?;
+    let params = trainer
+        .weights
+        .split(&gpu.read_async(&trainer.weights.params).await?)?;
     for (spec, values) in trainer.graph.params().iter().zip(&params) {
         for name in std::iter::once(&spec.name).chain(&spec.aliases) {
             tensors.push((
@@ -218,7 +233,7 @@ fn write(
         }
     }
     for (spec, buffer) in trainer.graph.buffers().iter().zip(&trainer.weights.buffers) {
-        let stats = gpu.read(buffer)?;
+        let stats = gpu.read_async(buffer).await?;
         let (mean, var) = stats.split_at(spec.features);
         tensors.push((
             format!("{}.running_mean", spec.module),
@@ -250,7 +265,7 @@ fn write(
         if name.is_empty() {
             continue;
         }
-        let per_param = trainer.weights.split(&gpu.read(flat)?)?;
+        let per_param = trainer.weights.split(&gpu.read_async(flat).await?)?;
         for (spec, values) in trainer.graph.params().iter().zip(&per_param) {
             tensors.push((
                 format!("optim.{}.{name}", spec.name),
@@ -277,9 +292,30 @@ fn write(
     }
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    // Every checkpoint written must load: read it back before it replaces anything.
-    parse(path, &bytes)?;
-    crate::files::write_atomically(path, &bytes)
+    sort_metadata(bytes)
+}
+
+/// safetensors writes its `__metadata__` map in a `HashMap`'s random order; sorting it
+/// makes a checkpoint's bytes a function of its contents (the same state, the same file).
+/// The header keeps its length: the same entries, reordered.
+fn sort_metadata(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let malformed = || Error::InvalidArgument("safetensors wrote a malformed header".into());
+    let len = bytes
+        .get(..8)
+        .and_then(|n| usize::try_from(u64::from_le_bytes(n.try_into().ok()?)).ok())
+        .ok_or_else(malformed)?;
+    let header = bytes.get(8..8 + len).ok_or_else(malformed)?;
+    let mut json: serde_json::Value = serde_json::from_slice(header).map_err(|_| malformed())?;
+    if let Some(serde_json::Value::Object(metadata)) = json.get_mut("__metadata__") {
+        metadata.sort_keys();
+    }
+    let mut sorted = serde_json::to_vec(&json).map_err(|_| malformed())?;
+    if sorted.len() > len {
+        return Err(malformed());
+    }
+    sorted.resize(len, b' ');
+    bytes[8..8 + len].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 fn to_json(value: &impl Serialize) -> Result<String> {
@@ -410,11 +446,27 @@ impl Checkpoint {
     }
 }
 
+/// How errors name checkpoint bytes that came from no file.
+const BYTES: &str = "(checkpoint bytes)";
+
 impl Trainer {
     /// Saves the model (graph and weights, PyTorch names), the optimizer's state, the step
     /// and the run's settings to `path` in one call, atomically; [`Trainer::load`] continues
     /// from it exactly. Augmentation and submission settings are not saved.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &Path) -> Result<()> {
+        write(path, &self.to_bytes()?)
+    }
+
+    /// What [`Trainer::save`] writes, as bytes: for callers that keep checkpoints elsewhere
+    /// than in a file (a browser's storage, a network).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        pollster::block_on(self.to_bytes_async())
+    }
+
+    /// [`Trainer::to_bytes`] as a future.
+    pub async fn to_bytes_async(&self) -> Result<Vec<u8>> {
         let c = self.config();
         let state = TrainingState {
             epoch: 0,
@@ -424,32 +476,44 @@ impl Trainer {
             optimizer: c.optimizer,
             run: Some(RunSettings::of(c)),
         };
-        let architecture = Architecture {
-            graph: self.graph.clone(),
-            standardize: None,
-            vocabulary: self.vocabulary.clone(),
-        };
-        save(path, self, &architecture, &state)
+        serialize(self, &self.architecture(), Some(&state)).await
     }
 
     /// Saves the model alone (see [`save_model`]): what PyTorch loads with
     /// `load_state_dict` and `wgtrain generate` or [`Trainer::load_model`] read back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save_model(&self, path: &Path) -> Result<()> {
-        let architecture = Architecture {
+        write(path, &pollster::block_on(self.model_to_bytes_async())?)
+    }
+
+    /// What [`Trainer::save_model`] writes, as bytes.
+    pub async fn model_to_bytes_async(&self) -> Result<Vec<u8>> {
+        serialize(self, &self.architecture(), None).await
+    }
+
+    fn architecture(&self) -> Architecture {
+        Architecture {
             graph: self.graph.clone(),
             standardize: None,
             vocabulary: self.vocabulary.clone(),
-        };
-        save_model(path, self, &architecture)
+        }
     }
 
     /// A trainer holding the model of any wgtrain checkpoint or model file (graph, weights,
     /// vocabulary), with a fresh optimizer: for inference and generation, or to fine-tune.
     pub fn load_model(gpu: &crate::Gpu, path: &Path) -> Result<Trainer> {
-        let checkpoint = load(path)?;
+        Self::with_model(gpu, load(path)?)
+    }
+
+    /// [`Trainer::load_model`] from bytes.
+    pub fn model_from_bytes(gpu: &crate::Gpu, bytes: &[u8]) -> Result<Trainer> {
+        Self::with_model(gpu, parse(Path::new(BYTES), bytes)?)
+    }
+
+    fn with_model(gpu: &crate::Gpu, checkpoint: Checkpoint) -> Result<Trainer> {
         let architecture = checkpoint.architecture.clone().ok_or_else(|| {
             Error::invalid_data(
-                path,
+                &checkpoint.path,
                 "metadata.architecture",
                 "missing: a bare state_dict does not say which model it is",
             )
@@ -464,9 +528,18 @@ impl Trainer {
     /// --save`): graph, weights, optimizer and its state, step, seed and run settings, so
     /// that the next step is the one the saved trainer would have taken.
     pub fn load(gpu: &crate::Gpu, path: &Path) -> Result<Trainer> {
-        let checkpoint = load(path)?;
+        Self::resume(gpu, load(path)?)
+    }
+
+    /// [`Trainer::load`] from the bytes [`Trainer::to_bytes`] gave.
+    pub fn from_bytes(gpu: &crate::Gpu, bytes: &[u8]) -> Result<Trainer> {
+        Self::resume(gpu, parse(Path::new(BYTES), bytes)?)
+    }
+
+    fn resume(gpu: &crate::Gpu, checkpoint: Checkpoint) -> Result<Trainer> {
+        let path = checkpoint.path.clone();
         let missing = |what: &str| {
-            Error::invalid_data(path, what, "missing: not a checkpoint wgtrain can resume")
+            Error::invalid_data(&path, what, "missing: not a checkpoint wgtrain can resume")
         };
         let architecture = checkpoint
             .architecture

@@ -7,6 +7,7 @@ use crate::graph::DType;
 use crate::kernels::random::{Affine, random_affine};
 
 /// How one batch reaches a plan's input and target.
+#[derive(Debug)]
 pub(super) struct Gathered {
     /// Gathers from a resident dataset, then the augmentation shift; empty for a streamed
     /// dataset without augmentation.

@@ -140,6 +140,18 @@ pub struct Trainer {
     vocabulary: Option<Vocabulary>,
 }
 
+impl std::fmt::Debug for Trainer {
+    /// The adapter, the model's size, the step and the settings: not the compiled plans.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("gpu", &self.gpu)
+            .field("params", &self.graph.params().len())
+            .field("step", &self.step)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Trainer {
     /// A trainer over `graph` with `weights` already allocated for it (from [`Weights::init`]
     /// or a checkpoint); [`Trainer::for_graph`] allocates and initialises them instead.
@@ -271,7 +283,13 @@ impl Trainer {
     /// The model's outputs for host `rows` (`[n, features]`, flat), in eval mode (dropout off,
     /// BatchNorm's running statistics): `[n, outputs]`. No labels needed; rows are checked
     /// as datasets are (finite, the model's width).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn predict(&mut self, rows: &[f32]) -> Result<Vec<f32>> {
+        pollster::block_on(self.predict_async(rows))
+    }
+
+    /// [`Trainer::predict`] as a future, for callers that must not block (a browser).
+    pub async fn predict_async(&mut self, rows: &[f32]) -> Result<Vec<f32>> {
         let (Some(cols), Some(outputs)) =
             (self.graph.input_features(), self.graph.output_features())
         else {
@@ -293,7 +311,7 @@ impl Trainer {
             _ => Dataset::regression(rows.to_vec(), cols, vec![0.0; n * outputs], outputs)?,
         };
         let device = DeviceDataset::streamed(&data)?;
-        let outputs = self.evaluate(&device).map(|eval| eval.outputs);
+        let outputs = self.evaluate_async(&device).await.map(|eval| eval.outputs);
         // The set lives for this call only: forget the batch feeds prepared for it, or each
         // call would leave its own behind.
         self.gathers.retain(|key, _| key.0 != device.id);
@@ -301,9 +319,16 @@ impl Trainer {
     }
 
     /// The most likely class of each row (first on ties): [`Trainer::predict`] then argmax.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn predict_classes(&mut self, rows: &[f32]) -> Result<Vec<usize>> {
+        pollster::block_on(self.predict_classes_async(rows))
+    }
+
+    /// [`Trainer::predict_classes`] as a future.
+    pub async fn predict_classes_async(&mut self, rows: &[f32]) -> Result<Vec<usize>> {
         let classes = self.graph.output_features().unwrap_or(1);
-        Ok(ClassificationMetrics::argmax(&self.predict(rows)?, classes))
+        let outputs = self.predict_async(rows).await?;
+        Ok(ClassificationMetrics::argmax(&outputs, classes))
     }
 
     /// Sets every parameter (graph order, PyTorch layouts), checked against the model's
@@ -360,27 +385,36 @@ impl Trainer {
 
     /// One training step on host data: `x` is `[batch, in]`, `y` the targets. Waits for the
     /// loss (tests and small programs; `fit_epoch` never waits per step).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_batch(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
-        self.batch_step(&[Feed::F32(x)], y, true)
+        pollster::block_on(self.batch_step(&[Feed::F32(x)], y, true))
     }
 
     /// Forward and backward without the update: leaves ∂L/∂params in `weights.grads`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn compute_gradients(&mut self, x: &[f32], y: &[f32]) -> Result<f32> {
-        self.batch_step(&[Feed::F32(x)], y, false)
+        pollster::block_on(self.batch_step(&[Feed::F32(x)], y, false))
     }
 
     /// One training step of a graph with any number of inputs, one host batch per input in
     /// graph order (u32 for index inputs).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_inputs(&mut self, inputs: &[Feed<'_>], y: &[f32]) -> Result<f32> {
-        self.batch_step(inputs, y, true)
+        pollster::block_on(self.train_inputs_async(inputs, y))
+    }
+
+    /// [`Trainer::train_inputs`] as a future.
+    pub async fn train_inputs_async(&mut self, inputs: &[Feed<'_>], y: &[f32]) -> Result<f32> {
+        self.batch_step(inputs, y, true).await
     }
 
     /// [`Trainer::compute_gradients`] for a graph with any number of inputs.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn compute_gradients_inputs(&mut self, inputs: &[Feed<'_>], y: &[f32]) -> Result<f32> {
-        self.batch_step(inputs, y, false)
+        pollster::block_on(self.batch_step(inputs, y, false))
     }
 
-    fn batch_step(&mut self, inputs: &[Feed<'_>], y: &[f32], update: bool) -> Result<f32> {
+    async fn batch_step(&mut self, inputs: &[Feed<'_>], y: &[f32], update: bool) -> Result<f32> {
         let batch = self.feed_batch(inputs)?;
         self.plan(batch, Mode::Train)?;
         let plan = &self.plans[&(batch, Mode::Train)];
@@ -397,7 +431,7 @@ impl Trainer {
         if update {
             self.step = t;
         }
-        let loss = self.gpu.read(plan.loss())?[0];
+        let loss = self.gpu.read_async(plan.loss()).await?[0];
         if !loss.is_finite() {
             return Err(Error::NonFinite {
                 what: "loss".into(),
@@ -461,21 +495,47 @@ impl Trainer {
     /// One epoch over `data`: shuffled (seeded by seed and epoch) unless configured not to, the
     /// last partial batch included. `on_step` sees each step's loss as it arrives. Returns the
     /// epoch's mean loss.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit_epoch(
         &mut self,
         data: &DeviceDataset,
         epoch: usize,
         on_step: &mut dyn FnMut(&StepLog),
     ) -> Result<f64> {
+        pollster::block_on(self.fit_epoch_async(data, epoch, on_step))
+    }
+
+    /// [`Trainer::fit_epoch`] as a future: it awaits each submission's losses instead of
+    /// blocking on them.
+    pub async fn fit_epoch_async(
+        &mut self,
+        data: &DeviceDataset,
+        epoch: usize,
+        on_step: &mut dyn FnMut(&StepLog),
+    ) -> Result<f64> {
         let batches = self.epoch_batches(data.rows).len();
-        let (loss_rows, rows) = self.fit_batches(data, epoch, 0..batches, on_step)?;
+        let (loss_rows, rows) = self
+            .fit_batches_async(data, epoch, 0..batches, on_step)
+            .await?;
         Ok(loss_rows / rows.max(1) as f64)
     }
 
     /// Batches `range` of epoch `epoch` (the order depends only on seed and epoch, so an epoch
     /// can be split at any batch and resumed). Returns Σ loss·rows and the rows seen; every
     /// loss has been checked finite when it returns, so a checkpoint taken now is a good one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit_batches(
+        &mut self,
+        data: &DeviceDataset,
+        epoch: usize,
+        range: std::ops::Range<usize>,
+        on_step: &mut dyn FnMut(&StepLog),
+    ) -> Result<(f64, usize)> {
+        pollster::block_on(self.fit_batches_async(data, epoch, range, on_step))
+    }
+
+    /// [`Trainer::fit_batches`] as a future.
+    pub async fn fit_batches_async(
         &mut self,
         data: &DeviceDataset,
         epoch: usize,
@@ -501,17 +561,20 @@ impl Trainer {
             .iter()
             .map(|chunk| chunk.iter().map(|&(_, b)| b).collect())
             .collect();
-        let total = self.pipelined(
-            epoch,
-            &sizes,
-            &mut |trainer, i| trainer.submit_steps(data, chunks[i]),
-            on_step,
-        )?;
+        let total = self
+            .pipelined(
+                epoch,
+                &sizes,
+                &mut |trainer, i| trainer.submit_steps(data, chunks[i]),
+                on_step,
+            )
+            .await?;
         Ok((total, batches.iter().map(|&(_, b)| b).sum()))
     }
 
     /// `steps` training steps cycling through `data` in order, `batch` rows each, reading back
     /// only the last loss: the timed loop of the mlp-bench benchmark.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_steps(&mut self, data: &DeviceDataset, batch: usize, steps: usize) -> Result<f32> {
         let per_epoch = (data.rows / batch.max(1)).max(1);
         let all: Vec<(usize, usize)> = (0..steps)
@@ -524,7 +587,7 @@ impl Trainer {
         }
         let bytes = self
             .gpu
-            .read_async(
+            .start_read(
                 self.loss_ring.buffer(),
                 4 * last.saturating_sub(1) as u64,
                 4,
@@ -543,7 +606,7 @@ impl Trainer {
     /// Submits one submission per entry of `chunks` (its steps' batch rows) through
     /// `submit(self, i)`, which records them and advances `self.step`, keeping a few in flight
     /// and handing each step's loss to `on_step` as it lands; returns Σ loss · batch rows.
-    fn pipelined(
+    async fn pipelined(
         &mut self,
         epoch: usize,
         chunks: &[Vec<usize>],
@@ -557,16 +620,18 @@ impl Trainer {
             submit(self, i)?;
             let read = self
                 .gpu
-                .read_async(self.loss_ring.buffer(), 0, 4 * sizes.len() as u64);
+                .start_read(self.loss_ring.buffer(), 0, 4 * sizes.len() as u64);
             pending.push_back((first, sizes, read));
             // Keep a few submissions in flight; report losses that have landed.
             while pending.len() > 2 {
                 let (first, sizes, read) = pending.pop_front().expect("queue is non-empty");
-                total += self.report(epoch, first, sizes, read.wait(&self.gpu)?, on_step)?;
+                let bytes = read.bytes(&self.gpu).await?;
+                total += self.report(epoch, first, sizes, bytes, on_step)?;
             }
         }
         while let Some((first, sizes, read)) = pending.pop_front() {
-            total += self.report(epoch, first, sizes, read.wait(&self.gpu)?, on_step)?;
+            let bytes = read.bytes(&self.gpu).await?;
+            total += self.report(epoch, first, sizes, bytes, on_step)?;
         }
         Ok(total)
     }
@@ -606,7 +671,13 @@ impl Trainer {
     }
 
     /// Loss and outputs over `data` in eval mode (running statistics, no dropout).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&mut self, data: &DeviceDataset) -> Result<Evaluation> {
+        pollster::block_on(self.evaluate_async(data))
+    }
+
+    /// [`Trainer::evaluate`] as a future.
+    pub async fn evaluate_async(&mut self, data: &DeviceDataset) -> Result<Evaluation> {
         data.use_order(&self.gpu, OrderKey::Identity)?;
 
         let bs = self.config.batch_size;
@@ -629,8 +700,8 @@ impl Trainer {
                 }
                 plan.record(pass, 0);
             })?;
-            outputs.extend(self.gpu.read(plan.output())?);
-            total += f64::from(self.gpu.read(plan.loss())?[0]) * batch as f64;
+            outputs.extend(self.gpu.read_async(plan.output()).await?);
+            total += f64::from(self.gpu.read_async(plan.loss()).await?[0]) * batch as f64;
         }
         Ok(Evaluation {
             loss: total / data.rows.max(1) as f64,

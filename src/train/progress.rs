@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::train::{StepLog, say};
 
 /// A progress bar over one epoch's steps, fed by the `on_step` callback.
+#[derive(Debug)]
 pub struct EpochProgress {
     bar: ProgressBar,
     start: Instant,

@@ -15,7 +15,18 @@ impl Trainer {
     /// `steps` training steps on random blocks of `tokens`, for a graph whose one input is
     /// `[block]` u32 token ids and whose output is `[block, vocab]` logits under
     /// cross-entropy. `on_step` sees each step's loss as it arrives; returns their mean.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fit_token_steps(
+        &mut self,
+        tokens: &DeviceTokens,
+        steps: usize,
+        on_step: &mut dyn FnMut(&StepLog),
+    ) -> Result<f64> {
+        pollster::block_on(self.fit_token_steps_async(tokens, steps, on_step))
+    }
+
+    /// [`Trainer::fit_token_steps`] as a future.
+    pub async fn fit_token_steps_async(
         &mut self,
         tokens: &DeviceTokens,
         steps: usize,
@@ -29,31 +40,38 @@ impl Trainer {
             .step_by(per_submit)
             .map(|first| vec![batch; per_submit.min(steps - first)])
             .collect();
-        let total = self.pipelined(
-            0,
-            &chunks,
-            &mut |trainer, i| {
-                let (count, first) = (chunks[i].len(), trainer.step + 1);
+        let mut submit = |trainer: &mut Self, i: usize| {
+            let (count, first) = (chunks[i].len(), trainer.step + 1);
+            for j in 0..count {
+                trainer.write_step_params(j, first + j as u64);
+            }
+            trainer.gpu.run_pass(|pass| {
                 for j in 0..count {
-                    trainer.write_step_params(j, first + j as u64);
+                    trainer.record_step(pass, tokens.id, j, (0, batch));
                 }
-                trainer.gpu.run_pass(|pass| {
-                    for j in 0..count {
-                        trainer.record_step(pass, tokens.id, j, (0, batch));
-                    }
-                })?;
-                trainer.step += count as u64;
-                Ok(())
-            },
-            on_step,
-        )?;
+            })?;
+            trainer.step += count as u64;
+            Ok(())
+        };
+        let total = self.pipelined(0, &chunks, &mut submit, on_step).await?;
         Ok(total / (steps * batch).max(1) as f64)
     }
 
     /// The mean loss (per token, nats under cross-entropy) of `blocks` random blocks of
     /// `tokens` in eval mode. The blocks depend on `seed` alone: every call with the same
     /// seed scores the same text, so estimates taken during a run are comparable.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate_token_blocks(
+        &mut self,
+        tokens: &DeviceTokens,
+        blocks: usize,
+        seed: u64,
+    ) -> Result<f64> {
+        pollster::block_on(self.evaluate_token_blocks_async(tokens, blocks, seed))
+    }
+
+    /// [`Trainer::evaluate_token_blocks`] as a future.
+    pub async fn evaluate_token_blocks_async(
         &mut self,
         tokens: &DeviceTokens,
         blocks: usize,
@@ -85,7 +103,7 @@ impl Trainer {
                 }
                 plan.record(pass, 0);
             })?;
-            let loss = self.gpu.read(plan.loss())?[0];
+            let loss = self.gpu.read_async(plan.loss()).await?[0];
             if !loss.is_finite() {
                 return Err(Error::NonFinite {
                     what: "validation loss".into(),
@@ -192,7 +210,13 @@ impl Trainer {
     /// A language model's logits (`[tokens.len(), vocab]`, eval mode) for up to one block of
     /// tokens. A shorter sequence sits at positions 0.. with the rest zero-filled, which a
     /// causal model's logits at those positions do not see.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        pollster::block_on(self.logits_async(tokens))
+    }
+
+    /// [`Trainer::logits`] as a future.
+    pub async fn logits_async(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         let (block, vocab) = self.language_model_sizes()?;
         if tokens.is_empty() || tokens.len() > block {
             return Err(Error::InvalidArgument(format!(
@@ -211,7 +235,7 @@ impl Trainer {
         let plan = &self.plans[&(1, Mode::Eval)];
         plan.write_inputs(&self.gpu, &[Feed::U32(&input)])?;
         self.gpu.run_pass(|pass| plan.record(pass, 0))?;
-        let mut logits = self.gpu.read(plan.output())?;
+        let mut logits = self.gpu.read_async(plan.output()).await?;
         logits.truncate(tokens.len() * vocab);
         Ok(logits)
     }
@@ -219,7 +243,18 @@ impl Trainer {
     /// `count` tokens continuing `prompt` (at least one token), each drawn from the model's
     /// logits at the last position of the context: the prompt and what was drawn so far,
     /// cropped to the model's last `block` tokens, as nanoGPT's `generate` crops it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        count: usize,
+        sampling: Sampling,
+    ) -> Result<Vec<u32>> {
+        pollster::block_on(self.generate_async(prompt, count, sampling))
+    }
+
+    /// [`Trainer::generate`] as a future.
+    pub async fn generate_async(
         &mut self,
         prompt: &[u32],
         count: usize,
@@ -247,7 +282,7 @@ impl Trainer {
         let mut context = prompt.to_vec();
         for _ in 0..count {
             let window = &context[context.len().saturating_sub(block)..];
-            let logits = self.logits(window)?;
+            let logits = self.logits_async(window).await?;
             let last = &logits[(window.len() - 1) * vocab..];
             context.push(sample(last, sampling, &mut rng)?);
         }

@@ -149,8 +149,7 @@ fn custom_ops_are_checked_when_built_and_refused_where_they_cannot_differentiate
     let mut trainer = Trainer::new(gpu(), graph, weights, TrainConfig::default()).expect("trainer");
     let error = trainer
         .plan(4, Mode::Train)
-        .err()
-        .expect("not differentiable");
+        .expect_err("not differentiable");
     assert!(error.to_string().contains("backward_1"), "{error}");
     // Evaluation needs no backward.
     trainer.plan(4, Mode::Eval).expect("an eval plan");

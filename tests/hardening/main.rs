@@ -92,8 +92,7 @@ fn a_model_over_the_adapter_limit_is_refused_before_any_gpu_work() {
     let batch = (allowed / (4 * 256)) as usize + 1;
     let error = t
         .plan(batch, wgtrain::graph::Mode::Train)
-        .err()
-        .expect("too large a batch");
+        .expect_err("too large a batch");
     assert!(matches!(error, Error::OverLimit { .. }), "{error}");
     assert!(
         error

@@ -101,8 +101,7 @@ fn arithmetic_kernels_match_f64() {
 #[test]
 fn elementwise_rejects_length_mismatch() {
     let error = elementwise::add(gpu(), &poisoned(&[3]), &poisoned(&[4]), &poisoned(&[3]))
-        .err()
-        .expect("lengths differ");
+        .expect_err("lengths differ");
     assert!(
         matches!(error, wgtrain::Error::ShapeMismatch { .. }),
         "{error}"

@@ -221,8 +221,7 @@ fn matmul_rejects_mismatched_shapes() {
     let c = poisoned(&[3, 6]);
     let error = Matmul::default()
         .dispatch(gpu(), &a, &b, &c)
-        .err()
-        .expect("k differs");
+        .expect_err("k differs");
     assert!(
         matches!(error, wgtrain::Error::ShapeMismatch { .. }),
         "{error}"
