@@ -531,3 +531,37 @@ fn a_baby_gpt_model_file_is_nanogpts_state_dict_and_its_f64_forward_gives_our_lo
         );
     }
 }
+
+/// Opens the adapter in a child process of this test binary without XDG_RUNTIME_DIR, as on
+/// a server without a desktop login: whatever Mesa prints, wgtrain's one-line note comes first.
+#[test]
+#[cfg(target_os = "linux")]
+fn without_a_runtime_dir_a_note_comes_before_mesas_error_lines() {
+    if std::env::var_os("WGTRAIN_OPEN_ADAPTER_ONLY").is_some() {
+        wgtrain::Gpu::new().expect("adapter");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let output = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "without_a_runtime_dir_a_note_comes_before_mesas_error_lines",
+            "--nocapture",
+        ])
+        .env("WGTRAIN_OPEN_ADAPTER_ONLY", "1")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("child");
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let note = stderr.find("note: XDG_RUNTIME_DIR is not set");
+    assert!(note.is_some(), "{stderr}");
+    assert_eq!(
+        stderr.matches("note: XDG_RUNTIME_DIR").count(),
+        1,
+        "{stderr}"
+    );
+    if let Some(mesa) = stderr.find("error: XDG_RUNTIME_DIR") {
+        assert!(note < Some(mesa), "the note comes first: {stderr}");
+    }
+}

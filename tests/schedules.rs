@@ -1,5 +1,8 @@
 //! Learning-rate schedules against `torch.optim.lr_scheduler`'s closed forms.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use wgtrain::optim::Schedule;
 
 fn close(a: f64, b: f64) -> bool {
@@ -76,4 +79,97 @@ fn a_trainer_follows_its_configured_schedule() {
         trainer.lr_at(51)
     );
     assert!(trainer.lr_at(101) < 1e-9);
+}
+
+/// A fixed regression set of 24 rows, 3 features (fresh per test, shared by its trainers).
+fn regression_data() -> wgtrain::data::DeviceDataset {
+    let mut rng = common::rng("schedule data");
+    let data = wgtrain::data::Dataset::regression(
+        rng.uniform(24 * 3, -1.0, 1.0),
+        3,
+        rng.uniform(24, -1.0, 1.0),
+        1,
+    )
+    .expect("data");
+    wgtrain::data::DeviceDataset::upload(common::gpu(), &data).expect("upload")
+}
+
+/// A trainer of `Linear(3, 1)` with SGD and momentum, batches of 4 in order.
+fn regression_trainer(schedule: Schedule) -> wgtrain::train::Trainer {
+    use wgtrain::prelude::*;
+    let config = TrainConfig {
+        optimizer: Optimizer::momentum(0.1, 0.9),
+        schedule,
+        batch_size: 4,
+        shuffle: false,
+        ..TrainConfig::default()
+    };
+    let model = Sequential::new(3).linear(1);
+    Trainer::for_model(common::gpu(), &model, Loss::Mse, config).expect("trainer")
+}
+
+#[test]
+fn a_schedule_stepped_by_hand_trains_exactly_as_one_handed_to_fit() {
+    let schedule = Schedule::Step {
+        step_size: 2,
+        gamma: 0.5,
+    };
+    let data = regression_data();
+    let mut handed = regression_trainer(schedule);
+    let mut handed_lrs = vec![];
+    handed
+        .fit_epoch(&data, 0, &mut |log| handed_lrs.push(log.lr))
+        .expect("fit");
+
+    let mut by_hand = regression_trainer(Schedule::Constant);
+    let mut by_hand_lrs = vec![];
+    for batch in 0..6 {
+        let lr = schedule.lr_at(0.1f32.into(), by_hand.step() + 1, 0);
+        by_hand.set_lr(lr as f32).expect("set lr");
+        by_hand
+            .fit_batches(&data, 0, batch..batch + 1, &mut |log| {
+                by_hand_lrs.push(log.lr)
+            })
+            .expect("one step");
+    }
+    assert_eq!(handed_lrs.len(), 6);
+    for (a, b) in handed_lrs.iter().zip(&by_hand_lrs) {
+        assert_eq!(*a as f32, *b as f32, "{handed_lrs:?} vs {by_hand_lrs:?}");
+    }
+    let params =
+        |t: &wgtrain::train::Trainer| t.weights().read_params(common::gpu()).expect("read");
+    assert_eq!(params(&handed), params(&by_hand), "bit-identical weights");
+}
+
+#[test]
+fn a_schedule_set_mid_run_continues_from_the_trainers_step() {
+    let data = regression_data();
+    let mut trainer = regression_trainer(Schedule::Constant);
+    trainer
+        .fit_batches(&data, 0, 0..3, &mut |_| {})
+        .expect("3 steps");
+    let decay = Schedule::Exponential { gamma: 0.5 };
+    trainer.set_schedule(decay, 0).expect("schedule");
+    let mut lrs = vec![];
+    trainer
+        .fit_batches(&data, 0, 3..5, &mut |log| lrs.push((log.step, log.lr)))
+        .expect("2 steps");
+    // Steps 4 and 5 of an exponential decay started at step 1: 0.1 · 0.5³ and 0.1 · 0.5⁴.
+    let base = f64::from(0.1f32);
+    assert_eq!(lrs, vec![(4, base * 0.125), (5, base * 0.0625)]);
+
+    for bad in [
+        Schedule::Exponential { gamma: f64::NAN },
+        Schedule::Step {
+            step_size: 0,
+            gamma: 0.5,
+        },
+        Schedule::Cosine {
+            total_steps: 10,
+            min_lr: -1.0,
+        },
+    ] {
+        assert!(trainer.set_schedule(bad, 0).is_err(), "{bad:?}");
+        assert_eq!(trainer.config().schedule, decay, "left as it was");
+    }
 }

@@ -55,6 +55,7 @@ impl Gpu {
 
     /// [`Gpu::new`] without blocking: the form a browser (wasm32, WebGPU) must await.
     pub async fn new_async() -> Result<Self> {
+        explain_mesa_runtime_dir_errors();
         let descriptor = wgpu::InstanceDescriptor {
             backends: wgpu::Backends::PRIMARY,
             ..wgpu::InstanceDescriptor::new_without_display_handle()
@@ -217,6 +218,28 @@ impl Gpu {
             wgpu::PollError::Timeout => Error::DeviceLost("timed out waiting for the GPU".into()),
             other => Error::DeviceLost(other.to_string()),
         })
+    }
+}
+
+/// Mesa's Vulkan drivers (lavapipe included) print "error: XDG_RUNTIME_DIR is invalid or not
+/// set in the environment." twice when the variable is missing, as on a server without a
+/// desktop login, though compute never uses it. A library cannot safely set the variable
+/// (another thread may read the environment), so it says once, first, what those lines are.
+/// The `wgtrain` binary sets the variable before any thread exists, and no note appears.
+fn explain_mesa_runtime_dir_errors() {
+    #[cfg(target_os = "linux")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        let missing = std::env::var_os("XDG_RUNTIME_DIR")
+            .is_none_or(|dir| !std::path::Path::new(&dir).is_dir());
+        if missing {
+            ONCE.call_once(|| {
+                eprintln!(
+                    "note: XDG_RUNTIME_DIR is not set; Mesa's Vulkan driver may print two harmless \
+                     \"error: XDG_RUNTIME_DIR\" lines next (export XDG_RUNTIME_DIR=/tmp hides them)"
+                );
+            });
+        }
     }
 }
 

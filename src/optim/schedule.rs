@@ -3,6 +3,8 @@
 
 use std::f64::consts::PI;
 
+use crate::error::{Error, Result};
+
 /// How the learning rate moves with the step; an optional linear warm-up comes first.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Schedule {
@@ -30,6 +32,27 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// Refuses what would make a rate that is not finite, negative, or (a zero `gamma`)
+    /// zero forever, as `torch.optim.lr_scheduler` would train into NaN or nothing.
+    pub fn validate(&self) -> Result<()> {
+        let ok = match *self {
+            Schedule::Constant => true,
+            Schedule::Step { step_size, gamma } => {
+                step_size > 0 && gamma > 0.0 && gamma.is_finite()
+            }
+            Schedule::Exponential { gamma } => gamma > 0.0 && gamma.is_finite(),
+            Schedule::Cosine { min_lr, .. } => min_lr >= 0.0 && min_lr.is_finite(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "{self:?}: step sizes must be at least 1, factors positive and finite, floors \
+                 finite and not negative"
+            )))
+        }
+    }
+
     /// The rate at 1-based step `t`, with `warmup` steps of linear warm-up (t/warmup · lr).
     pub fn lr_at(&self, base: f64, t: u64, warmup: u64) -> f64 {
         if warmup > 0 && t <= warmup {

@@ -161,6 +161,7 @@ impl Trainer {
                 "batch size must be at least 1".into(),
             ));
         }
+        config.schedule.validate()?;
         let slots = config.steps_per_submit.max(1);
         let step_ring = gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgtrain step ring"),
@@ -211,8 +212,9 @@ impl Trainer {
         Self::new(gpu, graph, weights, config)
     }
 
-    /// How this trainer trains. The optimizer's hyper-parameters can change between steps
-    /// ([`Trainer::set_lr`], [`Trainer::set_optimizer`]); the rest is fixed at construction.
+    /// How this trainer trains. The optimizer's hyper-parameters and the schedule can change
+    /// between steps ([`Trainer::set_lr`], [`Trainer::set_optimizer`],
+    /// [`Trainer::set_schedule`]); the rest is fixed at construction.
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
@@ -221,6 +223,18 @@ impl Trainer {
     /// the new base), as setting `param_group['lr']` does in PyTorch.
     pub fn set_lr(&mut self, lr: f32) -> Result<()> {
         self.set_optimizer(self.config.optimizer.with_lr(lr))
+    }
+
+    /// Hands the trainer a new schedule (and warm-up) from the next step on. Its position is
+    /// the trainer's step count, so a schedule given mid-run continues where the run is, as
+    /// a PyTorch scheduler built with `last_epoch = step` does; it is saved with the trainer.
+    /// To step a schedule by hand instead, keep [`Schedule::Constant`] here and call
+    /// [`Trainer::set_lr`] with [`Schedule::lr_at`] before each step.
+    pub fn set_schedule(&mut self, schedule: Schedule, warmup_steps: u64) -> Result<()> {
+        schedule.validate()?;
+        self.config.schedule = schedule;
+        self.config.warmup_steps = warmup_steps;
+        Ok(())
     }
 
     /// Changes the optimizer's hyper-parameters from the next step on, keeping its state
