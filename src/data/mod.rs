@@ -41,6 +41,16 @@ pub(crate) fn input_fits(dims: &[usize], cols: usize, image: Option<(usize, usiz
 }
 
 /// An in-memory dataset of `rows` samples with `cols` features each.
+///
+/// ```
+/// use wgtrain::data::Dataset;
+/// let xor = Dataset::classification(vec![0., 0., 0., 1., 1., 0., 1., 1.], 2, vec![0, 1, 1, 0])?;
+/// assert_eq!((xor.rows, xor.cols, xor.classes()), (4, 2, 2));
+/// // Checked where it enters: a NaN feature names its row and column.
+/// let error = Dataset::classification(vec![0., f32::NAN], 2, vec![0]).unwrap_err();
+/// assert!(error.to_string().contains("row 0, column 1"));
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     /// The rows' features, row-major.

@@ -8,6 +8,16 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
 
 /// The characters a model reads and writes; token `i` is the `i`-th in sorted order.
+///
+/// ```
+/// use wgtrain::data::Vocabulary;
+/// let vocabulary = Vocabulary::of("hello world");
+/// assert_eq!(vocabulary.chars(), " dehlorw");
+/// let tokens = vocabulary.encode("hello")?;
+/// assert_eq!(vocabulary.decode(&tokens)?, "hello");
+/// assert!(vocabulary.encode("hi").is_err()); // 'i' is not in it
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vocabulary {
     chars: Vec<char>,

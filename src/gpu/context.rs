@@ -11,6 +11,14 @@ use crate::gpu::pool::BufferPool;
 
 /// A handle to one GPU device. Cheap to clone; every clone shares the device, the buffer pool
 /// and the compiled pipelines.
+///
+/// ```
+/// let gpu = wgtrain::Gpu::new()?;
+/// println!("{} ({:?})", gpu.adapter_info().name, gpu.adapter_info().backend);
+/// let x = gpu.tensor(&[1.0, 2.0, 3.0], &[3])?;
+/// assert_eq!(gpu.read(&x)?, [1.0, 2.0, 3.0]);
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Gpu {
     pub(crate) inner: Arc<GpuInner>,

@@ -8,6 +8,18 @@ use crate::gpu::Gpu;
 use crate::gpu::pool::{self, PooledBuffer};
 
 /// A row-major f32 (or u32) array resident on the GPU.
+///
+/// ```
+/// use wgtrain::kernels::matmul::Matmul;
+/// let gpu = wgtrain::Gpu::new()?;
+/// let a = gpu.tensor(&[1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+/// let b = gpu.tensor(&[1.0, 0.0, 0.0, 1.0], &[2, 2])?;
+/// let c = gpu.zeros(&[2, 2])?;
+/// let product = Matmul::default().dispatch(&gpu, &a, &b, &c)?;
+/// gpu.run_pass(|pass| product.record(pass, 0))?;
+/// assert_eq!((c.shape(), gpu.read(&c)?), (&[2, 2][..], vec![1.0, 2.0, 3.0, 4.0]));
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Tensor {
     storage: Arc<PooledBuffer>,

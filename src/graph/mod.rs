@@ -253,6 +253,26 @@ impl Node {
 }
 
 /// A model as a graph: inputs, parameters, a DAG of ops, one output trained with one loss.
+///
+/// A residual block PyTorch would write as a module, with its `state_dict` names:
+///
+/// ```
+/// use wgtrain::graph::Graph;
+/// use wgtrain::kernels::loss::Loss;
+/// let mut g = Graph::new();
+/// let x = g.input("x", &[16])?;
+/// let h = g.linear("fc1", x, 32)?;
+/// let h = g.relu(h)?;
+/// let h = g.linear("fc2", h, 16)?;
+/// let y = g.add(x, h)?; // x + fc2(relu(fc1(x)))
+/// let logits = g.linear("head", y, 4)?;
+/// g.set_output(logits, Loss::CrossEntropy)?;
+/// let names: Vec<_> = g.params().iter().map(|p| p.name.as_str()).collect();
+/// assert_eq!(names, ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "head.weight", "head.bias"]);
+/// // Shapes are checked as the graph is built, not when it runs:
+/// assert!(g.add(x, logits).is_err());
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Graph {
     pub(crate) nodes: Vec<Node>,

@@ -28,6 +28,17 @@ pub enum Layer {
 }
 
 /// `nn.Sequential` over `[batch, features]` inputs.
+///
+/// ```
+/// use wgtrain::kernels::loss::Loss;
+/// use wgtrain::nn::Sequential;
+/// // nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 3))
+/// let model = Sequential::new(4).linear(16).batch_norm().relu().dropout(0.1).linear(3);
+/// let graph = model.build(Loss::CrossEntropy)?;
+/// assert_eq!(graph.params()[0].name, "0.weight");
+/// assert_eq!(graph.params()[0].shape, [16, 4]);
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sequential {
     /// Features per sample of the input.

@@ -110,6 +110,15 @@ impl ParamGroup {
 }
 
 /// An optimizer with `torch.optim`'s hyper-parameters and defaults.
+///
+/// ```
+/// use wgtrain::optim::Optimizer;
+/// // torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
+/// let sgd = Optimizer::momentum(0.1, 0.9).with_weight_decay(1e-4);
+/// assert_eq!(sgd.lr(), 0.1);
+/// // What torch.optim refuses is refused here too.
+/// assert!(Optimizer::adam(-1.0).validate().is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Optimizer {
     /// `torch.optim.SGD`

@@ -6,6 +6,18 @@ use std::f64::consts::PI;
 use crate::error::{Error, Result};
 
 /// How the learning rate moves with the step; an optional linear warm-up comes first.
+///
+/// Hand it to a trainer ([`TrainConfig::schedule`](crate::train::TrainConfig::schedule),
+/// [`Trainer::set_schedule`](crate::train::Trainer::set_schedule)), or step it by hand:
+///
+/// ```
+/// use wgtrain::optim::Schedule;
+/// // StepLR(step_size=10, gamma=0.5) after 5 warm-up steps, from a base rate of 0.1.
+/// let schedule = Schedule::Step { step_size: 10, gamma: 0.5 };
+/// let lr = |t| schedule.lr_at(0.1, t, 5);
+/// assert_eq!((lr(1), lr(5), lr(6), lr(16)), (0.02, 0.1, 0.1, 0.05));
+/// // By hand: `trainer.set_lr(lr(trainer.step() + 1) as f32)?` before each step.
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Schedule {
     /// The base rate throughout.

@@ -4,6 +4,15 @@
 use crate::error::{Error, Result};
 
 /// Metrics of a classifier, from predicted and true class indices.
+///
+/// ```
+/// use wgtrain::train::ClassificationMetrics;
+/// let m = ClassificationMetrics::new(&[0, 1, 1, 2], &[0, 1, 2, 2], 3)?;
+/// assert_eq!(m.accuracy, 0.75);
+/// assert_eq!(m.confusion[2], [0, 1, 1]); // true class 2: once taken for 1, once right
+/// assert!(ClassificationMetrics::new(&[0, 1], &[0], 3).is_err());
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassificationMetrics {
     /// `confusion[true][predicted]`

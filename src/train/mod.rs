@@ -36,6 +36,22 @@ use crate::nn::Sequential;
 use crate::optim::{Optimizer, OptimizerState, ParamGroup, Schedule};
 
 /// How to train.
+///
+/// ```
+/// use wgtrain::optim::{Optimizer, ParamGroup, ParamSelect, Schedule};
+/// use wgtrain::train::TrainConfig;
+/// // nanoGPT's recipe: AdamW, warm-up then cosine decay, no decay on vectors, clipped gradients.
+/// let config = TrainConfig {
+///     optimizer: Optimizer::adamw(1e-3),
+///     schedule: Schedule::Cosine { total_steps: 5000, min_lr: 1e-4 },
+///     warmup_steps: 100,
+///     param_groups: vec![ParamGroup::new(ParamSelect::RankBelow(2)).with_weight_decay(0.0)],
+///     clip_norm: Some(1.0),
+///     batch_size: 64,
+///     ..TrainConfig::default()
+/// };
+/// assert_eq!(config.seed, TrainConfig::default().seed);
+/// ```
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
     /// The update rule and its hyper-parameters (`lr` is the base rate the schedule scales).
@@ -118,6 +134,30 @@ pub struct Evaluation {
 }
 
 /// A model, its optimizer, and everything compiled to train it.
+///
+/// Train, lower the rate, save, load, predict:
+///
+/// ```
+/// use wgtrain::prelude::*;
+/// let gpu = Gpu::new()?;
+/// // y = 2x - 1, from 32 points.
+/// let x: Vec<f32> = (0..32).map(|i| i as f32 / 16.0 - 1.0).collect();
+/// let y: Vec<f32> = x.iter().map(|v| 2.0 * v - 1.0).collect();
+/// let data = DeviceDataset::upload(&gpu, &Dataset::regression(x, 1, y, 1)?)?;
+/// let config = TrainConfig { optimizer: Optimizer::adam(0.1), batch_size: 8, ..Default::default() };
+/// let mut trainer = Trainer::for_model(&gpu, &Sequential::new(1).linear(1), Loss::Mse, config)?;
+/// for epoch in 0..40 {
+///     if epoch == 30 {
+///         trainer.set_lr(0.01)?; // from the next step on; Adam keeps its moments
+///     }
+///     trainer.fit_epoch(&data, epoch, &mut |_step| {})?;
+/// }
+/// let bytes = trainer.to_bytes()?; // or trainer.save(path)
+/// let mut loaded = Trainer::from_bytes(&gpu, &bytes)?;
+/// assert_eq!(loaded.predict(&[0.5])?, trainer.predict(&[0.5])?);
+/// assert!((loaded.predict(&[0.5])?[0] - 0.0).abs() < 0.05);
+/// # Ok::<(), wgtrain::Error>(())
+/// ```
 pub struct Trainer {
     gpu: Gpu,
     graph: Graph,
