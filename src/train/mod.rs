@@ -115,7 +115,7 @@ pub struct StepLog {
     /// The 0-based epoch the step belongs to.
     pub epoch: usize,
     /// The step's 1-based number over the whole run.
-    pub step: u64,
+    pub(crate) step: u64,
     /// The batch's mean loss before the update.
     pub loss: f32,
     /// The learning rate the step used.
@@ -329,7 +329,26 @@ impl Trainer {
         Ok(())
     }
 
-    /// The parameters, their gradients and the BatchNorm buffers on the device.
+    /// The parameters, their gradients and the BatchNorm buffers on the device. Read-only:
+    /// plans and the optimizer are bound to these buffers, so values go in through
+    /// [`Trainer::set_params`] (checked against the model's shapes) and training alone.
+    /// Neither the weights nor the model nor the step count can be swapped from outside:
+    ///
+    /// ```compile_fail
+    /// # fn swap(trainer: &mut wgtrain::train::Trainer, weights: wgtrain::graph::Weights) {
+    /// trainer.weights = weights;
+    /// # }
+    /// ```
+    /// ```compile_fail
+    /// # fn swap(trainer: &mut wgtrain::train::Trainer, graph: wgtrain::graph::Graph) {
+    /// trainer.graph = graph;
+    /// # }
+    /// ```
+    /// ```compile_fail
+    /// # fn rewind(trainer: &mut wgtrain::train::Trainer) {
+    /// trainer.step = 0;
+    /// # }
+    /// ```
     pub fn weights(&self) -> &Weights {
         &self.weights
     }
