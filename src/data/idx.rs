@@ -191,8 +191,22 @@ pub fn load_mnist(dir: &Path, split: Split) -> Result<Dataset> {
 
 /// An image file (`[n, h, w]`) and a label file (`[n]`, each < `classes`).
 pub fn load_idx_pair(images_path: &Path, labels_path: &Path, classes: usize) -> Result<Dataset> {
-    let images = read_idx(images_path)?;
-    let labels = read_idx(labels_path)?;
+    parse_idx_pair(
+        (images_path, crate::files::read_regular(images_path)?),
+        (labels_path, crate::files::read_regular(labels_path)?),
+        classes,
+    )
+}
+
+/// [`load_idx_pair`] from bytes (gzip or plain IDX), each with the name its errors give:
+/// for data that arrives without a file system (a browser's fetch, an embedded asset).
+pub fn parse_idx_pair(
+    (images_path, images): (&Path, Vec<u8>),
+    (labels_path, labels): (&Path, Vec<u8>),
+    classes: usize,
+) -> Result<Dataset> {
+    let images = parse_idx(images_path, &decode_idx(images_path, images)?)?;
+    let labels = parse_idx(labels_path, &decode_idx(labels_path, labels)?)?;
     let &[n, h, w] = &images.dims[..] else {
         return Err(Error::invalid_data(
             images_path,

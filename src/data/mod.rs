@@ -9,7 +9,8 @@ mod text;
 pub use self::csv::{Standardizer, Task, csv_columns, load_csv, load_csv_features, parse_csv};
 pub use device::DeviceDataset;
 pub use idx::{
-    IdxArray, Split, decode_idx, load_idx_pair, load_mnist, mnist_files, parse_idx, read_idx,
+    IdxArray, Split, decode_idx, load_idx_pair, load_mnist, mnist_files, parse_idx, parse_idx_pair,
+    read_idx,
 };
 pub use text::{DeviceTokens, TextCorpus, Vocabulary};
 

@@ -115,7 +115,7 @@ pub struct StepLog {
     /// The 0-based epoch the step belongs to.
     pub epoch: usize,
     /// The step's 1-based number over the whole run.
-    pub(crate) step: u64,
+    pub step: u64,
     /// The batch's mean loss before the update.
     pub loss: f32,
     /// The learning rate the step used.
