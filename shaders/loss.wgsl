@@ -26,8 +26,11 @@ fn row_of(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.y * groups.x * 64u + gid.x;
 }
 
-// A quiet NaN, so a bad label shows up as a non-finite loss instead of silent garbage.
-fn nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
+// A quiet NaN, so a bad label shows up as a non-finite loss instead of silent garbage. Read
+// from a private variable: a NaN may not be a constant expression, and browsers' compilers
+// (Tint) refuse `bitcast<f32>(0x7fc00000u)` when they fold it.
+var<private> QUIET_NAN_BITS: u32 = 0x7fc00000u;
+fn nan() -> f32 { return bitcast<f32>(QUIET_NAN_BITS); }
 
 // loss = logsumexp(x) − x[t]; grad = softmax(x) − onehot(t). One pass finds the max and the
 // scaled sum together (online log-sum-exp), a second writes the gradient.

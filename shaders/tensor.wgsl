@@ -109,6 +109,10 @@ fn axis_broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     out[i] = params.alpha * x[o * params.inner + j];
 }
 
+// A quiet NaN, read from a private variable: a NaN may not be a constant expression, and
+// browsers' compilers (Tint) refuse `bitcast<f32>(0x7fc00000u)` when they fold it.
+var<private> QUIET_NAN_BITS: u32 = 0x7fc00000u;
+
 // out[r, c] = x[idx[r], c] with x the [ny, inner] table; an index past the table gives NaN,
 // so a bad token surfaces as a non-finite loss instead of another row's values.
 @compute @workgroup_size(256)
@@ -117,7 +121,7 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     if i >= params.n { return; }
     let row = idx[i / params.inner];
     if row >= params.ny {
-        out[i] = bitcast<f32>(0x7fc00000u);
+        out[i] = bitcast<f32>(QUIET_NAN_BITS);
         return;
     }
     out[i] = x[row * params.inner + i % params.inner];

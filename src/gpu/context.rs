@@ -50,6 +50,8 @@ pub(crate) struct GpuInner {
     /// Set by the device-lost callback and the uncaptured-error handler; checked after waits,
     /// because wgpu reports both out of band.
     pub fault: Arc<Mutex<Option<Error>>>,
+    /// Small tensors of their own for bindings a dispatch declares but does not use.
+    pub stand_ins: Mutex<Vec<crate::gpu::Tensor>>,
 }
 
 impl Gpu {
@@ -146,8 +148,24 @@ impl Gpu {
                 pipelines: Mutex::default(),
                 tiles: Mutex::default(),
                 fault,
+                stand_ins: Mutex::default(),
             }),
         })
+    }
+
+    /// The `index`-th stand-in: a small zeroed tensor bound where a kernel declares a binding
+    /// this dispatch does not use. Each index is its own buffer, so two unused writable slots
+    /// never alias each other or a real operand (WebGPU refuses both); kernels never touch it.
+    pub(crate) fn stand_in(&self, index: usize) -> Result<crate::gpu::Tensor> {
+        let mut stand_ins = self
+            .inner
+            .stand_ins
+            .lock()
+            .map_err(|_| Error::Gpu("stand-in cache poisoned".into()))?;
+        while stand_ins.len() <= index {
+            stand_ins.push(self.zeros(&[64])?);
+        }
+        Ok(stand_ins[index].clone())
     }
 
     /// The wgpu device, for callers that create their own buffers or pipelines.

@@ -54,6 +54,39 @@ pub(crate) struct PipelineCache {
     kernels: HashMap<PipelineKey, Arc<CompiledKernel>>,
 }
 
+/// WebGPU's rule, checked on every backend so that a native run catches what a browser would
+/// refuse: within one dispatch, a buffer bound writable may not share bytes with another
+/// writable binding, nor be bound read-only anywhere (native drivers accept both, and a
+/// kernel that reads what another thread writes would race).
+fn check_aliasing(label: &str, access: &[Access], binds: &[Bind<'_>]) -> Result<()> {
+    let tensors: Vec<(usize, &Tensor, Access)> = binds
+        .iter()
+        .zip(access)
+        .enumerate()
+        .filter_map(|(i, (bind, &access))| match bind {
+            Bind::Tensor(t) => Some((i, *t, access)),
+            _ => None,
+        })
+        .collect();
+    for (k, &(i, a, access_a)) in tensors.iter().enumerate() {
+        for &(j, b, access_b) in &tensors[k + 1..] {
+            let writes = [access_a, access_b].contains(&Access::ReadWrite);
+            if !writes || a.buffer() != b.buffer() {
+                continue;
+            }
+            let overlap = a.byte_offset() < b.byte_offset() + b.byte_len().max(4)
+                && b.byte_offset() < a.byte_offset() + a.byte_len().max(4);
+            if overlap || access_a != access_b {
+                return Err(Error::Gpu(format!(
+                    "{label}: bindings {i} and {j} share a buffer that one of them writes \
+                     (WebGPU refuses this; give the unused one its own stand-in)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A kernel whose WGSL arrives at run time (a user-defined op): the source is its own key.
 pub(crate) struct RuntimeKernel<'a> {
     pub source: &'a Arc<str>,
@@ -223,7 +256,7 @@ impl Gpu {
     ) -> Result<Dispatch> {
         debug_assert_eq!(binds.len(), spec.bindings.len(), "{}", spec.entry);
         let kernel = self.compile(spec, constants)?;
-        self.bind(kernel, binds, groups)
+        self.bind(kernel, spec.bindings, binds, groups)
     }
 
     /// Compiles (or fetches) a kernel given as WGSL at run time and binds `binds` to it.
@@ -240,15 +273,17 @@ impl Gpu {
             kernel.bindings,
             &[],
         )?;
-        self.bind(compiled, binds, groups)
+        self.bind(compiled, kernel.bindings, binds, groups)
     }
 
     fn bind(
         &self,
         kernel: Arc<CompiledKernel>,
+        access: &[Access],
         binds: &[Bind<'_>],
         groups: [u32; 3],
     ) -> Result<Dispatch> {
+        check_aliasing(&kernel.label, access, binds)?;
         let entries: Vec<wgpu::BindGroupEntry> = binds
             .iter()
             .enumerate()

@@ -188,10 +188,12 @@ struct Operands<'a> {
     dy: &'a Tensor,
     aux: &'a Tensor,
     out: &'a Tensor,
-    out2: &'a Tensor,
+    /// The bias gradient, written beside `out` by the weight-gradient modes alone; the other
+    /// launches bind a stand-in (a second writable view of `out` would alias it).
+    out2: Option<&'a Tensor>,
 }
 
-fn bindings<'a>(params: &'a wgpu::Buffer, o: &Operands<'a>) -> [Bind<'a>; 7] {
+fn bindings<'a>(params: &'a wgpu::Buffer, o: &Operands<'a>, unused: &'a Tensor) -> [Bind<'a>; 7] {
     [
         Bind::Uniform(params),
         Bind::Tensor(o.x),
@@ -199,7 +201,7 @@ fn bindings<'a>(params: &'a wgpu::Buffer, o: &Operands<'a>) -> [Bind<'a>; 7] {
         Bind::Tensor(o.dy),
         Bind::Tensor(o.aux),
         Bind::Tensor(o.out),
-        Bind::Tensor(o.out2),
+        Bind::Tensor(o.out2.unwrap_or(unused)),
     ]
 }
 
@@ -239,7 +241,7 @@ fn launch_gemm(
             &TILED
         },
         &constants,
-        &bindings(&uniform, operands),
+        &bindings(&uniform, operands, &gpu.stand_in(0)?),
         [to_u32(groups_x), to_u32(m.div_ceil(edge)), to_u32(splits)],
     )
 }
@@ -284,7 +286,7 @@ pub fn conv2d_forward(
             dy: x,
             aux: bias.unwrap_or(x),
             out: y,
-            out2: y,
+            out2: None,
         },
     )
 }
@@ -329,7 +331,7 @@ pub fn conv2d_backward_input(
             dy,
             aux: mask.map_or(dy, |m| m.0),
             out: dx,
-            out2: dx,
+            out2: None,
         },
     )
 }
@@ -368,8 +370,8 @@ pub fn conv2d_backward_weight(
         .then(|| gpu.uninit(&[splits, m, columns]))
         .transpose()?;
     let (out, out2) = match &partial {
-        Some(partial) => (partial, partial),
-        None => (dweight, dbias.unwrap_or(dweight)),
+        Some(partial) => (partial, None),
+        None => (dweight, dbias),
     };
     let gemm = launch_gemm(
         gpu,
@@ -404,8 +406,9 @@ pub fn conv2d_backward_weight(
                 dy: &partial,
                 aux: &partial,
                 out: dweight,
-                out2: dbias.unwrap_or(dweight),
+                out2: dbias,
             },
+            &gpu.stand_in(0)?,
         ),
         grid_1d(m * columns, 256),
     )?;

@@ -165,10 +165,11 @@ impl Matmul<'_> {
             Some((splits, k_chunk, &partial)),
         )?;
         let (params, constants) = self.setup(gpu, (m, n, k), (a, b, c), k_chunk, true)?;
+        let spare = [gpu.stand_in(0)?, gpu.stand_in(1)?];
         let sum = gpu.dispatch(
             &SPLIT_SUM,
             &constants,
-            &self.bindings(&params, (a, b, c), &partial),
+            &self.bindings(&params, (a, b, c), Some(&partial), &spare),
             grid_1d(m * columns.div_ceil(4), 256),
         )?;
         Ok(vec![products, sum])
@@ -234,6 +235,7 @@ impl Matmul<'_> {
             to_u32(m.div_ceil(edge)),
             to_u32(split.map_or(batch, |s| s.0)),
         ];
+        let spare = [gpu.stand_in(0)?, gpu.stand_in(1)?];
         gpu.dispatch(
             if tile == Tile::T128 {
                 &TILED_128
@@ -241,17 +243,19 @@ impl Matmul<'_> {
                 &TILED
             },
             &constants,
-            &self.bindings(&params, operands, split.map_or(operands.2, |s| s.2)),
+            &self.bindings(&params, operands, split.map(|s| s.2), &spare),
             groups,
         )
     }
 
-    /// The seven bindings of every entry point (see the shader).
+    /// The seven bindings of every entry point (see the shader); unused writable ones (no
+    /// row sums, no split) get the `spare` stand-ins.
     fn bindings<'t>(
         &self,
         params: &'t wgpu::Buffer,
         (a, b, c): (&'t Tensor, &'t Tensor, &'t Tensor),
-        partial: &'t Tensor,
+        partial: Option<&'t Tensor>,
+        spare: &'t [Tensor; 2],
     ) -> [Bind<'t>; 7]
     where
         Self: 't,
@@ -267,8 +271,8 @@ impl Matmul<'_> {
             Bind::Tensor(b),
             Bind::Tensor(aux.unwrap_or(a)),
             Bind::Tensor(c),
-            Bind::Tensor(self.row_sums.unwrap_or(c)),
-            Bind::Tensor(partial),
+            Bind::Tensor(self.row_sums.unwrap_or(&spare[0])),
+            Bind::Tensor(partial.unwrap_or(&spare[1])),
         ]
     }
 
@@ -393,6 +397,7 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
         k_chunk: to_u32(k),
     });
     let groups = [to_u32(n.div_ceil(16)), to_u32(m.div_ceil(16)), 1];
+    let spare = [gpu.stand_in(0)?, gpu.stand_in(1)?];
     gpu.dispatch(
         &NAIVE,
         &[],
@@ -402,8 +407,8 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
             Bind::Tensor(b),
             Bind::Tensor(a),
             Bind::Tensor(c),
-            Bind::Tensor(c),
-            Bind::Tensor(c),
+            Bind::Tensor(&spare[0]),
+            Bind::Tensor(&spare[1]),
         ],
         groups,
     )

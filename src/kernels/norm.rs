@@ -165,14 +165,14 @@ pub fn batchnorm_eval(
 ) -> Result<Dispatch> {
     check(x, t)?;
     expect_shape("batchnorm y", y, x.shape())?;
-    // Bindings 6 and 7 are unused in eval but must be bound: y again, as writable as at 5
-    // (any other buffer already bound read-only here would be a usage conflict).
+    // Bindings 6 and 7 are unused in eval but must be bound, each to its own buffer.
+    let (unused_a, unused_b) = (gpu.stand_in(0)?, gpu.stand_in(1)?);
     launch(
         gpu,
         &EVAL,
         config,
         x,
-        [t.gamma, t.beta, t.running, y, y, y],
+        [t.gamma, t.beta, t.running, y, &unused_a, &unused_b],
         Some(grid_1d(x.len(), 256)),
     )
 }

@@ -64,12 +64,13 @@ fn launch(
 
 pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
     let y = ctx.out(n)?;
-    let any_input = ctx.input(n, 0)?;
+    // The forward reads no `dout` and writes no `dinp`: each gets a buffer of its own.
+    let (unused_dout, unused_dinp) = (ctx.gpu.stand_in(0)?, ctx.gpu.stand_in(1)?);
     Ok(vec![launch(
         ctx,
         n,
         "forward",
-        (&y, &any_input, &y),
+        (&y, &unused_dout, &unused_dinp),
         y.len(),
     )?])
 }
