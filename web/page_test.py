@@ -49,8 +49,11 @@ def main():
     dist = os.path.join(HERE, "dist")
     if not os.path.exists(os.path.join(dist, "index.html")):
         sys.exit("web/dist is missing: run web/build first")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=dist)
-    handler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=dist)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 

@@ -74,8 +74,8 @@ async function trainEpoch() {
   await classify();
 }
 
-// The pad: thick white strokes on black, read back as MNIST does its digits: the ink's
-// bounding box scaled into 20 × 20 and centred in 28 × 28.
+// The pad: thick white strokes on black, read back as MNIST made its digits: the ink's
+// bounding box scaled into 20 × 20, then shifted so its centre of mass is the image's centre.
 const pad = $('pad');
 const ink = pad.getContext('2d');
 ink.lineCap = 'round';
@@ -114,7 +114,14 @@ function digitPixels() {
     4 + (20 - (x1 - x0 + 1) * scale) / 2, 4 + (20 - (y1 - y0 + 1) * scale) / 2,
     (x1 - x0 + 1) * scale, (y1 - y0 + 1) * scale);
   const px = g.getImageData(0, 0, 28, 28).data;
-  return Float32Array.from({ length: 784 }, (_, i) => px[4 * i] / 255);
+  const boxed = Float32Array.from({ length: 784 }, (_, i) => px[4 * i] / 255);
+  let [mass, mx, my] = [0, 0, 0];
+  boxed.forEach((v, i) => { mass += v; mx += v * (i % 28); my += v * Math.floor(i / 28); });
+  const [dx, dy] = [Math.round(13.5 - mx / mass), Math.round(13.5 - my / mass)];
+  return Float32Array.from({ length: 784 }, (_, i) => {
+    const [x, y] = [i % 28 - dx, Math.floor(i / 28) - dy];
+    return x >= 0 && x < 28 && y >= 0 && y < 28 ? boxed[y * 28 + x] : 0;
+  });
 }
 
 function showBars(p) {
@@ -159,13 +166,21 @@ function drawSample() {
   drawn = true;
 }
 
+// Browsers hide the adapter's name from wgpu's info unless asked; the page asks WebGPU itself.
+async function adapterName() {
+  const adapter = await navigator.gpu.requestAdapter();
+  const info = adapter && adapter.info;
+  const parts = info ? [info.vendor, info.architecture, info.description] : [];
+  return parts.filter(Boolean).join(' ');
+}
+
 async function main() {
   ink.fillStyle = '#000';
   ink.fillRect(0, 0, 280, 280);
   if (!navigator.gpu) throw new Error('This browser has no WebGPU (navigator.gpu is missing).');
   await init();
   session = await Session.open(128, 1e-3, 64);
-  $('adapter').textContent = session.adapter;
+  $('adapter').textContent = `${(await adapterName()) || session.adapter} · WebGPU`;
   $('train').disabled = false;
   status('ready');
   const epochs = Number(new URLSearchParams(location.search).get('epochs') || 0);
