@@ -4,6 +4,7 @@ reads the accuracy and steps/s the page shows, saves a screenshot, and fails bel
 accuracy floor. Speaks WebDriver to chromedriver over HTTP (standard library only).
 
     python3 web/page_test.py [--epochs 3] [--min-accuracy 0.90] [--screenshot web/screenshot.png]
+                             [--checkpoint PATH]   (the page's checkpoint download, saved)
 """
 
 import argparse
@@ -44,6 +45,8 @@ def main():
     parser.add_argument("--min-accuracy", type=float, default=0.90)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--screenshot", default=os.path.join(HERE, "screenshot.png"))
+    parser.add_argument("--checkpoint", help="save the page's checkpoint here")
+    parser.add_argument("--report", help="write what the page showed here, as JSON")
     args = parser.parse_args()
 
     dist = os.path.join(HERE, "dist")
@@ -93,8 +96,25 @@ def main():
         shown["seconds"] = round(time.time() - start, 1)
         with open(args.screenshot, "wb") as f:
             f.write(base64.b64decode(call(base, "GET", s + "/screenshot")))
+        if args.checkpoint:
+            encoded = call(base, "POST", s + "/execute/async", {"args": [], "script": """
+                const done = arguments[arguments.length - 1];
+                window.wgtrainSession.checkpoint().then((bytes) => {
+                    let text = '';
+                    for (let i = 0; i < bytes.length; i += 0x8000) {
+                        text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+                    }
+                    done(btoa(text));
+                }, (error) => done('error: ' + error));"""})
+            if encoded.startswith("error: "):
+                sys.exit(f"the checkpoint download failed: {encoded}")
+            with open(args.checkpoint, "wb") as f:
+                f.write(base64.b64decode(encoded))
         call(base, "DELETE", s)
         print("page:", json.dumps(shown))
+        if args.report:
+            with open(args.report, "w") as f:
+                json.dump(shown, f)
         if shown["error"]:
             sys.exit(f"the page failed: {shown['error']}")
         if not shown["accuracy"] >= args.min_accuracy:

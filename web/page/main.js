@@ -180,6 +180,7 @@ async function main() {
   if (!navigator.gpu) throw new Error('This browser has no WebGPU (navigator.gpu is missing).');
   await init();
   session = await Session.open(128, 1e-3, 64);
+  window.wgtrainSession = session; // for the page test, which downloads the checkpoint
   $('adapter').textContent = `${(await adapterName()) || session.adapter} · WebGPU`;
   $('train').disabled = false;
   status('ready');
