@@ -212,14 +212,16 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     for &b in mlp_batches {
         let mlp = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
         let graph = mlp.build(Loss::CrossEntropy)?;
-        show(bench_training_step(
+        for m in bench_training_step(
             &gpu,
             &mut rng,
-            "mlp-bench",
+            ["mlp-bench", "mlp-bench-fit"],
             graph,
             b,
             args.quick || cpu,
-        )?);
+        )? {
+            show(m);
+        }
     }
     // The CNN of examples/cnn.rs: its convolutions beside matmuls of the same FLOPs, and its
     // whole training step.
@@ -231,14 +233,16 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     }
     for &b in conv_batches {
         let graph = crate::nn::models::mnist_cnn(false)?;
-        show(bench_training_step(
+        for m in bench_training_step(
             &gpu,
             &mut rng,
-            "cnn-step",
+            ["cnn-step", "cnn-step-fit"],
             graph,
             b,
             args.quick || cpu,
-        )?);
+        )? {
+            show(m);
+        }
     }
 
     if let Some(path) = &args.json {
@@ -482,15 +486,17 @@ fn bench_dispatch(gpu: &Gpu) -> Result<Vec<Measurement>> {
 /// timed steps (fewer when a step takes over 10 ms, or in quick mode), wall clock from the
 /// first submit to the last loss read back.
 /// Training steps per second of `graph` (one f32 input of 784 features, 10 classes) with Adam
-/// on device-resident random data.
+/// on device-resident random data, two ways: `run_steps` (the benchmark's loop, one loss
+/// read at the end) and `fit_epoch` over shuffled epochs with every step's loss read back
+/// (the loop users train with), as `names`.
 fn bench_training_step(
     gpu: &Gpu,
     rng: &mut StdRng,
-    name: &'static str,
+    names: [&'static str; 2],
     graph: crate::graph::Graph,
     batch: usize,
     short: bool,
-) -> Result<Measurement> {
+) -> Result<[Measurement; 2]> {
     let row_bytes = 784 * 4;
     let resident = (gpu.max_binding_bytes() as usize / (batch * row_bytes)).clamp(1, 8);
     let rows = resident * batch;
@@ -503,7 +509,6 @@ fn bench_training_step(
     let config = TrainConfig {
         optimizer: Optimizer::adam(1e-3),
         batch_size: batch,
-        shuffle: false,
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(gpu, graph, weights, config)?;
@@ -521,16 +526,37 @@ fn bench_training_step(
     };
     let timed = Instant::now();
     trainer.run_steps(&data, batch, steps)?;
-    let seconds = timed.elapsed().as_secs_f64();
-    let steps_per_second = steps as f64 / seconds;
-    Ok(Measurement {
-        name,
-        params: format!("b{batch} ({steps} steps, first {first_step:.2}s)"),
-        figure: steps_per_second,
-        unit: "steps/s",
-        clock: Clock::Wall,
-        extra: Some((steps_per_second * batch as f64, "samples/s")),
-    })
+    let steps_per_second = steps as f64 / timed.elapsed().as_secs_f64();
+    // The same number of steps (rounded up to whole epochs) through fit, after one warm epoch.
+    trainer.fit_epoch(&data, 0, &mut |_| {})?;
+    let epochs = steps.div_ceil(resident);
+    let timed = Instant::now();
+    for epoch in 1..=epochs {
+        trainer.fit_epoch(&data, epoch, &mut |_| {})?;
+    }
+    let fit_per_second = (epochs * resident) as f64 / timed.elapsed().as_secs_f64();
+    let [run_name, fit_name] = names;
+    Ok([
+        Measurement {
+            name: run_name,
+            params: format!("b{batch} ({steps} steps, first {first_step:.2}s)"),
+            figure: steps_per_second,
+            unit: "steps/s",
+            clock: Clock::Wall,
+            extra: Some((steps_per_second * batch as f64, "samples/s")),
+        },
+        Measurement {
+            name: fit_name,
+            params: format!(
+                "b{batch} ({} steps in shuffled epochs, every loss read)",
+                epochs * resident
+            ),
+            figure: fit_per_second,
+            unit: "steps/s",
+            clock: Clock::Wall,
+            extra: Some((fit_per_second / steps_per_second, "× run_steps")),
+        },
+    ])
 }
 
 /// Prints each dispatch of one training step of `model`, timed alone (timestamps where the

@@ -52,6 +52,8 @@ pub(crate) struct GpuInner {
     pub fault: Arc<Mutex<Option<Error>>>,
     /// Small tensors of their own for bindings a dispatch declares but does not use.
     pub stand_ins: Mutex<Vec<crate::gpu::Tensor>>,
+    /// Idle staging buffers and the cost of reading so far.
+    pub readbacks: crate::gpu::readback::Readbacks,
 }
 
 impl Gpu {
@@ -149,6 +151,7 @@ impl Gpu {
                 tiles: Mutex::default(),
                 fault,
                 stand_ins: Mutex::default(),
+                readbacks: Default::default(),
             }),
         })
     }
@@ -233,10 +236,23 @@ impl Gpu {
     }
 
     /// Blocks until all submitted work has finished, with a finite timeout: lavapipe has been
-    /// seen to hang, and a hang must become an error, not a stuck process.
+    /// seen to hang, and a hang must become an error, not a stuck process. This drains the
+    /// queue: reads wait for their own submission instead.
     pub fn wait(&self) -> Result<()> {
+        self.inner.readbacks.count_full_wait();
+        self.poll_until(None)
+    }
+
+    /// Blocks until `submission` (and what was submitted before it) has finished; work
+    /// submitted after it keeps running.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn wait_for(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
+        self.poll_until(Some(submission))
+    }
+
+    fn poll_until(&self, submission_index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let polled = self.inner.device.poll(wgpu::PollType::Wait {
-            submission_index: None,
+            submission_index,
             timeout: Some(std::time::Duration::from_secs(600)),
         });
         self.take_fault()?;

@@ -11,7 +11,7 @@ mod timer;
 pub use context::Gpu;
 pub use kernel::{Dispatch, STEP_SLOT_BYTES};
 pub use pool::PoolStats;
-pub use readback::PendingRead;
+pub use readback::{PendingRead, ReadbackStats};
 pub use tensor::Tensor;
 #[cfg(not(target_arch = "wasm32"))]
 pub use timer::time_pass;

@@ -4,11 +4,19 @@
 //!
 //! Waits are futures at the core, because a browser's main thread must never block: there
 //! the map callback resolves the future from the event loop. Natively the future polls the
-//! device to completion first, and the blocking API (`read`, `wait`) is `block_on` of it.
+//! device until the copy's own submission is done — not every submission, so the work queued
+//! after it keeps the GPU busy — and the blocking API (`read`, `wait`) is `block_on` of it.
+//! Staging buffers come back to a ring after each read: a training loop that reads its losses
+//! every few steps creates none after its first reads.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_intrusive::channel::shared::{OneshotReceiver, oneshot_channel};
 
 use crate::error::{Error, Result};
+use crate::gpu::pool::SIZE_QUANTUM;
 use crate::gpu::{Gpu, Tensor};
 
 /// A copy of GPU memory on its way to the host; [`PendingRead::bytes`] (or, natively,
@@ -16,18 +24,40 @@ use crate::gpu::{Gpu, Tensor};
 #[derive(Debug)]
 pub struct PendingRead {
     staging: wgpu::Buffer,
+    bytes: u64,
+    /// The copy's submission, which a native wait polls for (a browser needs no poll).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    submission: wgpu::SubmissionIndex,
     receiver: OneshotReceiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+/// Idle staging buffers by size, and what reading has cost so far.
+#[derive(Debug, Default)]
+pub(crate) struct Readbacks {
+    idle: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    created: AtomicU64,
+    full_waits: AtomicU64,
+}
+
+/// What reading the GPU has cost over a [`Gpu`]'s life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadbackStats {
+    /// Staging buffers created (each read after the first of its size reuses one).
+    pub staging_buffers_created: u64,
+    /// Waits for every submission ([`Gpu::wait`]) rather than for one read's own.
+    pub full_waits: u64,
+}
+
+impl Readbacks {
+    pub(crate) fn count_full_wait(&self) {
+        self.full_waits.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Gpu {
     /// Starts copying `bytes` bytes at `offset` of `buffer` to the host; returns at once.
     pub fn start_read(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> PendingRead {
-        let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgtrain readback"),
-            size: bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.staging_buffer(bytes);
         let mut encoder = self
             .inner
             .device
@@ -35,13 +65,48 @@ impl Gpu {
         if bytes > 0 {
             encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
         }
-        self.inner.queue.submit([encoder.finish()]);
+        let submission = self.inner.queue.submit([encoder.finish()]);
         let (sender, receiver) = oneshot_channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
             // The receiver may be gone if the caller dropped the read; nothing to tell then.
             let _ = sender.send(result);
         });
-        PendingRead { staging, receiver }
+        PendingRead {
+            staging,
+            bytes,
+            submission,
+            receiver,
+        }
+    }
+
+    /// An idle staging buffer of at least `bytes` (sizes rounded up to 256), or a new one.
+    fn staging_buffer(&self, bytes: u64) -> wgpu::Buffer {
+        let size = bytes.max(4).next_multiple_of(SIZE_QUANTUM);
+        let readbacks = &self.inner.readbacks;
+        if let Some(buffer) = readbacks
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.get_mut(&size)?.pop())
+        {
+            return buffer;
+        }
+        readbacks.created.fetch_add(1, Ordering::Relaxed);
+        self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgtrain readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// What reading has cost: staging buffers created, waits for every submission.
+    pub fn readback_stats(&self) -> ReadbackStats {
+        let readbacks = &self.inner.readbacks;
+        ReadbackStats {
+            staging_buffers_created: readbacks.created.load(Ordering::Relaxed),
+            full_waits: readbacks.full_waits.load(Ordering::Relaxed),
+        }
     }
 
     /// Reads a tensor back to the host once the work queued before it has run.
@@ -63,32 +128,34 @@ impl Gpu {
 impl PendingRead {
     /// The bytes, once they arrive.
     pub async fn bytes(self, gpu: &Gpu) -> Result<Vec<u8>> {
-        // Natively nothing else drives the device's callbacks: poll until the queue is done.
+        // Natively nothing else drives the device's callbacks: poll until the copy's own
+        // submission is done (later ones keep running).
         #[cfg(not(target_arch = "wasm32"))]
-        gpu.wait()?;
+        gpu.wait_for(self.submission.clone())?;
         let result = self
             .receiver
             .receive()
             .await
             .ok_or_else(|| Error::DeviceLost("readback never completed".into()))?;
         gpu.take_fault()?;
-        self.finish(result)
+        result.map_err(|e| Error::DeviceLost(format!("mapping a readback buffer failed: {e}")))?;
+        let bytes = self
+            .staging
+            .get_mapped_range(..self.bytes.max(4))
+            .map_err(|e| Error::Gpu(e.to_string()))?[..self.bytes as usize]
+            .to_vec();
+        self.staging.unmap();
+        if let Ok(mut idle) = gpu.inner.readbacks.idle.lock() {
+            idle.entry(self.staging.size())
+                .or_default()
+                .push(self.staging);
+        }
+        Ok(bytes)
     }
 
     /// [`PendingRead::bytes`], blocking the thread until they arrive.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(self, gpu: &Gpu) -> Result<Vec<u8>> {
         pollster::block_on(self.bytes(gpu))
-    }
-
-    fn finish(&self, result: std::result::Result<(), wgpu::BufferAsyncError>) -> Result<Vec<u8>> {
-        result.map_err(|e| Error::DeviceLost(format!("mapping a readback buffer failed: {e}")))?;
-        let bytes = self
-            .staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(e.to_string()))?
-            .to_vec();
-        self.staging.unmap();
-        Ok(bytes)
     }
 }
