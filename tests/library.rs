@@ -351,6 +351,10 @@ fn text_input_errors_name_the_problem() {
         classifier.generate(&[1], 1, Default::default()).is_err(),
         "not a language model"
     );
+    assert!(
+        classifier.set_vocabulary(Vocabulary::of("abc")).is_err(),
+        "3 outputs, but not a language model"
+    );
 }
 
 /// nanoGPT's `GPT(GPTConfig(n_layer, n_head, n_embd, block_size, vocab_size, bias=True))`

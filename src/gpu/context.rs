@@ -156,19 +156,19 @@ impl Gpu {
         })
     }
 
-    /// The `index`-th stand-in: a small zeroed tensor bound where a kernel declares a binding
-    /// this dispatch does not use. Each index is its own buffer, so two unused writable slots
-    /// never alias each other or a real operand (WebGPU refuses both); kernels never touch it.
-    pub(crate) fn stand_in(&self, index: usize) -> Result<crate::gpu::Tensor> {
+    /// `N` stand-ins: small zeroed tensors bound where a kernel declares bindings this
+    /// dispatch does not use. Each is its own buffer, so unused writable slots never alias
+    /// each other or a real operand (WebGPU refuses both); kernels never touch them.
+    pub(crate) fn stand_ins<const N: usize>(&self) -> Result<[crate::gpu::Tensor; N]> {
         let mut stand_ins = self
             .inner
             .stand_ins
             .lock()
             .map_err(|_| Error::Gpu("stand-in cache poisoned".into()))?;
-        while stand_ins.len() <= index {
+        while stand_ins.len() < N {
             stand_ins.push(self.zeros(&[64])?);
         }
-        Ok(stand_ins[index].clone())
+        Ok(std::array::from_fn(|i| stand_ins[i].clone()))
     }
 
     /// The wgpu device, for callers that create their own buffers or pipelines.

@@ -241,7 +241,7 @@ fn launch_gemm(
             &TILED
         },
         &constants,
-        &bindings(&uniform, operands, &gpu.stand_in(0)?),
+        &bindings(&uniform, operands, &gpu.stand_ins::<1>()?[0]),
         [to_u32(groups_x), to_u32(m.div_ceil(edge)), to_u32(splits)],
     )
 }
@@ -408,7 +408,7 @@ pub fn conv2d_backward_weight(
                 out: dweight,
                 out2: dbias,
             },
-            &gpu.stand_in(0)?,
+            &gpu.stand_ins::<1>()?[0],
         ),
         grid_1d(m * columns, 256),
     )?;

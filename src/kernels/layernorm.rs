@@ -90,7 +90,7 @@ pub fn layernorm_forward(
 ) -> Result<Dispatch> {
     let (rows, _) = check(x, t)?;
     expect_shape("layernorm y", y, x.shape())?;
-    let unused = gpu.stand_in(0)?;
+    let [unused] = gpu.stand_ins()?;
     launch(
         gpu,
         &FORWARD,
@@ -112,7 +112,7 @@ pub fn layernorm_backward_input(
     let (rows, _) = check(x, t)?;
     expect_shape("layernorm dy", dy, x.shape())?;
     expect_shape("layernorm dx", dx, x.shape())?;
-    let unused = gpu.stand_in(0)?;
+    let [unused] = gpu.stand_ins()?;
     launch(
         gpu,
         &BACKWARD_INPUT,

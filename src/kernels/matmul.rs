@@ -165,7 +165,7 @@ impl Matmul<'_> {
             Some((splits, k_chunk, &partial)),
         )?;
         let (params, constants) = self.setup(gpu, (m, n, k), (a, b, c), k_chunk, true)?;
-        let spare = [gpu.stand_in(0)?, gpu.stand_in(1)?];
+        let spare = gpu.stand_ins()?;
         let sum = gpu.dispatch(
             &SPLIT_SUM,
             &constants,
@@ -235,7 +235,7 @@ impl Matmul<'_> {
             to_u32(m.div_ceil(edge)),
             to_u32(split.map_or(batch, |s| s.0)),
         ];
-        let spare = [gpu.stand_in(0)?, gpu.stand_in(1)?];
+        let spare = gpu.stand_ins()?;
         gpu.dispatch(
             if tile == Tile::T128 {
                 &TILED_128
@@ -397,7 +397,7 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
         k_chunk: to_u32(k),
     });
     let groups = [to_u32(n.div_ceil(16)), to_u32(m.div_ceil(16)), 1];
-    let spare = [gpu.stand_in(0)?, gpu.stand_in(1)?];
+    let spare = gpu.stand_ins::<2>()?;
     gpu.dispatch(
         &NAIVE,
         &[],

@@ -166,7 +166,7 @@ pub fn batchnorm_eval(
     check(x, t)?;
     expect_shape("batchnorm y", y, x.shape())?;
     // Bindings 6 and 7 are unused in eval but must be bound, each to its own buffer.
-    let (unused_a, unused_b) = (gpu.stand_in(0)?, gpu.stand_in(1)?);
+    let [unused_a, unused_b] = gpu.stand_ins()?;
     launch(
         gpu,
         &EVAL,

@@ -317,12 +317,12 @@ impl Trainer {
     /// generate text. Refused unless the model is a language model over exactly
     /// `vocabulary.len()` tokens (its output's last axis).
     pub fn set_vocabulary(&mut self, vocabulary: Vocabulary) -> Result<()> {
-        let outputs = self.graph.output_dims().and_then(|d| d.last()).copied();
-        if outputs != Some(vocabulary.len()) {
+        let (_, logits) = self.language_model_sizes()?;
+        if logits != vocabulary.len() {
             return Err(Error::ShapeMismatch {
                 op: "vocabulary against the model's logits".into(),
                 left: vec![vocabulary.len()],
-                right: outputs.into_iter().collect(),
+                right: vec![logits],
             });
         }
         self.vocabulary = Some(vocabulary);

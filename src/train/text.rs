@@ -190,7 +190,7 @@ impl Default for Sampling {
 impl Trainer {
     /// The `[block]` u32 input and `[block, vocab]` output of a language model, or an error
     /// saying this graph is not one.
-    fn language_model_sizes(&self) -> Result<(usize, usize)> {
+    pub(super) fn language_model_sizes(&self) -> Result<(usize, usize)> {
         let block = match self.graph.inputs()[..] {
             [(_, &[block], DType::U32)] => block,
             ref inputs => {

@@ -65,7 +65,7 @@ fn launch(
 pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
     let y = ctx.out(n)?;
     // The forward reads no `dout` and writes no `dinp`: each gets a buffer of its own.
-    let (unused_dout, unused_dinp) = (ctx.gpu.stand_in(0)?, ctx.gpu.stand_in(1)?);
+    let [unused_dout, unused_dinp] = ctx.gpu.stand_ins()?;
     Ok(vec![launch(
         ctx,
         n,
