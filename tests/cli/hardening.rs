@@ -310,6 +310,11 @@ fn interrupts_at_random_moments_stop_cleanly() {
     let seed = crate::common::seed("interrupts");
     let mut rng = StdRng::seed_from_u64(seed);
     for round in 0..4 {
+        // Each round is a fresh run: an earlier round's checkpoint beside this round's log
+        // (a run stopped before its first save) would compare two runs.
+        for previous in [&model, &log] {
+            let _ = std::fs::remove_file(previous);
+        }
         let signal = ["INT", "TERM", "HUP"][round % 3];
         let child = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
             .args([
