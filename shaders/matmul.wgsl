@@ -9,13 +9,15 @@
 //
 // Bindings: 0 params (uniform), 1 a (read, M·K), 2 b (read, K·N), 3 bias (read, N; or aux,
 //           M·N), 4 c (read_write, M·N), 5 row_sums (read_write, M; c again when unused),
-//           6 partial (read_write, splits·M·N' under SPLIT_K; c again otherwise).
+//           6 partial (read_write, splits·M·N' under SPLIT_K; c again otherwise), 7 and 8
+//           a and b again as vec4s (`direct_64` only; stand-ins otherwise).
 // Batched: workgroup z is the batch index; A, B and C (and aux under GRAD_MASK) start
 // stride_a, stride_b, stride_c elements further per batch (bias and row_sums are not batched).
 // Split along K (SPLIT_K, unbatched products only): workgroup z sums k in [z·k_chunk, +k_chunk)
 // into partial[z], and `matmul_split_sum` adds the partials in order of z and applies the
 // epilogue: a product whose output has too few tiles to fill the GPU (a Linear layer of a
 // CNN at a small batch: 256×128 outputs over K = 9216) still gets hundreds of workgroups.
+// CPU adapters get `direct_64` below instead (dense operands only, see there).
 // The tiled kernels are gemm_tiles.wgsl's `tiled_64` and `tiled_128` over the addressing
 // below; their grid has N' = N + 1 columns under ROW_SUMS and the batch along z. The
 // transposes are override constants, so each variant compiles to a branch-free inner loop.
@@ -47,6 +49,8 @@ override ACT: u32 = 0u;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<storage, read_write> row_sums: array<f32>;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(7) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> b4: array<vec4<f32>>;
 
 // This workgroup's matrices inside the batched buffers.
 var<private> base_a: u32;
@@ -137,6 +141,103 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         }
     }
     epilogue4(row, col, v);
+}
+
+// The kernel for CPU adapters (lavapipe): a 64×64 tile of C' per workgroup of 8×8 threads, each
+// thread an 8×8 block read straight from memory as vec4s, with no workgroup memory and no
+// barriers. A CPU driver runs a workgroup's threads as the lanes of SIMD registers and turns
+// each load into a loop over the lanes, so its cost is the number of loads, whatever their
+// width: this kernel makes 16 vec4 loads per 256 multiply-adds, where the tiled ones make a
+// scalar load per 4 to 16 (measured on lavapipe: 4x faster at 64×1024×1024). It needs every
+// vec4 it loads to be whole and aligned: K % 4 == 0, M % 4 == 0 under TRANS_A, N % 4 == 0
+// without TRANS_B (`Matmul::direct_fits`). Rows and columns past C's edge load clamped
+// addresses and are never stored. On GPUs the tiled kernels' shared staging wins.
+// Grid: (ceil(N' / 64), ceil(M / 64), z), N' as for the tiled kernels.
+@compute @workgroup_size(8, 8)
+fn direct_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let k_range = begin_workgroup(wid.z);
+    let row = wid.y * 64u + lid.y * 8u;
+    let col = wid.x * 64u + lid.x * 8u;
+    // c_rc: rows row + 4r .. +4 (one per matrix column) by columns col + 4c .. +4.
+    var c00 = mat4x4<f32>(); var c01 = mat4x4<f32>();
+    var c10 = mat4x4<f32>(); var c11 = mat4x4<f32>();
+    var sums0 = vec4<f32>(0.0); var sums1 = vec4<f32>(0.0);
+    for (var k = k_range.x; k < k_range.y; k += 4u) {
+        let a0 = a_block(row, k);
+        let a1 = a_block(row + 4u, k);
+        let b0 = b_block(k, col);
+        let b1 = b_block(k, col + 4u);
+        // Constant indices: a loop over kk would index the matrices dynamically, which
+        // drivers serve from memory.
+        c00 += outer(a0[0], b0[0]) + outer(a0[1], b0[1]) + outer(a0[2], b0[2]) + outer(a0[3], b0[3]);
+        c01 += outer(a0[0], b1[0]) + outer(a0[1], b1[1]) + outer(a0[2], b1[2]) + outer(a0[3], b1[3]);
+        c10 += outer(a1[0], b0[0]) + outer(a1[1], b0[1]) + outer(a1[2], b0[2]) + outer(a1[3], b0[3]);
+        c11 += outer(a1[0], b1[0]) + outer(a1[1], b1[1]) + outer(a1[2], b1[2]) + outer(a1[3], b1[3]);
+        if ROW_SUMS {
+            sums0 += a0[0] + a0[1] + a0[2] + a0[3];
+            sums1 += a1[0] + a1[1] + a1[2] + a1[3];
+        }
+    }
+    store_rows(row, col, c00, c01, sums0);
+    store_rows(row + 4u, col, c10, c11, sums1);
+}
+
+// Four rows of a thread's block: column r of each matrix is row + r. Under ROW_SUMS, C's
+// column N holds the rows' sums, as the tiled kernels' column of ones would give.
+fn store_rows(row: u32, col: u32, left: mat4x4<f32>, right: mat4x4<f32>, sums: vec4<f32>) {
+    store4(row, col, with_sum(left[0], col, sums.x));
+    store4(row, col + 4u, with_sum(right[0], col + 4u, sums.x));
+    store4(row + 1u, col, with_sum(left[1], col, sums.y));
+    store4(row + 1u, col + 4u, with_sum(right[1], col + 4u, sums.y));
+    store4(row + 2u, col, with_sum(left[2], col, sums.z));
+    store4(row + 2u, col + 4u, with_sum(right[2], col + 4u, sums.z));
+    store4(row + 3u, col, with_sum(left[3], col, sums.w));
+    store4(row + 3u, col + 4u, with_sum(right[3], col + 4u, sums.w));
+}
+
+// Columns col .. col + 4 of a row, with the row's sum in column N if that is among them.
+fn with_sum(v: vec4<f32>, col: u32, sum: f32) -> vec4<f32> {
+    if !ROW_SUMS { return v; }
+    return select(v, vec4<f32>(sum), col + vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(params.n));
+}
+
+// op(A)[row .. row + 4, k .. k + 4] as a matrix whose column kk holds the four rows at k + kk.
+fn a_block(row: u32, k: u32) -> mat4x4<f32> {
+    if TRANS_A {
+        // Stored [K, M]: a vec4 runs along M (M % 4 == 0, so a clamped row stays whole).
+        let stride = params.m / 4u;
+        let at = base_a / 4u + k * stride + min(row, params.m - 4u) / 4u;
+        return mat4x4<f32>(a4[at], a4[at + stride], a4[at + 2u * stride], a4[at + 3u * stride]);
+    }
+    // Stored [M, K]: a vec4 runs along K.
+    let last = params.m - 1u;
+    let at = (base_a + k) / 4u;
+    let stride = params.k / 4u;
+    return transpose(mat4x4<f32>(
+        a4[at + min(row, last) * stride], a4[at + min(row + 1u, last) * stride],
+        a4[at + min(row + 2u, last) * stride], a4[at + min(row + 3u, last) * stride]));
+}
+
+// op(B)[k .. k + 4, col .. col + 4] as a matrix whose column kk holds the four columns at k + kk.
+fn b_block(k: u32, col: u32) -> mat4x4<f32> {
+    if TRANS_B {
+        // Stored [N, K]: a vec4 runs along K.
+        let last = params.n - 1u;
+        let at = (base_b + k) / 4u;
+        let stride = params.k / 4u;
+        return transpose(mat4x4<f32>(
+            b4[at + min(col, last) * stride], b4[at + min(col + 1u, last) * stride],
+            b4[at + min(col + 2u, last) * stride], b4[at + min(col + 3u, last) * stride]));
+    }
+    // Stored [K, N]: a vec4 runs along N (N % 4 == 0).
+    let stride = params.n / 4u;
+    let at = base_b / 4u + k * stride + min(col, params.n - 4u) / 4u;
+    return mat4x4<f32>(b4[at], b4[at + stride], b4[at + 2u * stride], b4[at + 3u * stride]);
+}
+
+// The rank-1 update a ⊗ b: column r is row r's four products.
+fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(a.x * b, a.y * b, a.z * b, a.w * b);
 }
 
 // The reference point for benchmarks: one output per thread, no reuse, no transposes.

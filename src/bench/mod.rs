@@ -396,7 +396,7 @@ fn bench_adam(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measurement> {
     let optimizer = Optimizer::adam(1e-3);
     let (p0, g) = (uniform(rng, n), uniform(rng, n));
     let (param, grad) = (gpu.tensor(&p0, &[n])?, gpu.tensor(&g, &[n])?);
-    let states = [gpu.zeros(&[n])?, gpu.zeros(&[n])?, gpu.zeros(&[1])?];
+    let states = [gpu.zeros(&[n])?, gpu.zeros(&[n])?, gpu.zeros(&[4])?];
     let clip = gpu.tensor(&[0.0, 1.0], &[2])?;
     let ring = gpu.device().create_buffer(&wgpu::BufferDescriptor {
         label: None,

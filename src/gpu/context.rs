@@ -181,6 +181,12 @@ impl Gpu {
         &self.inner.queue
     }
 
+    /// Whether the adapter is a CPU driver (lavapipe, SwiftShader, WARP): kernels pick the
+    /// shapes that suit a few wide cores rather than thousands of threads.
+    pub(crate) fn is_cpu(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// Which adapter this is: name, backend, driver.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info

@@ -26,14 +26,15 @@ fn param_offsets(graph: &Graph) -> Vec<usize> {
         .collect()
 }
 
-/// Elements of the flat buffers (at least one, so an empty model still binds).
+/// Elements of the flat buffers: a multiple of `ALIGN`, never 0, so an empty model still binds
+/// and the optimizer runs its vec4 kernel.
 fn flat_len(graph: &Graph) -> usize {
     graph
         .params
         .iter()
         .map(|p| p.len().div_ceil(ALIGN) * ALIGN)
         .sum::<usize>()
-        .max(1)
+        .max(ALIGN)
 }
 
 /// The model's trainable parameters, their gradients, and its non-trainable buffers.

@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{
-    Activation, MAX_SPLITS, auto_splits, expect_same_len, expect_shape, k_slices, matrix_dims,
-    shape_error, to_u32, with_gemm_tiles,
+    Activation, MAX_SPLITS, auto_splits, cpu_splits, expect_same_len, expect_shape, k_slices,
+    matrix_dims, shape_error, to_u32, with_gemm_tiles,
 };
 
 pub(crate) static SHADER: Shader = Shader {
@@ -21,6 +21,8 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
     Access::ReadWrite,
     Access::ReadWrite,
+    Access::Read,
+    Access::Read,
 ];
 static TILED: KernelSpec = KernelSpec {
     shader: &SHADER,
@@ -30,6 +32,11 @@ static TILED: KernelSpec = KernelSpec {
 static TILED_128: KernelSpec = KernelSpec {
     shader: &SHADER,
     entry: "tiled_128",
+    bindings: BINDINGS,
+};
+static DIRECT: KernelSpec = KernelSpec {
+    shader: &SHADER,
+    entry: "direct_64",
     bindings: BINDINGS,
 };
 static SPLIT_SUM: KernelSpec = KernelSpec {
@@ -46,14 +53,19 @@ static NAIVE: KernelSpec = KernelSpec {
 /// The output tile of one workgroup (see the shader).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Tile {
-    /// Chosen per shape: the large tile where both output dimensions fill it, by a short
-    /// timing of both at first use of each shape class (cached on the `Gpu`).
+    /// Chosen per shape: on GPUs the large tile where both output dimensions fill it, by a
+    /// short timing of both at first use of each shape class (cached on the `Gpu`); on CPU
+    /// adapters `Direct64` wherever the shape allows it, else `T128`/`T64` by size.
     #[default]
     Auto,
-    /// 64×64, 4×4 per thread: small and skinny products.
+    /// 64×64, 4×4 per thread, staged through workgroup memory: small and skinny products.
     T64,
-    /// 128×128, 8×8 per thread: large products.
+    /// 128×128, 8×8 per thread, staged through workgroup memory: large products.
     T128,
+    /// 64×64, 8×8 per thread loaded straight from memory as vec4s, no workgroup memory: the
+    /// CPU adapters' kernel (see the shader for why). Only for shapes whose loads are whole
+    /// vec4s ([`Matmul::direct_fits`]); others run `T64`.
+    Direct64,
 }
 
 impl Tile {
@@ -132,9 +144,9 @@ impl Matmul<'_> {
 
     /// The product as one dispatch, or as two when split along K: partial products over
     /// slices of K, then their sum in a fixed order with the epilogue. Unless `split_k` says,
-    /// a product splits on GPUs when its output has too few tiles to keep the device busy
-    /// and K is long enough to share out (`SPLIT_TARGET_WORKGROUPS`, `MIN_SPLIT_DEPTH`);
-    /// on CPU adapters, whose few cores any product fills, it does not.
+    /// a product splits when its output has too few tiles to keep the device busy and K is
+    /// long enough to share out (`SPLIT_TARGET_WORKGROUPS`, `MIN_SPLIT_DEPTH`); on CPU
+    /// adapters "busy" is one workgroup per core, which only narrow outputs miss.
     pub fn dispatches(
         &self,
         gpu: &Gpu,
@@ -146,10 +158,14 @@ impl Matmul<'_> {
         let columns = n + usize::from(self.row_sums.is_some());
         let splits = match self.split_k {
             Some(parts) => parts.clamp(1, MAX_SPLITS),
-            None if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu => 1,
             None => {
-                let tile = self.tile_for(gpu, (m, n, k))?;
-                auto_splits(columns.div_ceil(tile.edge()) * m.div_ceil(tile.edge()), k)
+                let edge = self.tile_for(gpu, (m, n, k))?.edge();
+                let groups = columns.div_ceil(edge) * m.div_ceil(edge);
+                if gpu.is_cpu() {
+                    cpu_splits(groups, k)
+                } else {
+                    auto_splits(groups, k)
+                }
             }
         };
         let (splits, k_chunk) = k_slices(k, splits);
@@ -169,7 +185,7 @@ impl Matmul<'_> {
         let sum = gpu.dispatch(
             &SPLIT_SUM,
             &constants,
-            &self.bindings(&params, (a, b, c), Some(&partial), &spare),
+            &self.bindings(&params, (a, b, c), Some(&partial), false, &spare),
             grid_1d(m * columns.div_ceil(4), 256),
         )?;
         Ok(vec![products, sum])
@@ -209,10 +225,20 @@ impl Matmul<'_> {
     }
 
     fn tile_for(&self, gpu: &Gpu, mnk: (usize, usize, usize)) -> Result<Tile> {
-        match self.tile {
-            Tile::Auto => gpu.matmul_tile(mnk, (self.trans_a, self.trans_b)),
-            fixed => Ok(fixed),
-        }
+        let fits = self.direct_fits(mnk);
+        Ok(match self.tile {
+            Tile::Auto if fits && gpu.is_cpu() => Tile::Direct64,
+            Tile::Auto => gpu.matmul_tile(mnk, (self.trans_a, self.trans_b))?,
+            Tile::Direct64 if !fits => Tile::T64,
+            fixed => fixed,
+        })
+    }
+
+    /// Whether `direct_64` can run an `(m, n, k)` product with these transposes: every vec4
+    /// it loads must be whole, so K, and the stored row length of each operand, are
+    /// multiples of 4.
+    pub fn direct_fits(&self, (m, n, k): (usize, usize, usize)) -> bool {
+        k % 4 == 0 && (!self.trans_a || m % 4 == 0) && (self.trans_b || n % 4 == 0)
     }
 
     /// The tiled kernel over `batch` products, or over `splits` slices of K into `partial`.
@@ -236,27 +262,29 @@ impl Matmul<'_> {
             to_u32(split.map_or(batch, |s| s.0)),
         ];
         let spare = gpu.stand_ins()?;
+        let direct = tile == Tile::Direct64;
         gpu.dispatch(
-            if tile == Tile::T128 {
-                &TILED_128
-            } else {
-                &TILED
+            match tile {
+                Tile::T128 => &TILED_128,
+                Tile::Direct64 => &DIRECT,
+                Tile::T64 | Tile::Auto => &TILED,
             },
             &constants,
-            &self.bindings(&params, operands, split.map(|s| s.2), &spare),
+            &self.bindings(&params, operands, split.map(|s| s.2), direct, &spare),
             groups,
         )
     }
 
-    /// The seven bindings of every entry point (see the shader); unused writable ones (no
-    /// row sums, no split) get the `spare` stand-ins.
+    /// The nine bindings of every entry point (see the shader); unused ones (no row sums, no
+    /// split, not `direct_64`) get the `spare` stand-ins.
     fn bindings<'t>(
         &self,
         params: &'t wgpu::Buffer,
         (a, b, c): (&'t Tensor, &'t Tensor, &'t Tensor),
         partial: Option<&'t Tensor>,
-        spare: &'t [Tensor; 2],
-    ) -> [Bind<'t>; 7]
+        direct: bool,
+        spare: &'t [Tensor; 4],
+    ) -> [Bind<'t>; 9]
     where
         Self: 't,
     {
@@ -273,6 +301,8 @@ impl Matmul<'_> {
             Bind::Tensor(c),
             Bind::Tensor(self.row_sums.unwrap_or(&spare[0])),
             Bind::Tensor(partial.unwrap_or(&spare[1])),
+            Bind::Tensor(if direct { a } else { &spare[2] }),
+            Bind::Tensor(if direct { b } else { &spare[3] }),
         ]
     }
 
@@ -397,7 +427,7 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
         k_chunk: to_u32(k),
     });
     let groups = [to_u32(n.div_ceil(16)), to_u32(m.div_ceil(16)), 1];
-    let spare = gpu.stand_ins::<2>()?;
+    let spare = gpu.stand_ins::<4>()?;
     gpu.dispatch(
         &NAIVE,
         &[],
@@ -409,6 +439,8 @@ pub fn matmul_naive(gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dis
             Bind::Tensor(c),
             Bind::Tensor(&spare[0]),
             Bind::Tensor(&spare[1]),
+            Bind::Tensor(&spare[2]),
+            Bind::Tensor(&spare[3]),
         ],
         groups,
     )
@@ -452,7 +484,7 @@ impl Gpu {
         }
         // On a CPU adapter (lavapipe) timing costs seconds per class at training sizes, and
         // the large tile won every class measured there (see bench/results): skip it.
-        if self.adapter_info().device_type == wgpu::DeviceType::Cpu {
+        if self.is_cpu() {
             return Ok(Tile::T128);
         }
         // A browser cannot block on timings: the small tile fits WebGPU's default limits.

@@ -46,6 +46,20 @@ pub(crate) fn auto_splits(groups: usize, k: usize) -> usize {
         .clamp(1, MAX_SPLITS)
 }
 
+/// Parts for a product of `groups` workgroups on a CPU adapter, where each workgroup runs on
+/// one core: a product with fewer workgroups than cores (a classifier's 10-wide output)
+/// splits so every core takes a share, if K is long enough.
+pub(crate) fn cpu_splits(groups: usize, k: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if groups >= cores {
+        return 1;
+    }
+    cores
+        .div_ceil(groups.max(1))
+        .min(k / MIN_SPLIT_DEPTH)
+        .clamp(1, MAX_SPLITS)
+}
+
 /// `(splits, K per split)` for about `wanted` parts, each a whole number of the tiles'
 /// 16-deep slices so no split starts mid-slice (a short K gets fewer parts).
 pub(crate) fn k_slices(k: usize, wanted: usize) -> (usize, usize) {
@@ -60,6 +74,7 @@ pub(crate) const SHADERS: &[&Shader] = &[
     &reduce::SHADER,
     &loss::SHADER,
     &optim::SHADER,
+    &optim::SCALAR_SHADER,
     &norm::SHADER,
     &random::SHADER,
     &data::SHADER,

@@ -7,16 +7,26 @@ use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{expect_same_len, expect_shape, to_u32};
 use crate::optim::Optimizer;
 
+/// The updates over vec4s: buffers whose length is a multiple of 4 (see the shader).
 pub(crate) static SHADER: Shader = Shader {
     name: "optim",
-    source: || {
-        [
-            include_str!("../../shaders/step.wgsl"),
-            include_str!("../../shaders/optim.wgsl"),
-        ]
-        .concat()
-    },
+    source: || source("vec4<f32>"),
 };
+
+/// The same updates one f32 at a time, for other lengths.
+pub(crate) static SCALAR_SHADER: Shader = Shader {
+    name: "optim_scalar",
+    source: || source("f32"),
+};
+
+fn source(element: &str) -> String {
+    [
+        &format!("alias Vec = {element};\n"),
+        include_str!("../../shaders/step.wgsl"),
+        include_str!("../../shaders/optim.wgsl"),
+    ]
+    .concat()
+}
 
 const BINDINGS: &[Access] = &[
     Access::Uniform,
@@ -29,7 +39,7 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
 ];
 
-/// Parameters each thread updates (`PER_THREAD` in the shader).
+/// Vecs each thread updates (`PER_THREAD` in the shader).
 const PER_THREAD: usize = 4;
 
 /// The optimizer kernels, one per `torch.optim` family.
@@ -44,24 +54,18 @@ pub(crate) enum UpdateRule {
 }
 
 impl UpdateRule {
-    fn spec(self) -> &'static KernelSpec {
-        const fn spec(entry: &'static str) -> KernelSpec {
-            KernelSpec {
-                shader: &SHADER,
-                entry,
-                bindings: BINDINGS,
-            }
+    /// The rule's kernel over vec4s (`wide`) or f32s.
+    fn spec(self, wide: bool) -> &'static KernelSpec {
+        macro_rules! specs {
+            ($shader:expr, $($entry:literal),*) => {
+                [$(KernelSpec { shader: $shader, entry: $entry, bindings: BINDINGS }),*]
+            };
         }
-        static SGD: KernelSpec = spec("sgd");
-        static ADAGRAD: KernelSpec = spec("adagrad");
-        static RMSPROP: KernelSpec = spec("rmsprop");
-        static ADAM: KernelSpec = spec("adam");
-        match self {
-            UpdateRule::Sgd => &SGD,
-            UpdateRule::Adagrad => &ADAGRAD,
-            UpdateRule::Rmsprop => &RMSPROP,
-            UpdateRule::Adam => &ADAM,
-        }
+        static WIDE: [KernelSpec; 4] = specs!(&SHADER, "sgd", "adagrad", "rmsprop", "adam");
+        static SCALAR: [KernelSpec; 4] =
+            specs!(&SCALAR_SHADER, "sgd", "adagrad", "rmsprop", "adam");
+        let specs = if wide { &WIDE } else { &SCALAR };
+        &specs[self as usize]
     }
 }
 
@@ -148,14 +152,16 @@ pub(crate) fn update_with(
 ) -> Result<Dispatch> {
     expect_same_len("optimizer grad", buffers.grad, buffers.param)?;
     expect_shape("optimizer clip", buffers.clip, &[2])?;
+    let len = buffers.param.len();
+    let width = if len.is_multiple_of(4) { 4 } else { 1 };
     let params = OptimParams {
-        n: to_u32(buffers.param.len()),
+        n: to_u32(len / width),
         ..params
     };
     let uniform = gpu.uniform(&params);
     let [a, b, c] = buffers.states;
     gpu.dispatch(
-        rule.spec(),
+        rule.spec(width == 4),
         &[],
         &[
             Bind::Uniform(&uniform),
@@ -167,6 +173,6 @@ pub(crate) fn update_with(
             Bind::Tensor(b),
             Bind::Tensor(c),
         ],
-        grid_1d(buffers.param.len().div_ceil(PER_THREAD), 256),
+        grid_1d((len / width).div_ceil(PER_THREAD), 256),
     )
 }

@@ -13,7 +13,7 @@ use crate::optim::{GroupSettings, Optimizer};
 #[derive(Debug)]
 pub struct OptimizerState {
     pub(crate) optimizer: Optimizer,
-    /// Flat state tensors in the kernel's binding order; unused ones are one-element stand-ins.
+    /// Flat state tensors in the kernel's binding order; unused ones are one-vec4 stand-ins.
     pub(crate) states: Vec<Tensor>,
     /// Per parameter, what its parameter group sets.
     groups: Vec<GroupSettings>,
@@ -37,7 +37,7 @@ impl OptimizerState {
         let states: Vec<Tensor> = (0..3)
             .map(|i| {
                 let used = names.get(i).is_some_and(|name| !name.is_empty());
-                gpu.zeros(&[if used { n } else { 1 }])
+                gpu.zeros(&[if used { n } else { 4 }])
             })
             .collect::<Result<_>>()?;
         Self::with_states(

@@ -5,14 +5,21 @@ use wgtrain::reference;
 use crate::common::*;
 
 /// (m, n, k): single elements, odd sizes, sizes just past the 64-wide tile and 16-deep slice,
-/// and one product above 2¹⁶ outputs.
+/// one product above 2¹⁶ outputs, and shapes `direct_64` takes (K a multiple of 4, and M or N
+/// too for some transposes) that are not multiples of its 8×8 blocks or 64-wide tile.
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (3, 5, 7),
     (33, 65, 17),
     (130, 67, 129),
     (300, 257, 20),
+    (4, 1, 4),
+    (12, 20, 8),
+    (68, 132, 36),
 ];
+
+/// Every tile, so each kernel meets every shape (`Direct64` runs `T64` where it cannot).
+const TILES: [Tile; 3] = [Tile::T64, Tile::T128, Tile::Direct64];
 
 /// Σ_p |op(a)[i,p]| |op(b)[p,j]|: the scale of the rounding error of element (i, j).
 fn magnitudes(a: &[f64], b: &[f64], mnk: (usize, usize, usize), ta: bool, tb: bool) -> Vec<f64> {
@@ -31,10 +38,7 @@ fn dot_bound(k: usize, magnitude: f64) -> f64 {
 #[test]
 fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
     let mut rng = rng("matmul transposes");
-    for (&(m, n, k), tile) in SHAPES
-        .iter()
-        .flat_map(|s| [(s, Tile::T64), (s, Tile::T128)])
-    {
+    for (&(m, n, k), tile) in SHAPES.iter().flat_map(|s| TILES.map(|tile| (s, tile))) {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             let a = rng.uniform(m * k, -1.0, 1.0);
             let b = rng.uniform(k * n, -1.0, 1.0);
@@ -53,6 +57,13 @@ fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
             let dispatch = op
                 .dispatch(gpu(), &upload(&a, &a_shape), &upload(&b, &b_shape), &c)
                 .expect("valid shapes");
+            if tile == Tile::Direct64 && op.direct_fits((m, n, k)) {
+                assert!(
+                    dispatch.label().contains("direct_64"),
+                    "{}",
+                    dispatch.label()
+                );
+            }
             run(&[&dispatch]);
             let (a, b) = (f64s(&a), f64s(&b));
             let want = reference::matmul(&a, &b, (m, n, k), ta, tb);
@@ -90,10 +101,7 @@ fn matmul_epilogue_bias_activation_and_accumulate() {
         Activation::Tanh,
         Activation::Sigmoid,
     ];
-    for (&(m, n, k), tile) in SHAPES[1..]
-        .iter()
-        .flat_map(|s| [(s, Tile::T64), (s, Tile::T128)])
-    {
+    for (&(m, n, k), tile) in SHAPES[1..].iter().flat_map(|s| TILES.map(|tile| (s, tile))) {
         for act in acts {
             for accumulate in [false, true] {
                 let a = rng.uniform(m * k, -1.0, 1.0);
@@ -158,10 +166,7 @@ fn matmul_activation_grad_epilogue_masks_the_product() {
         Activation::Tanh,
         Activation::Sigmoid,
     ];
-    for (act, tile) in acts
-        .into_iter()
-        .flat_map(|a| [(a, Tile::T64), (a, Tile::T128)])
-    {
+    for (act, tile) in acts.into_iter().flat_map(|a| TILES.map(|tile| (a, tile))) {
         let (m, n, k) = (33, 130, 17);
         let a = rng.uniform(m * k, -1.0, 1.0);
         let b = rng.uniform(k * n, -1.0, 1.0);
@@ -248,6 +253,7 @@ fn split_k_products_match_f64_with_every_epilogue() {
         (1, 1, 777, 7),
         (33, 65, 1000, 3),
         (130, 67, 517, 5),
+        (36, 20, 516, 3),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let a = rng.uniform(m * k, -1.0, 1.0);
