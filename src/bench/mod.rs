@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// The model `--profile` steps: the mlp-bench MLP or the MNIST CNN.
     #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = ProfiledModel::Mlp))]
     pub profile_model: ProfiledModel,
+    /// Only the mlp-bench step (`run_steps` and `fit`, full length), at these batch sizes
+    /// (comma-separated): what `bench/compare.sh` runs beside Burn's peer.
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ','))]
+    pub mlp: Vec<usize>,
 }
 
 /// The models `--profile` knows.
@@ -125,123 +129,17 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         });
     }
 
-    let squares: &[usize] = match (args.quick, cpu) {
-        (true, _) => &[256, 512],
-        (false, true) => &[256, 512, 1024],
-        (false, false) => &[256, 1024, 4096, 8192],
-    };
-    for &n in squares {
-        let compare = args.compare_naive || args.quick || n <= 1024;
-        show(bench_matmul(
+    if args.mlp.is_empty() {
+        suite(
             &gpu,
             &mut rng,
-            (n, n, n),
-            (false, false),
-            compare,
-        )?);
-    }
-    let batches: &[usize] = if args.quick || cpu {
-        &[256]
+            (args.quick, args.compare_naive),
+            cpu,
+            &mut show,
+        )?;
     } else {
-        &[256, 16384]
-    };
-    for &b in batches {
-        // The three products of the mlp-bench first layer: forward, dX, dW.
-        for (label, mnk, transposes) in [
-            ("fwd", (b, 1024, 784), (false, true)),
-            ("dX", (b, 784, 1024), (false, false)),
-            ("dW", (1024, 784, b), (true, false)),
-        ] {
-            let mut m = bench_matmul(&gpu, &mut rng, mnk, transposes, args.compare_naive)?;
-            m.params = format!("{label} b{b} {}", m.params);
-            show(m);
-        }
-    }
-    // 2^26 floats is 256 MiB: past lavapipe's 128 MiB binding, where the largest power of two
-    // that fits stands in.
-    let fits = (gpu.max_binding_bytes() / 4).max(1);
-    let largest = 1usize << (63 - fits.leading_zeros());
-    let relu_n = if args.quick {
-        1 << 20
-    } else {
-        largest.min(1 << 26)
-    };
-    show(bench_relu(&gpu, &mut rng, relu_n)?);
-    show(bench_adam(
-        &gpu,
-        &mut rng,
-        if args.quick { 1 << 20 } else { 1 << 24 },
-    )?);
-    for m in bench_dispatch(&gpu)? {
-        show(m);
-    }
-    // Attention at a GPT-small head (T 256, D 64), 8 or 32 heads × batch.
-    let heads = if args.quick || cpu { 8 } else { 32 };
-    for m in sequence::bench_attention_products(&gpu, &mut rng, (heads, 256, 64))? {
-        show(m);
-    }
-    show(sequence::bench_causal_softmax(
-        &gpu,
-        &mut rng,
-        (heads * 256, 256),
-    )?);
-    show(sequence::bench_layer_norm(
-        &gpu,
-        &mut rng,
-        (heads * 256, 768),
-    )?);
-    // Attention's forward and backward, fused against composed: the baby GPT's shape, and a
-    // GPT-2-small head at T 1024 (T 256 on a CPU adapter or --quick).
-    let long = if args.quick || cpu {
-        (2, 256, 4, 64)
-    } else {
-        (8, 1024, 12, 64)
-    };
-    for shape in [(12, 64, 4, 32), long] {
-        for m in sequence::bench_attention_step(&gpu, &mut rng, shape)? {
-            show(m);
-        }
-    }
-    // On a CPU adapter a b16384 step takes tens of seconds: the suite stops at 1024 there.
-    let mlp_batches: &[usize] = match (args.quick, cpu) {
-        (true, _) => &[64, 256],
-        (false, true) => &[64, 256, 1024],
-        (false, false) => &[64, 256, 1024, 4096, 16384],
-    };
-
-    for &b in mlp_batches {
-        let mlp = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
-        let graph = mlp.build(Loss::CrossEntropy)?;
-        for m in bench_training_step(
-            &gpu,
-            &mut rng,
-            ["mlp-bench", "mlp-bench-fit"],
-            graph,
-            b,
-            args.quick || cpu,
-        )? {
-            show(m);
-        }
-    }
-    // The CNN of examples/cnn.rs: its convolutions beside matmuls of the same FLOPs, and its
-    // whole training step.
-    let conv_batches: &[usize] = if args.quick { &[64] } else { &[64, 256] };
-    for &b in conv_batches {
-        for m in image::bench_conv(&gpu, &mut rng, b)? {
-            show(m);
-        }
-    }
-    for &b in conv_batches {
-        let graph = crate::nn::models::mnist_cnn(false)?;
-        for m in bench_training_step(
-            &gpu,
-            &mut rng,
-            ["cnn-step", "cnn-step-fit"],
-            graph,
-            b,
-            args.quick || cpu,
-        )? {
-            show(m);
+        for &batch in &args.mlp {
+            mlp_bench(&gpu, &mut rng, batch, false, &mut show)?;
         }
     }
 
@@ -479,6 +377,127 @@ fn bench_dispatch(gpu: &Gpu) -> Result<Vec<Measurement>> {
             extra: None,
         },
     ])
+}
+
+/// Everything but the profile: matmuls, memory-bound kernels, dispatch cost, attention, the
+/// mlp-bench and CNN training steps.
+fn suite(
+    gpu: &Gpu,
+    rng: &mut StdRng,
+    (quick, compare_naive): (bool, bool),
+    cpu: bool,
+    show: &mut dyn FnMut(Measurement),
+) -> Result<()> {
+    let squares: &[usize] = match (quick, cpu) {
+        (true, _) => &[256, 512],
+        (false, true) => &[256, 512, 1024],
+        (false, false) => &[256, 1024, 4096, 8192],
+    };
+    for &n in squares {
+        let compare = compare_naive || quick || n <= 1024;
+        show(bench_matmul(gpu, rng, (n, n, n), (false, false), compare)?);
+    }
+    let batches: &[usize] = if quick || cpu { &[256] } else { &[256, 16384] };
+    for &b in batches {
+        // The three products of the mlp-bench first layer: forward, dX, dW.
+        for (label, mnk, transposes) in [
+            ("fwd", (b, 1024, 784), (false, true)),
+            ("dX", (b, 784, 1024), (false, false)),
+            ("dW", (1024, 784, b), (true, false)),
+        ] {
+            let mut m = bench_matmul(gpu, rng, mnk, transposes, compare_naive)?;
+            m.params = format!("{label} b{b} {}", m.params);
+            show(m);
+        }
+    }
+    // 2^26 floats is 256 MiB: past lavapipe's 128 MiB binding, where the largest power of two
+    // that fits stands in.
+    let fits = (gpu.max_binding_bytes() / 4).max(1);
+    let largest = 1usize << (63 - fits.leading_zeros());
+    let relu_n = if quick { 1 << 20 } else { largest.min(1 << 26) };
+    show(bench_relu(gpu, rng, relu_n)?);
+    show(bench_adam(gpu, rng, if quick { 1 << 20 } else { 1 << 24 })?);
+    for m in bench_dispatch(gpu)? {
+        show(m);
+    }
+    // Attention at a GPT-small head (T 256, D 64), 8 or 32 heads × batch.
+    let heads = if quick || cpu { 8 } else { 32 };
+    for m in sequence::bench_attention_products(gpu, rng, (heads, 256, 64))? {
+        show(m);
+    }
+    show(sequence::bench_causal_softmax(
+        gpu,
+        rng,
+        (heads * 256, 256),
+    )?);
+    show(sequence::bench_layer_norm(gpu, rng, (heads * 256, 768))?);
+    // Attention's forward and backward, fused against composed: the baby GPT's shape, and a
+    // GPT-2-small head at T 1024 (T 256 on a CPU adapter or --quick).
+    let long = if quick || cpu {
+        (2, 256, 4, 64)
+    } else {
+        (8, 1024, 12, 64)
+    };
+    for shape in [(12, 64, 4, 32), long] {
+        for m in sequence::bench_attention_step(gpu, rng, shape)? {
+            show(m);
+        }
+    }
+    // On a CPU adapter a b16384 step takes tens of seconds: the suite stops at 1024 there.
+    let mlp_batches: &[usize] = match (quick, cpu) {
+        (true, _) => &[64, 256],
+        (false, true) => &[64, 256, 1024],
+        (false, false) => &[64, 256, 1024, 4096, 16384],
+    };
+    for &b in mlp_batches {
+        mlp_bench(gpu, rng, b, quick || cpu, show)?;
+    }
+    // The CNN of examples/cnn.rs: its convolutions beside matmuls of the same FLOPs, and its
+    // whole training step.
+    let conv_batches: &[usize] = if quick { &[64] } else { &[64, 256] };
+    for &b in conv_batches {
+        for m in image::bench_conv(gpu, rng, b)? {
+            show(m);
+        }
+    }
+    for &b in conv_batches {
+        let graph = crate::nn::models::mnist_cnn(false)?;
+        for m in bench_training_step(
+            gpu,
+            rng,
+            ["cnn-step", "cnn-step-fit"],
+            graph,
+            b,
+            quick || cpu,
+        )? {
+            show(m);
+        }
+    }
+
+    Ok(())
+}
+
+/// The mlp-bench step at one batch size, through `run_steps` and `fit`.
+fn mlp_bench(
+    gpu: &Gpu,
+    rng: &mut StdRng,
+    batch: usize,
+    short: bool,
+    show: &mut dyn FnMut(Measurement),
+) -> Result<()> {
+    let mlp = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
+    let graph = mlp.build(Loss::CrossEntropy)?;
+    for m in bench_training_step(
+        gpu,
+        rng,
+        ["mlp-bench", "mlp-bench-fit"],
+        graph,
+        batch,
+        short,
+    )? {
+        show(m);
+    }
+    Ok(())
 }
 
 /// BENCH.md's mlp-bench: 784 → 1024 → ReLU → 1024 → ReLU → 10, cross-entropy, Adam, 8
