@@ -10,8 +10,9 @@
 //   fn b_runs_along_k() -> bool              B's consecutive addresses run along K (else N)
 // The last two pick the staging order so that neighbouring threads read neighbouring
 // addresses; they are override-constant expressions, so each variant compiles branch-free.
-// Grid: (ceil(N / 64), ceil(M / 64), z) workgroups of 16×16 threads for `tiled_64` (each
-// thread a 4×4 block of C), (ceil(N / 128), ceil(M / 128), z) for `tiled_128` (8×8).
+// Grid: (ceil(N / 64), ceil(M / TILE_ROWS), z) workgroups of 16 × TILE_ROWS / 4 threads for
+// `tiled_64` (each thread a 4×4 block of C), (ceil(N / 128), ceil(M / 128), z) for `tiled_128`
+// (8×8).
 
 fn staged_a(row: u32, k: u32, k_end: u32) -> f32 {
     if k >= k_end { return 0.0; }
@@ -23,19 +24,23 @@ fn staged_b(k: u32, col: u32, k_end: u32) -> f32 {
     return load_b(k, col);
 }
 
-// 64×64 tile of C per workgroup, 16-deep slices of K: 2 × 16 × 64 floats = 8 KiB of workgroup
-// memory, inside WebGPU's default 16 KiB, so every adapter runs it. Tiles are stored K-major as
-// vec4s so one load fetches a thread's four rows (or columns) of the slice.
+// 64×64 tile of C per workgroup (32×64 when TILE_ROWS is 32: twice the workgroups for the
+// small products of a small batch), 16-deep slices of K: at most 2 × 16 × 64 floats = 8 KiB of
+// workgroup memory, inside WebGPU's default 16 KiB, so every adapter runs it. Tiles are stored
+// K-major as vec4s so one load fetches a thread's four rows (or columns) of the slice.
 const TILE: u32 = 64u;
 const DEPTH: u32 = 16u;
-var<workgroup> tile_a: array<vec4<f32>, 256>; // [kk][row / 4]
+override TILE_ROWS: u32 = 64u;
+var<workgroup> tile_a: array<vec4<f32>, 256>; // [kk][row / 4], TILE_ROWS / 4 used per kk
 var<workgroup> tile_b: array<vec4<f32>, 256>; // [kk][col / 4]
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(16, TILE_ROWS / 4u)
 fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let k_range = begin_workgroup(wid.z);
+    let threads = 4u * TILE_ROWS;
+    let quads = TILE_ROWS / 4u;
     let thread = lid.y * 16u + lid.x;
-    let row0 = wid.y * TILE;
+    let row0 = wid.y * TILE_ROWS;
     let col0 = wid.x * TILE;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
@@ -43,20 +48,22 @@ fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
     var acc3 = vec4<f32>(0.0);
 
     for (var k0 = k_range.x; k0 < k_range.y; k0 += DEPTH) {
-        // Each thread stages 4 of the 1024 elements of each tile. Consecutive threads read
-        // consecutive addresses of the stored layout, so global loads coalesce.
-        for (var i = 0u; i < 4u; i++) {
-            let e = thread + i * 256u;
+        // Each thread stages DEPTH · TILE_ROWS / threads = 4 elements of A's tile and
+        // DEPTH · TILE / threads of B's. Consecutive threads read consecutive addresses of
+        // the stored layout, so global loads coalesce.
+        for (var e = thread; e < DEPTH * TILE_ROWS; e += threads) {
             var r: u32; var kk: u32;
-            if a_runs_along_m() { kk = e / TILE; r = e % TILE; } else { r = e / DEPTH; kk = e % DEPTH; }
-            tile_a[kk * 16u + r / 4u][r % 4u] = staged_a(row0 + r, k0 + kk, k_range.y);
+            if a_runs_along_m() { kk = e / TILE_ROWS; r = e % TILE_ROWS; } else { r = e / DEPTH; kk = e % DEPTH; }
+            tile_a[kk * quads + r / 4u][r % 4u] = staged_a(row0 + r, k0 + kk, k_range.y);
+        }
+        for (var e = thread; e < DEPTH * TILE; e += threads) {
             var col: u32; var kb: u32;
             if b_runs_along_k() { col = e / DEPTH; kb = e % DEPTH; } else { kb = e / TILE; col = e % TILE; }
             tile_b[kb * 16u + col / 4u][col % 4u] = staged_b(k0 + kb, col0 + col, k_range.y);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < DEPTH; kk++) {
-            let av = tile_a[kk * 16u + lid.y];
+            let av = tile_a[kk * quads + lid.y];
             let bv = tile_b[kk * 16u + lid.x];
             acc0 += av.x * bv;
             acc1 += av.y * bv;

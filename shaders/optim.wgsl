@@ -72,10 +72,11 @@ fn skipped() -> bool {
     return has(SKIP_NONFINITE) && (bitcast<u32>(clip[0]) & 0x7f800000u) == 0x7f800000u;
 }
 
-// The gradient after clipping and the coupled penalties: g + λ₂·p + λ₁·sign(p).
+// The gradient after clipping (clip_scale: clip[1], read once per thread) and the coupled
+// penalties: g + λ₂·p + λ₁·sign(p).
 // (L1 is not part of torch.optim; it is added the same way as weight decay.)
-fn penalized_grad(i: u32, p: Vec) -> Vec {
-    var g = grad[i] * clip[1];
+fn penalized_grad(i: u32, p: Vec, clip_scale: f32) -> Vec {
+    var g = grad[i] * clip_scale;
     if !has(DECOUPLED) { g += params.weight_decay * p; }
     return g + params.l1 * sign(p);
 }
@@ -86,15 +87,16 @@ fn penalized_grad(i: u32, p: Vec) -> Vec {
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     if skipped() { return; }
     let first = index(gid, groups);
+    let clip_scale = clip[1];
     for (var q = 0u; q < PER_THREAD; q++) {
-        sgd_one(first + q * threads(groups));
+        sgd_one(first + q * threads(groups), clip_scale);
     }
 }
 
-fn sgd_one(i: u32) {
+fn sgd_one(i: u32, clip_scale: f32) {
     if i >= params.n { return; }
     let p = param[i];
-    var g = penalized_grad(i, p);
+    var g = penalized_grad(i, p, clip_scale);
     if params.beta1 != 0.0 {
         var b = g;
         if step.step > 1u { b = params.beta1 * state_a[i] + (1.0 - params.dampening) * g; }
@@ -110,15 +112,16 @@ fn sgd_one(i: u32) {
 fn adagrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     if skipped() { return; }
     let first = index(gid, groups);
+    let clip_scale = clip[1];
     for (var q = 0u; q < PER_THREAD; q++) {
-        adagrad_one(first + q * threads(groups));
+        adagrad_one(first + q * threads(groups), clip_scale);
     }
 }
 
-fn adagrad_one(i: u32) {
+fn adagrad_one(i: u32, clip_scale: f32) {
     if i >= params.n { return; }
     let p = param[i];
-    let g = penalized_grad(i, p);
+    let g = penalized_grad(i, p, clip_scale);
     let sum = state_a[i] + g * g;
     state_a[i] = sum;
     param[i] = p - lr() * g / (sqrt(sum) + params.eps);
@@ -132,15 +135,16 @@ fn adagrad_one(i: u32) {
 fn rmsprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     if skipped() { return; }
     let first = index(gid, groups);
+    let clip_scale = clip[1];
     for (var q = 0u; q < PER_THREAD; q++) {
-        rmsprop_one(first + q * threads(groups));
+        rmsprop_one(first + q * threads(groups), clip_scale);
     }
 }
 
-fn rmsprop_one(i: u32) {
+fn rmsprop_one(i: u32, clip_scale: f32) {
     if i >= params.n { return; }
     let p = param[i];
-    let g = penalized_grad(i, p);
+    let g = penalized_grad(i, p, clip_scale);
     let alpha = params.beta2;
     let v = alpha * state_a[i] + (1.0 - alpha) * g * g;
     state_a[i] = v;
@@ -169,16 +173,17 @@ fn rmsprop_one(i: u32) {
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     if skipped() { return; }
     let first = index(gid, groups);
+    let clip_scale = clip[1];
     for (var q = 0u; q < PER_THREAD; q++) {
-        adam_one(first + q * threads(groups));
+        adam_one(first + q * threads(groups), clip_scale);
     }
 }
 
-fn adam_one(i: u32) {
+fn adam_one(i: u32, clip_scale: f32) {
     if i >= params.n { return; }
     var p = param[i];
     if has(DECOUPLED) { p *= 1.0 - lr() * params.weight_decay; }
-    let g = penalized_grad(i, p);
+    let g = penalized_grad(i, p, clip_scale);
     let m = params.beta1 * state_a[i] + (1.0 - params.beta1) * g;
     var v = params.beta2 * state_b[i] + (1.0 - params.beta2) * g * g;
     state_a[i] = m;

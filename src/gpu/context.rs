@@ -47,6 +47,8 @@ pub(crate) struct GpuInner {
     pub pipelines: Mutex<PipelineCache>,
     /// Matmul tile chosen per shape class by a short timing at first use.
     pub tiles: Mutex<std::collections::HashMap<MatmulClass, crate::kernels::matmul::Tile>>,
+    /// Where the autotune keeps its choices across runs (none: time every run).
+    pub autotune_cache: Mutex<Option<std::path::PathBuf>>,
     /// Set by the device-lost callback and the uncaptured-error handler; checked after waits,
     /// because wgpu reports both out of band.
     pub fault: Arc<Mutex<Option<Error>>>,
@@ -149,6 +151,10 @@ impl Gpu {
                 pool: Arc::default(),
                 pipelines: Mutex::default(),
                 tiles: Mutex::default(),
+                #[cfg(not(target_arch = "wasm32"))]
+                autotune_cache: Mutex::new(crate::gpu::autotune::default_path()),
+                #[cfg(target_arch = "wasm32")]
+                autotune_cache: Mutex::default(),
                 fault,
                 stand_ins: Mutex::default(),
                 readbacks: Default::default(),
@@ -185,6 +191,29 @@ impl Gpu {
     /// shapes that suit a few wide cores rather than thousands of threads.
     pub(crate) fn is_cpu(&self) -> bool {
         self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Where the matmul autotune keeps its choices across runs, keyed by adapter, driver and
+    /// shape (see `gpu::autotune` for the default place); `None` times every shape again
+    /// in every run.
+    pub fn set_autotune_cache(&self, path: Option<std::path::PathBuf>) {
+        if let Ok(mut cache) = self.inner.autotune_cache.lock() {
+            *cache = path;
+        }
+    }
+
+    /// The subgroup size of a CPU adapter with subgroups of one fixed size, a multiple of 8:
+    /// there a subgroup is a run of consecutive threads in the SIMD lanes of one core, which
+    /// the `direct` matmul relies on to pass values between threads. GPUs promise no such
+    /// layout, so they get `None`, as do adapters without subgroups.
+    pub(crate) fn cpu_subgroup_size(&self) -> Option<u32> {
+        let info = &self.inner.info;
+        let size = info.subgroup_max_size;
+        (self.is_cpu()
+            && self.inner.features.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == size
+            && size.is_multiple_of(8))
+        .then_some(size)
     }
 
     /// Which adapter this is: name, backend, driver.

@@ -1,7 +1,9 @@
 //! The GPU layer: adapter and device, tensors and their buffer pool, compiled kernels and
 //! dispatches, readback. Nothing here knows about neural networks.
 
-mod context;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod autotune;
+pub(crate) mod context;
 pub(crate) mod kernel;
 pub(crate) mod pool;
 mod readback;

@@ -219,8 +219,7 @@ fn launch_gemm(
     operands: &Operands<'_>,
 ) -> Result<Dispatch> {
     let tile = gpu.matmul_tile((m, columns, k), (false, false))?;
-    let edge = tile.edge();
-    let groups_x = columns.div_ceil(edge);
+    let groups_x = columns.div_ceil(tile.cols());
     if groups_x > 65535 {
         return Err(Error::InvalidArgument(format!(
             "conv2d: {columns} output columns need {groups_x} workgroups along x, over the 65535 \
@@ -233,6 +232,7 @@ fn launch_gemm(
     ];
     constants.extend(flags.map(|(name, on)| (name, f64::from(u8::from(on)))));
     constants.extend(geometry.constants());
+    constants.extend(tile.constants());
     let uniform = gpu.uniform(params);
     gpu.dispatch(
         if tile == Tile::T128 {
@@ -242,7 +242,11 @@ fn launch_gemm(
         },
         &constants,
         &bindings(&uniform, operands, &gpu.stand_ins::<1>()?[0]),
-        [to_u32(groups_x), to_u32(m.div_ceil(edge)), to_u32(splits)],
+        [
+            to_u32(groups_x),
+            to_u32(m.div_ceil(tile.rows())),
+            to_u32(splits),
+        ],
     )
 }
 

@@ -10,8 +10,26 @@ use crate::kernels::{
 
 pub(crate) static SHADER: Shader = Shader {
     name: "matmul",
-    source: || with_gemm_tiles(include_str!("../../shaders/matmul.wgsl")),
+    source: || source("fn lane_value(v: vec4<f32>, lane: u32) -> vec4<f32> { return v; }"),
 };
+
+/// The same kernels where `direct` may pass values between subgroup lanes (adapters with
+/// subgroups only: the module would not compile elsewhere).
+static SUBGROUP_SHADER: Shader = Shader {
+    name: "matmul_subgroups",
+    source: || {
+        source(
+            "fn lane_value(v: vec4<f32>, lane: u32) -> vec4<f32> { return subgroupShuffle(v, lane); }",
+        )
+    },
+};
+
+fn source(lane_value: &str) -> String {
+    format!(
+        "{}\n{lane_value}\n",
+        with_gemm_tiles(include_str!("../../shaders/matmul.wgsl"))
+    )
+}
 
 const BINDINGS: &[Access] = &[
     Access::Uniform,
@@ -36,7 +54,12 @@ static TILED_128: KernelSpec = KernelSpec {
 };
 static DIRECT: KernelSpec = KernelSpec {
     shader: &SHADER,
-    entry: "direct_64",
+    entry: "direct",
+    bindings: BINDINGS,
+};
+static DIRECT_SHARED: KernelSpec = KernelSpec {
+    shader: &SUBGROUP_SHADER,
+    entry: "direct",
     bindings: BINDINGS,
 };
 static SPLIT_SUM: KernelSpec = KernelSpec {
@@ -55,9 +78,12 @@ static NAIVE: KernelSpec = KernelSpec {
 pub enum Tile {
     /// Chosen per shape: on GPUs the large tile where both output dimensions fill it, by a
     /// short timing of both at first use of each shape class (cached on the `Gpu`); on CPU
-    /// adapters `Direct64` wherever the shape allows it, else `T128`/`T64` by size.
+    /// adapters `Direct` wherever the shape allows it, else `T128`/`T64` by size.
     #[default]
     Auto,
+    /// 32×64 (rows × columns), 4×4 per thread, staged through workgroup memory: twice
+    /// `T64`'s workgroups for products of few rows (a small batch's layers).
+    T32,
     /// 64×64, 4×4 per thread, staged through workgroup memory: small and skinny products.
     T64,
     /// 128×128, 8×8 per thread, staged through workgroup memory: large products.
@@ -65,14 +91,37 @@ pub enum Tile {
     /// 64×64, 8×8 per thread loaded straight from memory as vec4s, no workgroup memory: the
     /// CPU adapters' kernel (see the shader for why). Only for shapes whose loads are whole
     /// vec4s ([`Matmul::direct_fits`]); others run `T64`.
-    Direct64,
+    Direct,
 }
 
 impl Tile {
-    pub(crate) fn edge(self) -> usize {
+    /// Rows of C one workgroup computes.
+    pub(crate) fn rows(self) -> usize {
+        match self {
+            Tile::T32 => 32,
+            Tile::T128 => 128,
+            Tile::T64 | Tile::Direct | Tile::Auto => 64,
+        }
+    }
+
+    /// Columns of C one workgroup computes.
+    pub(crate) fn cols(self) -> usize {
         match self {
             Tile::T128 => 128,
-            _ => 64,
+            Tile::T32 | Tile::T64 | Tile::Direct | Tile::Auto => 64,
+        }
+    }
+
+    /// Workgroups over an `m × columns` output.
+    pub(crate) fn groups(self, m: usize, columns: usize) -> usize {
+        m.div_ceil(self.rows()) * columns.div_ceil(self.cols())
+    }
+
+    /// The staged kernels' override constants for this tile (gemm_tiles.wgsl's `TILE_ROWS`).
+    pub(crate) fn constants(self) -> Vec<(&'static str, f64)> {
+        match self {
+            Tile::T32 | Tile::T64 => vec![("TILE_ROWS", self.rows() as f64)],
+            Tile::T128 | Tile::Direct | Tile::Auto => vec![],
         }
     }
 }
@@ -159,8 +208,7 @@ impl Matmul<'_> {
         let splits = match self.split_k {
             Some(parts) => parts.clamp(1, MAX_SPLITS),
             None => {
-                let edge = self.tile_for(gpu, (m, n, k))?.edge();
-                let groups = columns.div_ceil(edge) * m.div_ceil(edge);
+                let groups = self.tile_for(gpu, (m, n, k))?.groups(m, columns);
                 if gpu.is_cpu() {
                     cpu_splits(groups, k)
                 } else {
@@ -227,14 +275,14 @@ impl Matmul<'_> {
     fn tile_for(&self, gpu: &Gpu, mnk: (usize, usize, usize)) -> Result<Tile> {
         let fits = self.direct_fits(mnk);
         Ok(match self.tile {
-            Tile::Auto if fits && gpu.is_cpu() => Tile::Direct64,
+            Tile::Auto if fits && gpu.is_cpu() => Tile::Direct,
             Tile::Auto => gpu.matmul_tile(mnk, (self.trans_a, self.trans_b))?,
-            Tile::Direct64 if !fits => Tile::T64,
+            Tile::Direct if !fits => Tile::T64,
             fixed => fixed,
         })
     }
 
-    /// Whether `direct_64` can run an `(m, n, k)` product with these transposes: every vec4
+    /// Whether `direct` can run an `(m, n, k)` product with these transposes: every vec4
     /// it loads must be whole, so K, and the stored row length of each operand, are
     /// multiples of 4.
     pub fn direct_fits(&self, (m, n, k): (usize, usize, usize)) -> bool {
@@ -251,23 +299,33 @@ impl Matmul<'_> {
         split: Option<(usize, usize, &Tensor)>,
     ) -> Result<Dispatch> {
         let k_chunk = split.map_or(k, |s| s.1);
-        let (params, constants) = self.setup(gpu, (m, n, k), operands, k_chunk, split.is_some())?;
+        let (params, mut constants) =
+            self.setup(gpu, (m, n, k), operands, k_chunk, split.is_some())?;
         let tile = self.tile_for(gpu, (m, n, k))?;
-        let edge = tile.edge();
+        constants.extend(tile.constants());
         // Row sums ride as an extra column of ones.
         let columns = n + usize::from(self.row_sums.is_some());
         let groups = [
-            to_u32(columns.div_ceil(edge)),
-            to_u32(m.div_ceil(edge)),
+            to_u32(columns.div_ceil(tile.cols())),
+            to_u32(m.div_ceil(tile.rows())),
             to_u32(split.map_or(batch, |s| s.0)),
         ];
         let spare = gpu.stand_ins()?;
-        let direct = tile == Tile::Direct64;
+        let direct = tile == Tile::Direct;
+        let shared_lanes = if direct {
+            gpu.cpu_subgroup_size()
+        } else {
+            None
+        };
+        if let Some(lanes) = shared_lanes {
+            constants.push(("SHARED_LANES", f64::from(lanes)));
+        }
         gpu.dispatch(
             match tile {
                 Tile::T128 => &TILED_128,
-                Tile::Direct64 => &DIRECT,
-                Tile::T64 | Tile::Auto => &TILED,
+                Tile::Direct if shared_lanes.is_some() => &DIRECT_SHARED,
+                Tile::Direct => &DIRECT,
+                Tile::T32 | Tile::T64 | Tile::Auto => &TILED,
             },
             &constants,
             &self.bindings(&params, operands, split.map(|s| s.2), direct, &spare),
@@ -276,7 +334,7 @@ impl Matmul<'_> {
     }
 
     /// The nine bindings of every entry point (see the shader); unused ones (no row sums, no
-    /// split, not `direct_64`) get the `spare` stand-ins.
+    /// split, not `direct`) get the `spare` stand-ins.
     fn bindings<'t>(
         &self,
         params: &'t wgpu::Buffer,
@@ -456,16 +514,19 @@ fn stored_dims((rows, cols): (usize, usize), transposed: bool) -> (usize, usize)
 }
 
 impl Gpu {
-    /// The faster tile for products of this shape class on this adapter: timed once per class
-    /// (sizes rounded to powers of two), then cached. Products that cannot fill a 128×128
-    /// tile use 64×64 without timing, and CPU adapters the 128×128 one.
+    /// The fastest staged tile for products of this shape class on this adapter: timed once
+    /// per class (sizes rounded up to powers of two) on GPUs, kept in memory and in the disk
+    /// cache ([`Gpu::set_autotune_cache`]), so a later run starts with the answer. CPU
+    /// adapters take a rule (timing costs seconds there): the 128×128 tile where both
+    /// dimensions fill it, else 64×64.
     pub(crate) fn matmul_tile(
         &self,
         (m, n, k): (usize, usize, usize),
         transposes: (bool, bool),
     ) -> Result<Tile> {
-        if m < 128 || n < 128 {
-            return Ok(Tile::T64);
+        let fills_t128 = m >= 128 && n >= 128;
+        if self.is_cpu() {
+            return Ok(if fills_t128 { Tile::T128 } else { Tile::T64 });
         }
         let class = (
             m.next_power_of_two(),
@@ -482,24 +543,53 @@ impl Gpu {
         {
             return Ok(tile);
         }
-        // On a CPU adapter (lavapipe) timing costs seconds per class at training sizes, and
-        // the large tile won every class measured there (see bench/results): skip it.
-        if self.is_cpu() {
-            return Ok(Tile::T128);
-        }
         // A browser cannot block on timings: the small tile fits WebGPU's default limits.
         #[cfg(target_arch = "wasm32")]
         let best = Tile::T64;
         #[cfg(not(target_arch = "wasm32"))]
-        let best = self.time_matmul_tiles((m, n, k), transposes)?;
+        let best = self.tuned_tile(class, (m, n, k), transposes)?;
         if let Ok(mut tiles) = self.inner.tiles.lock() {
             tiles.insert(class, best);
         }
         Ok(best)
     }
 
-    /// Times both tiles on a product of this shape (one warm-up, median of three) and returns
-    /// the faster: what the autotune runs once per shape class on GPUs.
+    /// The disk cache's tile for `class`, or a timing's, which is then stored.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn tuned_tile(
+        &self,
+        class: crate::gpu::context::MatmulClass,
+        mnk: (usize, usize, usize),
+        transposes: (bool, bool),
+    ) -> Result<Tile> {
+        use crate::gpu::autotune;
+        let path = self
+            .inner
+            .autotune_cache
+            .lock()
+            .map_err(|_| Error::Gpu("autotune cache poisoned".into()))?
+            .clone();
+        let adapter = autotune::adapter_key(self.adapter_info());
+        if let Some(tile) = path
+            .as_deref()
+            .and_then(|p| autotune::lookup(p, &adapter, &class))
+        {
+            return Ok(tile);
+        }
+        let best = self.time_matmul_tiles(mnk, transposes)?;
+        if let Some(path) = path
+            && let Err(error) = autotune::record(&path, &adapter, &class, best)
+        {
+            crate::train::warn(format_args!(
+                "the autotune cache could not be written ({error}); shapes will be timed again next run"
+            ));
+        }
+        Ok(best)
+    }
+
+    /// Times the staged tiles on a product of this shape (one warm-up, median of three): 32×64
+    /// and 64×64 always, 128×128 where both output dimensions fill it; returns the fastest.
+    /// What the autotune runs once per shape class on GPUs.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn time_matmul_tiles(
         &self,
@@ -509,8 +599,12 @@ impl Gpu {
         let a = self.zeros(&if transposes.0 { [k, m] } else { [m, k] })?;
         let b = self.zeros(&if transposes.1 { [n, k] } else { [k, n] })?;
         let c = self.uninit(&[m, n])?;
+        let fills_t128 = m >= 128 && n >= 128;
         let mut best = (f64::INFINITY, Tile::T64);
-        for tile in [Tile::T64, Tile::T128] {
+        for tile in [Tile::T32, Tile::T64, Tile::T128] {
+            if tile == Tile::T128 && !fills_t128 {
+                continue;
+            }
             let op = Matmul {
                 trans_a: transposes.0,
                 trans_b: transposes.1,

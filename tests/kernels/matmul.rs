@@ -5,7 +5,7 @@ use wgtrain::reference;
 use crate::common::*;
 
 /// (m, n, k): single elements, odd sizes, sizes just past the 64-wide tile and 16-deep slice,
-/// one product above 2¹⁶ outputs, and shapes `direct_64` takes (K a multiple of 4, and M or N
+/// one product above 2¹⁶ outputs, and shapes `direct` takes (K a multiple of 4, and M or N
 /// too for some transposes) that are not multiples of its 8×8 blocks or 64-wide tile.
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
@@ -18,8 +18,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (68, 132, 36),
 ];
 
-/// Every tile, so each kernel meets every shape (`Direct64` runs `T64` where it cannot).
-const TILES: [Tile; 3] = [Tile::T64, Tile::T128, Tile::Direct64];
+/// Every tile, so each kernel meets every shape (`Direct` runs `T64` where it cannot).
+const TILES: [Tile; 4] = [Tile::T32, Tile::T64, Tile::T128, Tile::Direct];
 
 /// Σ_p |op(a)[i,p]| |op(b)[p,j]|: the scale of the rounding error of element (i, j).
 fn magnitudes(a: &[f64], b: &[f64], mnk: (usize, usize, usize), ta: bool, tb: bool) -> Vec<f64> {
@@ -57,12 +57,8 @@ fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
             let dispatch = op
                 .dispatch(gpu(), &upload(&a, &a_shape), &upload(&b, &b_shape), &c)
                 .expect("valid shapes");
-            if tile == Tile::Direct64 && op.direct_fits((m, n, k)) {
-                assert!(
-                    dispatch.label().contains("direct_64"),
-                    "{}",
-                    dispatch.label()
-                );
+            if tile == Tile::Direct && op.direct_fits((m, n, k)) {
+                assert!(dispatch.label().contains("direct"), "{}", dispatch.label());
             }
             run(&[&dispatch]);
             let (a, b) = (f64s(&a), f64s(&b));
@@ -240,7 +236,10 @@ fn the_tile_autotune_times_both_tiles_and_picks_one() {
     let tile = gpu()
         .time_matmul_tiles((130, 140, 33), (true, false))
         .expect("timing runs");
-    assert!(matches!(tile, Tile::T64 | Tile::T128), "{tile:?}");
+    assert!(
+        matches!(tile, Tile::T32 | Tile::T64 | Tile::T128),
+        "{tile:?}"
+    );
 }
 
 #[test]

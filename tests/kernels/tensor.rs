@@ -337,8 +337,10 @@ fn batched_matmul_matches_f64_per_matrix_in_every_transpose() {
         (3, (3, 5, 7)),
         (4, (70, 130, 33)),
         (2, (130, 67, 129)),
+        (3, (12, 8, 20)),
+        (2, (68, 132, 36)),
     ] {
-        for tile in [Tile::T64, Tile::T128] {
+        for tile in [Tile::T32, Tile::T64, Tile::T128, Tile::Direct] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 let a = rng.uniform(batch * m * k, -1.0, 1.0);
                 let b = rng.uniform(batch * k * n, -1.0, 1.0);

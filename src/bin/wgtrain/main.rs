@@ -19,6 +19,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Time every matmul shape again instead of reading and writing the autotune cache
+    /// (`~/.cache/wgtrain/autotune.json`, or under `$WGTRAIN_CACHE_DIR` / `$XDG_CACHE_HOME`).
+    #[arg(long, global = true)]
+    no_cache: bool,
 }
 
 #[derive(Subcommand)]
@@ -259,6 +263,9 @@ fn quiet_mesa_runtime_dir_warning() {
 fn main() -> ExitCode {
     quiet_mesa_runtime_dir_warning();
     let cli = Cli::parse();
+    if cli.no_cache {
+        wgtrain::gpu::autotune::disable_disk_cache();
+    }
     // Only training polls for signals between steps; the other commands are short, or (bench)
     // should stop at once, so they keep the default: a signal ends them, and any temp file
     // they leave is removed by the next write beside it.
