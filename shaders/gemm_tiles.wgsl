@@ -49,14 +49,18 @@ fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
 
     for (var k0 = k_range.x; k0 < k_range.y; k0 += DEPTH) {
         // Each thread stages DEPTH · TILE_ROWS / threads = 4 elements of A's tile and
-        // DEPTH · TILE / threads of B's. Consecutive threads read consecutive addresses of
-        // the stored layout, so global loads coalesce.
-        for (var e = thread; e < DEPTH * TILE_ROWS; e += threads) {
+        // DEPTH · TILE / threads (4 or 8) of B's. Consecutive threads read consecutive
+        // addresses of the stored layout, so global loads coalesce. The trip counts are the
+        // same for every thread (lavapipe gave wrong results at long K when each thread's
+        // loop started at its own index).
+        for (var i = 0u; i < 4u; i++) {
+            let e = thread + i * threads;
             var r: u32; var kk: u32;
             if a_runs_along_m() { kk = e / TILE_ROWS; r = e % TILE_ROWS; } else { r = e / DEPTH; kk = e % DEPTH; }
             tile_a[kk * quads + r / 4u][r % 4u] = staged_a(row0 + r, k0 + kk, k_range.y);
         }
-        for (var e = thread; e < DEPTH * TILE; e += threads) {
+        for (var i = 0u; i < DEPTH * TILE / threads; i++) {
+            let e = thread + i * threads;
             var col: u32; var kb: u32;
             if b_runs_along_k() { col = e / DEPTH; kb = e % DEPTH; } else { kb = e / TILE; col = e % TILE; }
             tile_b[kb * 16u + col / 4u][col % 4u] = staged_b(k0 + kb, col0 + col, k_range.y);

@@ -5,8 +5,9 @@ use wgtrain::reference;
 use crate::common::*;
 
 /// (m, n, k): single elements, odd sizes, sizes just past the 64-wide tile and 16-deep slice,
-/// one product above 2¹⁶ outputs, and shapes `direct` takes (K a multiple of 4, and M or N
-/// too for some transposes) that are not multiples of its 8×8 blocks or 64-wide tile.
+/// one product above 2¹⁶ outputs, shapes `direct` takes (K a multiple of 4, and M or N too
+/// for some transposes) that are not multiples of its 8×8 blocks or 64-wide tile, and a long
+/// K (the conv benchmark's, where a staging loop once went wrong on lavapipe).
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (3, 5, 7),
@@ -16,6 +17,7 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (4, 1, 4),
     (12, 20, 8),
     (68, 132, 36),
+    (32, 9, 43264),
 ];
 
 /// Every tile, so each kernel meets every shape (`Direct` runs `T64` where it cannot).

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The device run of the speed issue, as one call (the guide's device recipe: `.gl` holds the
+# Vulkan loader's packages, `.bin` the stripped `wgtrain`, the `kernels` test binary, Burn's
+# peer as peer-burn.xz and ../shared/peers/torch_mlp_bench.py): the kernel tests on the GPU
+# (the autotune's tiles and split-K at awkward shapes), the mlp-bench profile at batch 64, the
+# whole suite as JSON, the mlp-bench again with the autotune cache warm (its first step), then
+# PyTorch's and Burn's peers on the same card. Every step has its own time limit, so one that
+# hangs costs only its share. QUICK=1: a dry run on lavapipe.
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+if [ -z "${QUICK:-}" ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  SUITE=""; BURN="64 16384"; TESTS=""
+else
+  SUITE="--quick"; BURN=""; TESTS="matmul_matches"
+fi
+export XDG_RUNTIME_DIR=/tmp WGTRAIN_CACHE_DIR="$OUT"
+summary="$OUT/summary.txt"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$summary" 2>&1
+step() { # name, seconds, command...
+  local name=$1 limit=$2; shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@"
+  echo "$name: rc=$? in $((SECONDS - start)) s" >> "$summary"
+}
+step tests 60 .bin/kernels $TESTS > "$OUT/test_kernels.txt" 2>&1
+grep -E "test result|FAILED|panicked" "$OUT/test_kernels.txt" | head -5 >> "$summary"
+step profile 20 .bin/wgtrain bench --profile 64 > "$OUT/profile.txt" 2>&1
+step suite 170 .bin/wgtrain bench $SUITE --json "$OUT/bench.jsonl" > "$OUT/bench.txt" 2>&1
+step warm-cache 40 .bin/wgtrain bench --mlp 64,256 >> "$OUT/bench.txt" 2>&1
+if [ -z "${QUICK:-}" ]; then
+  step torch 90 python3 .bin/torch_mlp_bench.py > "$OUT/torch.txt" 2>&1
+  xz -dc .bin/peer-burn.xz > /tmp/peer-burn && chmod +x /tmp/peer-burn
+  # One JSON line per batch; warm-up includes Burn's autotune (30-106 s per batch on an H100).
+  # shellcheck disable=SC2086
+  step burn 170 /tmp/peer-burn --steps 200 --warmup 5 $BURN > "$OUT/burn.txt" 2>&1
+fi
+cat "$summary"
+grep -E "mlp-bench" "$OUT/bench.txt"
+grep -E "sum " "$OUT/profile.txt"
