@@ -66,13 +66,15 @@ fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
             tile_b[kb * 16u + col / 4u][col % 4u] = staged_b(k0 + kb, col0 + col, k_range.y);
         }
         workgroupBarrier();
+        // Written as fma: GPU compilers fuse `acc += a * b` themselves, CPU drivers do not
+        // (2x the instructions on lavapipe).
         for (var kk = 0u; kk < DEPTH; kk++) {
             let av = tile_a[kk * quads + lid.y];
             let bv = tile_b[kk * 16u + lid.x];
-            acc0 += av.x * bv;
-            acc1 += av.y * bv;
-            acc2 += av.z * bv;
-            acc3 += av.w * bv;
+            acc0 = fma(vec4(av.x), bv, acc0);
+            acc1 = fma(vec4(av.y), bv, acc1);
+            acc2 = fma(vec4(av.z), bv, acc2);
+            acc3 = fma(vec4(av.w), bv, acc3);
         }
         workgroupBarrier();
     }
@@ -127,14 +129,14 @@ fn tiled_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
             let a1 = big_a[kk * 32u + 16u + lid.y];
             let b0 = big_b[kk * 32u + lid.x];
             let b1 = big_b[kk * 32u + 16u + lid.x];
-            c00 += a0.x * b0; c01 += a0.x * b1;
-            c10 += a0.y * b0; c11 += a0.y * b1;
-            c20 += a0.z * b0; c21 += a0.z * b1;
-            c30 += a0.w * b0; c31 += a0.w * b1;
-            c40 += a1.x * b0; c41 += a1.x * b1;
-            c50 += a1.y * b0; c51 += a1.y * b1;
-            c60 += a1.z * b0; c61 += a1.z * b1;
-            c70 += a1.w * b0; c71 += a1.w * b1;
+            c00 = fma(vec4(a0.x), b0, c00); c01 = fma(vec4(a0.x), b1, c01);
+            c10 = fma(vec4(a0.y), b0, c10); c11 = fma(vec4(a0.y), b1, c11);
+            c20 = fma(vec4(a0.z), b0, c20); c21 = fma(vec4(a0.z), b1, c21);
+            c30 = fma(vec4(a0.w), b0, c30); c31 = fma(vec4(a0.w), b1, c31);
+            c40 = fma(vec4(a1.x), b0, c40); c41 = fma(vec4(a1.x), b1, c41);
+            c50 = fma(vec4(a1.y), b0, c50); c51 = fma(vec4(a1.y), b1, c51);
+            c60 = fma(vec4(a1.z), b0, c60); c61 = fma(vec4(a1.z), b1, c61);
+            c70 = fma(vec4(a1.w), b0, c70); c71 = fma(vec4(a1.w), b1, c71);
         }
         workgroupBarrier();
     }

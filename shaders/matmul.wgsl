@@ -143,12 +143,13 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     epilogue4(row, col, v);
 }
 
-// The kernel for CPU adapters (lavapipe): a 64×64 tile of C' per workgroup of 8×8 threads, each
-// thread an 8×8 block read straight from memory as vec4s, with no workgroup memory and no
+// The kernel for CPU adapters (lavapipe): a 64×64 tile of C' per workgroup of 8×4 threads, each
+// thread a 16×8 block read straight from memory as vec4s, with no workgroup memory and no
 // barriers. A CPU driver runs a workgroup's threads as the lanes of SIMD registers and turns
 // each load into a loop over the lanes, so its cost is the number of loads, whatever their
-// width: this kernel makes 16 vec4 loads per 256 multiply-adds, where the tiled ones make a
-// scalar load per 4 to 16 (measured on lavapipe: 4x faster at 64×1024×1024). It needs every
+// width, and it fuses no multiply-add it is not told to (hence `fma`). Per 4 steps of K a
+// thread loads 16 vectors of A and 8 of B for 512 multiply-adds, where the tiled kernels
+// make a scalar load per 4 to 16 (4-6x faster on lavapipe at 64×1024×1024). It needs every
 // vec4 it loads to be whole and aligned: K % 4 == 0, M % 4 == 0 under TRANS_A, N % 4 == 0
 // without TRANS_B (`Matmul::direct_fits`). Rows and columns past C's edge load clamped
 // addresses and are never stored. On GPUs the tiled kernels' shared staging wins.
@@ -156,52 +157,65 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 //
 // SHARED_LANES, when not 0, is the subgroup size of an adapter whose subgroups are runs of
 // consecutive threads (a CPU driver's SIMD lanes): the 8 threads of a row of the workgroup are
-// then lanes of one subgroup, and the A vectors they all need are loaded once and passed
-// between lanes (`lane_value`, a subgroup shuffle), 9 loads per 256 multiply-adds instead of
-// 16 (1.3x faster on lavapipe). The launcher prepends `lane_value`: a shuffle where the adapter
-// has subgroups, else the identity, which SHARED_LANES = 0 never calls.
+// then lanes of one subgroup, all needing the same 16 vectors of A, and each loads two and
+// takes the rest from its neighbours' registers (`lane_value`, a subgroup shuffle): 10 loads
+// per 512 multiply-adds instead of 24. The launcher prepends `lane_value`: a shuffle where the
+// adapter has subgroups, else the identity, which SHARED_LANES = 0 never calls.
 override SHARED_LANES: u32 = 0u;
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(8, 4)
 fn direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) index: u32,
           @builtin(workgroup_id) wid: vec3<u32>) {
     let k_range = begin_workgroup(wid.z);
-    let row = wid.y * 64u + lid.y * 8u;
+    let row = wid.y * 64u + lid.y * 16u;
     let col = wid.x * 64u + lid.x * 8u;
-    // The subgroup lane of this row's first thread, when lanes are shared (see SHARED_LANES).
+    // The subgroup lane of this row's first thread, when lanes are shared.
     let first_lane = index % max(SHARED_LANES, 1u) - lid.x;
-    // c_rc: rows row + 4r .. +4 (one per matrix column) by columns col + 4c .. +4.
+    // c_rq: rows row + 4r .. +4 (one per matrix column) by columns col + 4q .. +4.
     var c00 = mat4x4<f32>(); var c01 = mat4x4<f32>();
     var c10 = mat4x4<f32>(); var c11 = mat4x4<f32>();
+    var c20 = mat4x4<f32>(); var c21 = mat4x4<f32>();
+    var c30 = mat4x4<f32>(); var c31 = mat4x4<f32>();
     var sums0 = vec4<f32>(0.0); var sums1 = vec4<f32>(0.0);
+    var sums2 = vec4<f32>(0.0); var sums3 = vec4<f32>(0.0);
     for (var k = k_range.x; k < k_range.y; k += 4u) {
-        // The 8 threads of a row of the workgroup need the same 8 vectors of A: with shared
-        // lanes each loads one and takes the others from its neighbours' registers.
-        var v: array<vec4<f32>, 8>;
+        // Vectors j and 8 + j: rows row .. row + 8 and row + 8 .. row + 16 (see a_vector).
+        var v: array<vec4<f32>, 16>;
         if SHARED_LANES != 0u {
-            let mine = a_vector(row, k, lid.x);
-            for (var j = 0u; j < 8u; j++) { v[j] = lane_value(mine, first_lane + j); }
+            let mine0 = a_vector(row, k, lid.x);
+            let mine1 = a_vector(row + 8u, k, lid.x);
+            for (var j = 0u; j < 8u; j++) {
+                v[j] = lane_value(mine0, first_lane + j);
+                v[8u + j] = lane_value(mine1, first_lane + j);
+            }
         } else {
-            for (var j = 0u; j < 8u; j++) { v[j] = a_vector(row, k, j); }
+            for (var j = 0u; j < 8u; j++) {
+                v[j] = a_vector(row, k, j);
+                v[8u + j] = a_vector(row + 8u, k, j);
+            }
         }
         var a0 = mat4x4<f32>(v[0], v[1], v[2], v[3]);
         var a1 = mat4x4<f32>(v[4], v[5], v[6], v[7]);
-        if !TRANS_A { a0 = transpose(a0); a1 = transpose(a1); }
+        var a2 = mat4x4<f32>(v[8], v[9], v[10], v[11]);
+        var a3 = mat4x4<f32>(v[12], v[13], v[14], v[15]);
+        if !TRANS_A { a0 = transpose(a0); a1 = transpose(a1); a2 = transpose(a2); a3 = transpose(a3); }
         let b0 = b_block(k, col);
         let b1 = b_block(k, col + 4u);
-        // Constant indices: a loop over kk would index the matrices dynamically, which
-        // drivers serve from memory.
-        c00 += outer(a0[0], b0[0]) + outer(a0[1], b0[1]) + outer(a0[2], b0[2]) + outer(a0[3], b0[3]);
-        c01 += outer(a0[0], b1[0]) + outer(a0[1], b1[1]) + outer(a0[2], b1[2]) + outer(a0[3], b1[3]);
-        c10 += outer(a1[0], b0[0]) + outer(a1[1], b0[1]) + outer(a1[2], b0[2]) + outer(a1[3], b0[3]);
-        c11 += outer(a1[0], b1[0]) + outer(a1[1], b1[1]) + outer(a1[2], b1[2]) + outer(a1[3], b1[3]);
+        c00 = mac(c00, a0, b0); c01 = mac(c01, a0, b1);
+        c10 = mac(c10, a1, b0); c11 = mac(c11, a1, b1);
+        c20 = mac(c20, a2, b0); c21 = mac(c21, a2, b1);
+        c30 = mac(c30, a3, b0); c31 = mac(c31, a3, b1);
         if ROW_SUMS {
             sums0 += a0[0] + a0[1] + a0[2] + a0[3];
             sums1 += a1[0] + a1[1] + a1[2] + a1[3];
+            sums2 += a2[0] + a2[1] + a2[2] + a2[3];
+            sums3 += a3[0] + a3[1] + a3[2] + a3[3];
         }
     }
     store_rows(row, col, c00, c01, sums0);
     store_rows(row + 4u, col, c10, c11, sums1);
+    store_rows(row + 8u, col, c20, c21, sums2);
+    store_rows(row + 12u, col, c30, c31, sums3);
 }
 
 // Four rows of a thread's block: column r of each matrix is row + r. Under ROW_SUMS, C's
@@ -251,9 +265,17 @@ fn b_block(k: u32, col: u32) -> mat4x4<f32> {
     return mat4x4<f32>(b4[at], b4[at + stride], b4[at + 2u * stride], b4[at + 3u * stride]);
 }
 
-// The rank-1 update a ⊗ b: column r is row r's four products.
-fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(a.x * b, a.y * b, a.z * b, a.w * b);
+// c + a·b for 4×4 blocks (a's column kk holds four rows at k + kk, b's four columns), as
+// fused multiply-adds. Constant indices: a loop over kk would index the matrices dynamically,
+// which drivers serve from memory.
+fn mac(c: mat4x4<f32>, a: mat4x4<f32>, b: mat4x4<f32>) -> mat4x4<f32> {
+    return rank1(rank1(rank1(rank1(c, a[0], b[0]), a[1], b[1]), a[2], b[2]), a[3], b[3]);
+}
+
+// c + a ⊗ b: column r is row r's four columns.
+fn rank1(c: mat4x4<f32>, a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(fma(vec4(a.x), b, c[0]), fma(vec4(a.y), b, c[1]),
+                       fma(vec4(a.z), b, c[2]), fma(vec4(a.w), b, c[3]));
 }
 
 // The reference point for benchmarks: one output per thread, no reuse, no transposes.

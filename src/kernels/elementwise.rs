@@ -6,10 +6,42 @@ use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{Activation, expect_same_len, to_u32, with_activations};
 
+/// The kernels over vec4s, for tensors whose length is a multiple of 4.
 pub(crate) static SHADER: Shader = Shader {
     name: "elementwise",
-    source: || with_activations(include_str!("../../shaders/elementwise.wgsl")),
+    source: || {
+        source(
+            "alias Vec = vec4<f32>;
+fn act(v: Vec, code: u32, slope: f32) -> Vec {
+    return Vec(activate(v.x, code, slope), activate(v.y, code, slope),
+               activate(v.z, code, slope), activate(v.w, code, slope));
+}
+fn act_grad(v: Vec, code: u32, slope: f32) -> Vec {
+    return Vec(activate_grad(v.x, code, slope), activate_grad(v.y, code, slope),
+               activate_grad(v.z, code, slope), activate_grad(v.w, code, slope));
+}",
+        )
+    },
 };
+
+/// The same kernels one f32 at a time, for other lengths.
+pub(crate) static SCALAR_SHADER: Shader = Shader {
+    name: "elementwise_scalar",
+    source: || {
+        source(
+            "alias Vec = f32;
+fn act(v: Vec, code: u32, slope: f32) -> Vec { return activate(v, code, slope); }
+fn act_grad(v: Vec, code: u32, slope: f32) -> Vec { return activate_grad(v, code, slope); }",
+        )
+    },
+};
+
+fn source(width: &str) -> String {
+    with_activations(&format!(
+        "{width}\n{}",
+        include_str!("../../shaders/elementwise.wgsl")
+    ))
+}
 
 const BINDINGS: &[Access] = &[
     Access::Uniform,
@@ -18,19 +50,32 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
 ];
 
-const fn spec(entry: &'static str) -> KernelSpec {
-    KernelSpec {
-        shader: &SHADER,
-        entry,
-        bindings: BINDINGS,
+/// An entry point over vec4s and over f32s.
+struct Entry {
+    wide: KernelSpec,
+    scalar: KernelSpec,
+}
+
+const fn entry(name: &'static str) -> Entry {
+    Entry {
+        wide: KernelSpec {
+            shader: &SHADER,
+            entry: name,
+            bindings: BINDINGS,
+        },
+        scalar: KernelSpec {
+            shader: &SCALAR_SHADER,
+            entry: name,
+            bindings: BINDINGS,
+        },
     }
 }
-static ACTIVATION_FORWARD: KernelSpec = spec("activation_forward");
-static ACTIVATION_BACKWARD: KernelSpec = spec("activation_backward");
-static ADD: KernelSpec = spec("add");
-static MUL: KernelSpec = spec("mul");
-static SCALE: KernelSpec = spec("scale");
-static AXPY: KernelSpec = spec("axpy");
+static ACTIVATION_FORWARD: Entry = entry("activation_forward");
+static ACTIVATION_BACKWARD: Entry = entry("activation_backward");
+static ADD: Entry = entry("add");
+static MUL: Entry = entry("mul");
+static SCALE: Entry = entry("scale");
+static AXPY: Entry = entry("axpy");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -43,17 +88,23 @@ pub(crate) struct ElementwiseParams {
 
 fn launch(
     gpu: &Gpu,
-    spec: &KernelSpec,
+    entry: &Entry,
     activation: Activation,
     alpha: f32,
     x: &Tensor,
     y: &Tensor,
     out: &Tensor,
 ) -> Result<Dispatch> {
+    let len = out.len();
+    let (spec, width) = if len.is_multiple_of(4) {
+        (&entry.wide, 4)
+    } else {
+        (&entry.scalar, 1)
+    };
     expect_same_len(spec.entry, x, out)?;
     expect_same_len(spec.entry, y, out)?;
     let params = gpu.uniform(&ElementwiseParams {
-        n: to_u32(out.len()),
+        n: to_u32(len / width),
         act: activation.code(),
         slope: activation.slope(),
         alpha,
@@ -67,7 +118,7 @@ fn launch(
             Bind::Tensor(y),
             Bind::Tensor(out),
         ],
-        grid_1d(out.len(), 256),
+        grid_1d(len / width, 256),
     )
 }
 

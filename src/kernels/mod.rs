@@ -71,6 +71,7 @@ pub(crate) fn k_slices(k: usize, wanted: usize) -> (usize, usize) {
 pub(crate) const SHADERS: &[&Shader] = &[
     &matmul::SHADER,
     &elementwise::SHADER,
+    &elementwise::SCALAR_SHADER,
     &reduce::SHADER,
     &loss::SHADER,
     &optim::SHADER,

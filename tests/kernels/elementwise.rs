@@ -5,7 +5,8 @@ use crate::common::*;
 
 /// Lengths: one element, odd, one past a workgroup, and one above 2¹⁶ (two grid rows' worth of
 /// index arithmetic is exercised only past 65535 workgroups, which the grid test covers).
-const LENGTHS: &[usize] = &[1, 7, 257, 70_001];
+/// Lengths of the f32 kernels (not multiples of 4) and of the vec4 ones.
+const LENGTHS: &[usize] = &[1, 7, 257, 70_001, 4, 260, 70_004];
 
 const ACTIVATIONS: [Activation; 6] = [
     Activation::Identity,
@@ -111,7 +112,8 @@ fn elementwise_rejects_length_mismatch() {
 #[test]
 fn more_elements_than_one_grid_row_holds_are_all_written() {
     // 65535 workgroups of 256 cover 16,776,960 elements; past that the grid gets a second row.
-    let n = 65_535 * 256 + 1_000;
+    // (An odd length: the f32 kernel, whose grid counts elements, not vec4s.)
+    let n = 65_535 * 256 + 1_001;
     let mut rng = rng("two grid rows");
     let x = rng.uniform(n, -1.0, 1.0);
     let out = poisoned(&[n]);
