@@ -5,7 +5,7 @@
 # (the autotune's tiles and split-K at awkward shapes), the mlp-bench profile at batch 64, the
 # whole suite as JSON, the mlp-bench again with the autotune cache warm (its first step), then
 # PyTorch's and Burn's peers on the same card. Every step has its own time limit, so one that
-# hangs costs only its share. QUICK=1: a dry run on lavapipe.
+# hangs costs only its share. QUICK=1: a dry run on lavapipe; BURN="64" for fewer peer batches.
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -13,7 +13,7 @@ if [ -z "${QUICK:-}" ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  SUITE=""; BURN="64 16384"; TESTS=""
+  SUITE=""; BURN=${BURN:-64 16384}; TESTS=""
 else
   SUITE="--quick"; BURN=""; TESTS="matmul_matches"
 fi
