@@ -152,3 +152,15 @@ fn a_first_run_without_a_desktop_session_prints_no_driver_errors() {
     assert!(out.status.success(), "{message}");
     assert!(!message.contains("XDG_RUNTIME_DIR"), "{message}");
 }
+
+#[test]
+fn no_cache_is_accepted_before_or_after_the_command() {
+    for args in [["--no-cache", "info"], ["info", "--no-cache"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .expect("running wgtrain");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+}
