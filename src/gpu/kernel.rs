@@ -34,6 +34,43 @@ pub(crate) struct KernelSpec {
     pub bindings: &'static [Access],
 }
 
+/// One entry point compiled twice: over vec4s, for buffers whose length is a multiple of 4,
+/// and over f32s for the rest (the families whose source takes `alias Vec = ...`).
+pub(crate) struct Widths {
+    pub wide: KernelSpec,
+    pub scalar: KernelSpec,
+}
+
+impl Widths {
+    pub(crate) const fn new(
+        (wide, scalar): (&'static Shader, &'static Shader),
+        bindings: &'static [Access],
+        entry: &'static str,
+    ) -> Self {
+        Widths {
+            wide: KernelSpec {
+                shader: wide,
+                entry,
+                bindings,
+            },
+            scalar: KernelSpec {
+                shader: scalar,
+                entry,
+                bindings,
+            },
+        }
+    }
+
+    /// The kernel for `len` elements and the elements per `Vec` it handles.
+    pub(crate) fn for_len(&self, len: usize) -> (&KernelSpec, usize) {
+        if len.is_multiple_of(4) {
+            (&self.wide, 4)
+        } else {
+            (&self.scalar, 1)
+        }
+    }
+}
+
 /// Byte stride of one slot in a step-uniform ring (the dynamic-offset alignment of every
 /// adapter).
 pub const STEP_SLOT_BYTES: u64 = 256;

@@ -2,7 +2,7 @@
 //! scale, axpy.
 
 use crate::error::Result;
-use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
+use crate::gpu::kernel::{Access, Bind, Shader, Widths, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{Activation, expect_same_len, to_u32, with_activations};
 
@@ -50,32 +50,15 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
 ];
 
-/// An entry point over vec4s and over f32s.
-struct Entry {
-    wide: KernelSpec,
-    scalar: KernelSpec,
+const fn entry(name: &'static str) -> Widths {
+    Widths::new((&SHADER, &SCALAR_SHADER), BINDINGS, name)
 }
-
-const fn entry(name: &'static str) -> Entry {
-    Entry {
-        wide: KernelSpec {
-            shader: &SHADER,
-            entry: name,
-            bindings: BINDINGS,
-        },
-        scalar: KernelSpec {
-            shader: &SCALAR_SHADER,
-            entry: name,
-            bindings: BINDINGS,
-        },
-    }
-}
-static ACTIVATION_FORWARD: Entry = entry("activation_forward");
-static ACTIVATION_BACKWARD: Entry = entry("activation_backward");
-static ADD: Entry = entry("add");
-static MUL: Entry = entry("mul");
-static SCALE: Entry = entry("scale");
-static AXPY: Entry = entry("axpy");
+static ACTIVATION_FORWARD: Widths = entry("activation_forward");
+static ACTIVATION_BACKWARD: Widths = entry("activation_backward");
+static ADD: Widths = entry("add");
+static MUL: Widths = entry("mul");
+static SCALE: Widths = entry("scale");
+static AXPY: Widths = entry("axpy");
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -88,7 +71,7 @@ pub(crate) struct ElementwiseParams {
 
 fn launch(
     gpu: &Gpu,
-    entry: &Entry,
+    entry: &Widths,
     activation: Activation,
     alpha: f32,
     x: &Tensor,
@@ -96,11 +79,7 @@ fn launch(
     out: &Tensor,
 ) -> Result<Dispatch> {
     let len = out.len();
-    let (spec, width) = if len.is_multiple_of(4) {
-        (&entry.wide, 4)
-    } else {
-        (&entry.scalar, 1)
-    };
+    let (spec, width) = entry.for_len(len);
     expect_same_len(spec.entry, x, out)?;
     expect_same_len(spec.entry, y, out)?;
     let params = gpu.uniform(&ElementwiseParams {

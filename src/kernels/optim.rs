@@ -2,7 +2,7 @@
 //! optimizer configurations and their host-side per-step values live in `crate::optim`.
 
 use crate::error::Result;
-use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
+use crate::gpu::kernel::{Access, Bind, Shader, Widths, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::{expect_same_len, expect_shape, to_u32};
 use crate::optim::Optimizer;
@@ -54,18 +54,17 @@ pub(crate) enum UpdateRule {
 }
 
 impl UpdateRule {
-    /// The rule's kernel over vec4s (`wide`) or f32s.
-    fn spec(self, wide: bool) -> &'static KernelSpec {
-        macro_rules! specs {
-            ($shader:expr, $($entry:literal),*) => {
-                [$(KernelSpec { shader: $shader, entry: $entry, bindings: BINDINGS }),*]
-            };
+    fn kernels(self) -> &'static Widths {
+        const fn entry(name: &'static str) -> Widths {
+            Widths::new((&SHADER, &SCALAR_SHADER), BINDINGS, name)
         }
-        static WIDE: [KernelSpec; 4] = specs!(&SHADER, "sgd", "adagrad", "rmsprop", "adam");
-        static SCALAR: [KernelSpec; 4] =
-            specs!(&SCALAR_SHADER, "sgd", "adagrad", "rmsprop", "adam");
-        let specs = if wide { &WIDE } else { &SCALAR };
-        &specs[self as usize]
+        static RULES: [Widths; 4] = [
+            entry("sgd"),
+            entry("adagrad"),
+            entry("rmsprop"),
+            entry("adam"),
+        ];
+        &RULES[self as usize]
     }
 }
 
@@ -153,7 +152,7 @@ pub(crate) fn update_with(
     expect_same_len("optimizer grad", buffers.grad, buffers.param)?;
     expect_shape("optimizer clip", buffers.clip, &[2])?;
     let len = buffers.param.len();
-    let width = if len.is_multiple_of(4) { 4 } else { 1 };
+    let (spec, width) = rule.kernels().for_len(len);
     let params = OptimParams {
         n: to_u32(len / width),
         ..params
@@ -161,7 +160,7 @@ pub(crate) fn update_with(
     let uniform = gpu.uniform(&params);
     let [a, b, c] = buffers.states;
     gpu.dispatch(
-        rule.spec(width == 4),
+        spec,
         &[],
         &[
             Bind::Uniform(&uniform),
