@@ -38,11 +38,18 @@ pub(crate) fn default_path() -> Option<PathBuf> {
     Some(dir.join("autotune.json"))
 }
 
-/// The adapter as the cache knows it: a new driver is a new adapter.
+/// The adapter as the cache knows it: a new driver is a new adapter, and a new wgtrain (whose
+/// kernels, or whose way of timing them, may have changed) times again.
 pub(crate) fn adapter_key(info: &wgpu::AdapterInfo) -> String {
     format!(
-        "{} | {:?} | {:04x}:{:04x} | {} {}",
-        info.name, info.backend, info.vendor, info.device, info.driver, info.driver_info
+        "{} | {:?} | {:04x}:{:04x} | {} {} | wgtrain {}",
+        info.name,
+        info.backend,
+        info.vendor,
+        info.device,
+        info.driver,
+        info.driver_info,
+        env!("CARGO_PKG_VERSION")
     )
 }
 

@@ -588,8 +588,9 @@ impl Gpu {
     }
 
     /// Times the staged tiles on a product of this shape (one warm-up, median of three): 32×64
-    /// and 64×64 always, 128×128 where both output dimensions fill it; returns the fastest.
-    /// What the autotune runs once per shape class on GPUs.
+    /// and 64×64 always, 128×128 where both output dimensions fill it, each with the split
+    /// along K that a training step would give it, so the choice is the step's; returns the
+    /// fastest. What the autotune runs once per shape class on GPUs.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn time_matmul_tiles(
         &self,
@@ -611,8 +612,12 @@ impl Gpu {
                 tile,
                 ..Default::default()
             };
-            let dispatch = op.dispatch(self, &a, &b, &c)?;
-            let (seconds, _) = crate::gpu::time_pass(self, 1, 3, &|pass| dispatch.record(pass, 0))?;
+            let dispatches = op.dispatches(self, &a, &b, &c)?;
+            let (seconds, _) = crate::gpu::time_pass(self, 1, 3, &|pass| {
+                for dispatch in &dispatches {
+                    dispatch.record(pass, 0);
+                }
+            })?;
             if seconds < best.0 {
                 best = (seconds, tile);
             }
