@@ -76,9 +76,10 @@ static NAIVE: KernelSpec = KernelSpec {
 /// The output tile of one workgroup (see the shader).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Tile {
-    /// Chosen per shape: on GPUs the large tile where both output dimensions fill it, by a
-    /// short timing of both at first use of each shape class (cached on the `Gpu`); on CPU
-    /// adapters `Direct` wherever the shape allows it, else `T128`/`T64` by size.
+    /// Chosen per shape: on GPUs the fastest of `T32`, `T64` and `T128` (where both output
+    /// dimensions fill it), timed once per shape class with the split along K the product
+    /// will get and kept in memory and in the autotune's disk cache; on CPU adapters `Direct`
+    /// wherever the shape allows it, else `T128`/`T64` by size.
     #[default]
     Auto,
     /// 32×64 (rows × columns), 4×4 per thread, staged through workgroup memory: twice
