@@ -8,7 +8,7 @@
 // `Vec` is vec4<f32> where the buffers hold whole vec4s (the trainer's flat buffers always do)
 // and f32 otherwise: the launcher prepends the alias. A CPU driver turns every storage access
 // into a loop over its SIMD lanes whatever the access's width, so vec4s cost a quarter as
-// much per parameter there (Adam 3.4x faster on lavapipe); GPUs move the same bytes in fewer
+// much per parameter there (Adam about 2x faster on lavapipe); GPUs move the same bytes in fewer
 // instructions. params.n counts Vecs.
 // Grid: grid_1d(ceil(n / 4), 256): each thread updates 4 Vecs.
 
@@ -72,8 +72,8 @@ fn skipped() -> bool {
     return has(SKIP_NONFINITE) && (bitcast<u32>(clip[0]) & 0x7f800000u) == 0x7f800000u;
 }
 
-// The gradient after clipping (clip_scale: clip[1], read once per thread) and the coupled
-// penalties: g + λ₂·p + λ₁·sign(p).
+// The gradient after clipping (clip_scale: clip[1], read once per thread: on lavapipe a load per
+// Vec doubled the update's time) and the coupled penalties: g + λ₂·p + λ₁·sign(p).
 // (L1 is not part of torch.optim; it is added the same way as weight decay.)
 fn penalized_grad(i: u32, p: Vec, clip_scale: f32) -> Vec {
     var g = grad[i] * clip_scale;

@@ -103,7 +103,6 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         "adapter {} ({:?}, {} {})",
         info.name, info.backend, info.driver, info.driver_info
     ));
-    let cpu = info.device_type == wgpu::DeviceType::Cpu;
     let mut results = vec![];
     let mut show = |m: Measurement| {
         let extra = m
@@ -130,13 +129,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     }
 
     if args.mlp.is_empty() {
-        suite(
-            &gpu,
-            &mut rng,
-            (args.quick, args.compare_naive),
-            cpu,
-            &mut show,
-        )?;
+        suite(&gpu, &mut rng, (args.quick, args.compare_naive), &mut show)?;
     } else {
         for &batch in &args.mlp {
             mlp_bench(&gpu, &mut rng, batch, false, &mut show)?;
@@ -385,9 +378,9 @@ fn suite(
     gpu: &Gpu,
     rng: &mut StdRng,
     (quick, compare_naive): (bool, bool),
-    cpu: bool,
     show: &mut dyn FnMut(Measurement),
 ) -> Result<()> {
+    let cpu = gpu.is_cpu();
     let squares: &[usize] = match (quick, cpu) {
         (true, _) => &[256, 512],
         (false, true) => &[256, 512, 1024],

@@ -113,6 +113,12 @@ impl Tile {
         }
     }
 
+    /// Whether an `m × n` output fills at least one 128×128 tile: the autotune's condition
+    /// for trying `T128` at all.
+    fn fills_t128(m: usize, n: usize) -> bool {
+        m >= 128 && n >= 128
+    }
+
     /// Workgroups over an `m × columns` output.
     pub(crate) fn groups(self, m: usize, columns: usize) -> usize {
         m.div_ceil(self.rows()) * columns.div_ceil(self.cols())
@@ -525,7 +531,7 @@ impl Gpu {
         (m, n, k): (usize, usize, usize),
         transposes: (bool, bool),
     ) -> Result<Tile> {
-        let fills_t128 = m >= 128 && n >= 128;
+        let fills_t128 = Tile::fills_t128(m, n);
         if self.is_cpu() {
             return Ok(if fills_t128 { Tile::T128 } else { Tile::T64 });
         }
@@ -601,7 +607,7 @@ impl Gpu {
         let a = self.zeros(&if transposes.0 { [k, m] } else { [m, k] })?;
         let b = self.zeros(&if transposes.1 { [n, k] } else { [k, n] })?;
         let c = self.uninit(&[m, n])?;
-        let fills_t128 = m >= 128 && n >= 128;
+        let fills_t128 = Tile::fills_t128(m, n);
         let mut best = (f64::INFINITY, Tile::T64);
         for tile in [Tile::T32, Tile::T64, Tile::T128] {
             if tile == Tile::T128 && !fills_t128 {

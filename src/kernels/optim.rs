@@ -58,13 +58,16 @@ impl UpdateRule {
         const fn entry(name: &'static str) -> Widths {
             Widths::new((&SHADER, &SCALAR_SHADER), BINDINGS, name)
         }
-        static RULES: [Widths; 4] = [
-            entry("sgd"),
-            entry("adagrad"),
-            entry("rmsprop"),
-            entry("adam"),
-        ];
-        &RULES[self as usize]
+        static SGD: Widths = entry("sgd");
+        static ADAGRAD: Widths = entry("adagrad");
+        static RMSPROP: Widths = entry("rmsprop");
+        static ADAM: Widths = entry("adam");
+        match self {
+            UpdateRule::Sgd => &SGD,
+            UpdateRule::Adagrad => &ADAGRAD,
+            UpdateRule::Rmsprop => &RMSPROP,
+            UpdateRule::Adam => &ADAM,
+        }
     }
 }
 
