@@ -5,7 +5,9 @@
 # (the autotune's tiles and split-K at awkward shapes), the mlp-bench profile at batch 64, the
 # whole suite as JSON, the mlp-bench again with the autotune cache warm (its first step), then
 # PyTorch's and Burn's peers on the same card. Every step has its own time limit, so one that
-# hangs costs only its share. QUICK=1: a dry run on lavapipe; BURN="64" for fewer peer batches.
+# hangs costs only its share. QUICK=1: a dry run on lavapipe; BURN="64" for fewer peer batches;
+# PARTS picks steps (default all: "tests profile suite warm peers"; "matmul" is the square
+# matmuls alone, f32 and cooperative-matrix f16, at 1024, 4096 and 8192).
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -13,11 +15,13 @@ if [ -z "${QUICK:-}" ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  SUITE=""; BURN=${BURN:-64 16384}; TESTS=""
+  SUITE=""; BURN=${BURN:-64 16384}; TESTS=${TESTS:-}
 else
-  SUITE="--quick"; BURN=""; TESTS="matmul_matches"
+  SUITE="--quick"; BURN=""; TESTS="coop"
 fi
 export XDG_RUNTIME_DIR=/tmp WGTRAIN_CACHE_DIR="$OUT"
+PARTS=${PARTS:-tests profile suite warm peers}
+has() { [[ " $PARTS " == *" $1 "* ]]; }
 summary="$OUT/summary.txt"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$summary" 2>&1
 step() { # name, seconds, command...
@@ -26,12 +30,19 @@ step() { # name, seconds, command...
   timeout "$limit" "$@"
   echo "$name: rc=$? in $((SECONDS - start)) s" >> "$summary"
 }
-step tests 60 .bin/kernels $TESTS > "$OUT/test_kernels.txt" 2>&1
-grep -E "test result|FAILED|panicked" "$OUT/test_kernels.txt" | head -5 >> "$summary"
-step profile 20 .bin/wgtrain bench --profile 64 > "$OUT/profile.txt" 2>&1
-step suite 170 .bin/wgtrain bench $SUITE --json "$OUT/bench.jsonl" > "$OUT/bench.txt" 2>&1
-step warm-cache 40 .bin/wgtrain bench --mlp 64,256 >> "$OUT/bench.txt" 2>&1
-if [ -z "${QUICK:-}" ]; then
+if has tests; then
+  step tests 90 .bin/kernels $TESTS > "$OUT/test_kernels.txt" 2>&1
+  grep -E "test result|FAILED|panicked|skipped" "$OUT/test_kernels.txt" | head -8 >> "$summary"
+fi
+has profile && step profile 20 .bin/wgtrain bench --profile 64 > "$OUT/profile.txt" 2>&1
+if has matmul; then
+  step matmul 120 .bin/wgtrain bench --matmul 1024,4096,8192 --json "$OUT/matmul.jsonl" \
+    > "$OUT/matmul.txt" 2>&1
+  cat "$OUT/matmul.txt" >> "$summary"
+fi
+has suite && step suite 170 .bin/wgtrain bench $SUITE --json "$OUT/bench.jsonl" > "$OUT/bench.txt" 2>&1
+has warm && step warm-cache 40 .bin/wgtrain bench --mlp 64,256 >> "$OUT/bench.txt" 2>&1
+if has peers && [ -z "${QUICK:-}" ]; then
   step torch 90 python3 .bin/torch_mlp_bench.py > "$OUT/torch.txt" 2>&1
   xz -dc .bin/peer-burn.xz > /tmp/peer-burn && chmod +x /tmp/peer-burn
   # One JSON line per batch; warm-up includes Burn's autotune (30-106 s per batch on an H100).
@@ -39,5 +50,5 @@ if [ -z "${QUICK:-}" ]; then
   step burn 170 /tmp/peer-burn --steps 200 --warmup 5 $BURN > "$OUT/burn.txt" 2>&1
 fi
 cat "$summary"
-grep -E "mlp-bench" "$OUT/bench.txt"
-grep -E "sum " "$OUT/profile.txt"
+grep -sE "mlp-bench" "$OUT/bench.txt"
+grep -sE "sum " "$OUT/profile.txt"

@@ -16,6 +16,7 @@ use crate::data::{Dataset, DeviceDataset};
 use crate::error::{Error, Result};
 use crate::gpu::{Clock, Dispatch, Gpu, Tensor, median, time_pass};
 use crate::graph::Weights;
+use crate::kernels::coop_matmul::CoopMatmul;
 use crate::kernels::loss::Loss;
 use crate::kernels::matmul::{Matmul, matmul_naive};
 use crate::kernels::optim::{UpdateBuffers, update};
@@ -48,6 +49,10 @@ pub struct BenchArgs {
     /// (comma-separated): what `bench/compare.sh` runs beside Burn's peer.
     #[cfg_attr(feature = "cli", arg(long, value_delimiter = ','))]
     pub mlp: Vec<usize>,
+    /// Only the square matmuls at these sizes (comma-separated): the f32 kernel the autotune
+    /// picks and, where the adapter has cooperative matrices, the f16 one.
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ','))]
+    pub matmul: Vec<usize>,
 }
 
 /// The models `--profile` knows.
@@ -107,7 +112,10 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     let mut show = |m: Measurement| {
         let extra = m
             .extra
-            .map(|(v, u)| format!("  {v:>10.2} {u}"))
+            .map(|(v, u)| match v.abs() {
+                small if small > 0.0 && small < 0.01 => format!("  {v:>10.2e} {u}"),
+                _ => format!("  {v:>10.2} {u}"),
+            })
             .unwrap_or_default();
         crate::train::say(format_args!(
             "{:<12} {:<34} {:>12.2} {:<10} [{}]{extra}",
@@ -128,12 +136,14 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         });
     }
 
-    if args.mlp.is_empty() {
+    for &batch in &args.mlp {
+        mlp_bench(&gpu, &mut rng, batch, false, &mut show)?;
+    }
+    for &n in &args.matmul {
+        square_matmuls(&gpu, &mut rng, n, args.compare_naive, &mut show)?;
+    }
+    if args.mlp.is_empty() && args.matmul.is_empty() {
         suite(&gpu, &mut rng, (args.quick, args.compare_naive), &mut show)?;
-    } else {
-        for &batch in &args.mlp {
-            mlp_bench(&gpu, &mut rng, batch, false, &mut show)?;
-        }
     }
 
     if let Some(path) = &args.json {
@@ -172,11 +182,27 @@ pub fn check_matmul(
     a: &[f32],
     b: &[f32],
     c: &[f32],
+    mnk: (usize, usize, usize),
+    transposes: (bool, bool),
+    samples: usize,
+) -> Result<()> {
+    worst_relative_error(a, b, c, mnk, transposes, samples, gamma(mnk.2 + 2)).map(|_| ())
+}
+
+/// The largest |c − exact| / Σ|a||b| over `samples` random elements of `c = op(a)·op(b)` (the
+/// last one always among them) against an f64 reference; an error past `bound` (or NaN) is
+/// refused.
+fn worst_relative_error(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
     (m, n, k): (usize, usize, usize),
     (trans_a, trans_b): (bool, bool),
     samples: usize,
-) -> Result<()> {
+    bound: f64,
+) -> Result<f64> {
     let mut rng = StdRng::seed_from_u64(7);
+    let mut worst = 0.0f64;
     for s in 0..samples {
         let (i, j) = if s == 0 {
             (m - 1, n - 1)
@@ -192,13 +218,48 @@ pub fn check_matmul(
         }
         let got = f64::from(c[i * n + j]);
         let error = (got - exact).abs();
-        if error.is_nan() || error > gamma(k + 2) * magnitude {
+        if error.is_nan() || error > bound * magnitude {
             return Err(Error::WrongResult(format!(
                 "matmul {m}x{n}x{k}: c[{i}, {j}] = {got}, f64 reference {exact}: refused before timing"
             )));
         }
+        worst = worst.max(error / magnitude.max(f64::MIN_POSITIVE));
     }
-    Ok(())
+    Ok(worst)
+}
+
+/// The cooperative-matrix matmul (f16 operands, f32 accumulation) at `n`³, timed without
+/// its casts, with the worst error against f64 over 64 elements relative to Σ|a||b|: at most
+/// 2·2⁻¹⁰ + 2⁻²⁰ from rounding the operands to f16 either way, plus the f32 sum's γ at the
+/// unit 2⁻²³ (tensor cores may truncate); the same bound as its tests.
+fn bench_coop_matmul(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measurement> {
+    let (a, b) = (uniform(rng, n * n), uniform(rng, n * n));
+    let (at, bt) = (gpu.tensor(&a, &[n, n])?, gpu.tensor(&b, &[n, n])?);
+    let c = gpu.filled(&[n, n], f32::NAN)?;
+    let product = CoopMatmul::default().dispatch(gpu, &at, &bt, &c)?;
+    gpu.run(&product.dispatches())?;
+    let bound = 2.0 * 2f64.powi(-10) + 2f64.powi(-20) + 2.0 * gamma(n + 2);
+    let worst = std::cell::Cell::new(0.0);
+    let (seconds, clock) = checked_timing(gpu, product.product(), &c, |out| {
+        worst.set(worst_relative_error(
+            &a,
+            &b,
+            out,
+            (n, n, n),
+            (false, false),
+            64,
+            bound,
+        )?);
+        Ok(())
+    })?;
+    Ok(Measurement {
+        name: "matmul-coop-f16",
+        params: format!("{n}x{n}x{n}"),
+        figure: 2.0 * (n * n * n) as f64 / seconds / 1e9,
+        unit: "GFLOP/s",
+        clock,
+        extra: Some((worst.get(), "max |err|/Σ|ab| vs f64")),
+    })
 }
 
 fn bench_matmul(
@@ -372,6 +433,28 @@ fn bench_dispatch(gpu: &Gpu) -> Result<Vec<Measurement>> {
     ])
 }
 
+/// The f32 matmul at `n`³ (beside the naive kernel if `compare_naive`), and from n = 1024 on
+/// the cooperative-matrix one where the adapter has it.
+fn square_matmuls(
+    gpu: &Gpu,
+    rng: &mut StdRng,
+    n: usize,
+    compare_naive: bool,
+    show: &mut dyn FnMut(Measurement),
+) -> Result<()> {
+    show(bench_matmul(
+        gpu,
+        rng,
+        (n, n, n),
+        (false, false),
+        compare_naive,
+    )?);
+    if gpu.cooperative_matrix_subgroup().is_some() && n >= 1024 {
+        show(bench_coop_matmul(gpu, rng, n)?);
+    }
+    Ok(())
+}
+
 /// Everything but the profile: matmuls, memory-bound kernels, dispatch cost, attention, the
 /// mlp-bench and CNN training steps.
 fn suite(
@@ -387,8 +470,7 @@ fn suite(
         (false, false) => &[256, 1024, 4096, 8192],
     };
     for &n in squares {
-        let compare = compare_naive || quick || n <= 1024;
-        show(bench_matmul(gpu, rng, (n, n, n), (false, false), compare)?);
+        square_matmuls(gpu, rng, n, compare_naive || quick || n <= 1024, show)?;
     }
     let batches: &[usize] = if quick || cpu { &[256] } else { &[256, 16384] };
     for &b in batches {

@@ -43,6 +43,9 @@ pub(crate) struct GpuInner {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The subgroup size the cooperative-matrix matmul runs at, where the adapter multiplies
+    /// 16×16×16 f16 tiles into f32 ones and its subgroups have one fixed size.
+    pub cooperative_subgroup: Option<u32>,
     pub pool: Arc<Mutex<BufferPool>>,
     pub pipelines: Mutex<PipelineCache>,
     /// Matmul tile chosen per shape class by a short timing at first use.
@@ -114,14 +117,25 @@ impl Gpu {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::SUBGROUP;
-        let features = adapter.features() & wanted;
+        let mut features = adapter.features() & wanted;
+        let cooperative_subgroup = cooperative_f16_subgroup(adapter);
+        if cooperative_subgroup.is_some() {
+            features |= COOPERATIVE_F16;
+        }
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgtrain"),
                 required_features: features,
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                experimental_features: if cooperative_subgroup.is_some() {
+                    // SAFETY: the one experimental feature requested is the cooperative
+                    // matrix, used only by `kernels::coop_matmul`, whose results its tests
+                    // and the benchmark check against f64 before trusting them.
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
@@ -148,6 +162,7 @@ impl Gpu {
                 info: adapter.get_info(),
                 limits,
                 features,
+                cooperative_subgroup,
                 pool: Arc::default(),
                 pipelines: Mutex::default(),
                 tiles: Mutex::default(),
@@ -214,6 +229,12 @@ impl Gpu {
             && info.subgroup_min_size == size
             && size.is_multiple_of(8))
         .then_some(size)
+    }
+
+    /// The subgroup size of [`kernels::coop_matmul`](crate::kernels::coop_matmul)'s
+    /// workgroups, where the adapter can run it: `None` means it cannot.
+    pub fn cooperative_matrix_subgroup(&self) -> Option<u32> {
+        self.inner.cooperative_subgroup
     }
 
     /// Which adapter this is: name, backend, driver.
@@ -374,4 +395,26 @@ impl fmt::Display for Gpu {
             limits.max_compute_workgroups_per_dimension
         )
     }
+}
+
+/// What the cooperative-matrix matmul needs from the device, beyond the wanted features.
+const COOPERATIVE_F16: wgpu::Features = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// The subgroup size at which `adapter` can run the cooperative-matrix matmul: it must offer
+/// the features, 16×16×16 tiles of f16 multiplied into f32, and subgroups of one fixed size
+/// (the kernels size their workgroups in subgroups).
+fn cooperative_f16_subgroup(adapter: &wgpu::Adapter) -> Option<u32> {
+    use wgpu::CooperativeScalarType::{F16, F32};
+    let info = adapter.get_info();
+    let tile_16 = adapter
+        .cooperative_matrix_properties()
+        .iter()
+        .any(|p| (p.m_size, p.n_size, p.k_size, p.ab_type, p.cr_type) == (16, 16, 16, F16, F32));
+    (adapter.features().contains(COOPERATIVE_F16)
+        && tile_16
+        && info.subgroup_min_size == info.subgroup_max_size
+        && info.subgroup_max_size > 0)
+        .then_some(info.subgroup_max_size)
 }

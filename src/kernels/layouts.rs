@@ -5,8 +5,10 @@ use std::mem::{offset_of, size_of};
 
 use super::attention::AttentionParams;
 use super::conv::ConvParams;
+use super::coop_matmul::CoopParams;
 use super::data::GatherParams;
 use super::elementwise::ElementwiseParams;
+use super::half::HalfParams;
 use super::layernorm::LayerNormParams;
 use super::loss::LossParams;
 use super::matmul::MatmulParams;
@@ -24,6 +26,28 @@ use super::text::BlockParams;
 #[test]
 fn rust_params_structs_match_their_wgsl_layouts() {
     let expected: Vec<(&str, &str, usize, Vec<usize>)> = vec![
+        (
+            "coop_matmul",
+            "CoopParams",
+            size_of::<CoopParams>(),
+            vec![
+                offset_of!(CoopParams, m),
+                offset_of!(CoopParams, n),
+                offset_of!(CoopParams, k),
+                offset_of!(CoopParams, _pad),
+            ],
+        ),
+        (
+            "half",
+            "HalfParams",
+            size_of::<HalfParams>(),
+            vec![
+                offset_of!(HalfParams, rows),
+                offset_of!(HalfParams, cols),
+                offset_of!(HalfParams, padded_rows),
+                offset_of!(HalfParams, padded_cols),
+            ],
+        ),
         (
             "matmul",
             "MatmulParams",

@@ -194,7 +194,7 @@ pub struct Matmul<'a> {
 impl Matmul<'_> {
     /// The product as one dispatch, never split.
     pub fn dispatch(&self, gpu: &Gpu, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Dispatch> {
-        let mnk = matrix_product_dims(self, a, b, c)?;
+        let mnk = matrix_product_dims((self.trans_a, self.trans_b), a, b, c)?;
         self.launch(gpu, 1, mnk, (a, b, c), None)
     }
 
@@ -210,7 +210,7 @@ impl Matmul<'_> {
         b: &Tensor,
         c: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        let (m, n, k) = matrix_product_dims(self, a, b, c)?;
+        let (m, n, k) = matrix_product_dims((self.trans_a, self.trans_b), a, b, c)?;
         let columns = n + usize::from(self.row_sums.is_some());
         let splits = match self.split_k {
             Some(parts) => parts.clamp(1, MAX_SPLITS),
@@ -450,14 +450,14 @@ impl Matmul<'_> {
 }
 
 /// `(m, n, k)` of an unbatched product, after checking the three shapes agree.
-fn matrix_product_dims(
-    op: &Matmul<'_>,
+pub(crate) fn matrix_product_dims(
+    (trans_a, trans_b): (bool, bool),
     a: &Tensor,
     b: &Tensor,
     c: &Tensor,
 ) -> Result<(usize, usize, usize)> {
-    let (m, k) = stored_dims(matrix_dims("matmul a", a)?, op.trans_a);
-    let (kb, n) = stored_dims(matrix_dims("matmul b", b)?, op.trans_b);
+    let (m, k) = stored_dims(matrix_dims("matmul a", a)?, trans_a);
+    let (kb, n) = stored_dims(matrix_dims("matmul b", b)?, trans_b);
     if k != kb {
         return Err(shape_error(
             "matmul (inner dimensions)",

@@ -4,8 +4,10 @@
 
 pub mod attention;
 pub mod conv;
+pub mod coop_matmul;
 pub mod data;
 pub mod elementwise;
+pub mod half;
 pub mod layernorm;
 pub mod loss;
 pub mod matmul;
@@ -87,6 +89,8 @@ pub(crate) const SHADERS: &[&Shader] = &[
     &attention::SHADER_32,
     &attention::SHADER_64,
     &text::SHADER,
+    &half::SHADER,
+    &coop_matmul::SHADER,
 ];
 
 /// The full WGSL source of every family, by name (what `naga` validates in the tests).

@@ -4,6 +4,7 @@
 mod common;
 
 mod conv;
+mod coop;
 mod data;
 mod elementwise;
 mod loss;
