@@ -23,13 +23,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use wgtrain::data::{DeviceDataset, Split, load_mnist};
+use wgtrain::dist::{self, Communicator};
 use wgtrain::nn::models::mnist_cnn;
 use wgtrain::optim::{Optimizer, Schedule};
 use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
+use wgtrain::train::say;
 use wgtrain::train::{ClassificationMetrics, EpochProgress, TrainConfig, Trainer};
 use wgtrain::{Gpu, Result};
 
@@ -82,17 +85,14 @@ struct Args {
     seed: u64,
 }
 
+/// Under `mpirun -np N` each process trains as one rank of a data-parallel job (`--batch-size`
+/// per rank) and rank 0 alone prints and saves.
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = Args::parse();
+    dist::run_as_rank(|comm| run(args, comm))
 }
 
-fn run(mut args: Args) -> Result<()> {
+fn run(mut args: Args, comm: &Arc<dyn Communicator>) -> Result<()> {
     if args.pytorch_recipe {
         // PyTorch's MNIST example: Adam 1e-3, batches of 64, a constant rate, shifts only.
         (args.batch_size, args.lr, args.schedule, args.weight_decay) =
@@ -101,24 +101,24 @@ fn run(mut args: Args) -> Result<()> {
     }
     let gpu = Gpu::new()?;
     let info = gpu.adapter_info();
-    println!("adapter: {} ({:?})", info.name, info.backend);
+    say(format_args!("adapter: {} ({:?})", info.name, info.backend));
     // Images are [N, 1, 28, 28]; pixels stay bytes on the GPU and are scaled to [0, 1].
     let mut train = load_mnist(&args.data_dir, Split::Train)?;
     if args.train_limit > 0 && args.train_limit < train.rows {
         train.split_off(args.train_limit)?;
     }
     let test = load_mnist(&args.data_dir, Split::Test)?;
-    println!(
+    say(format_args!(
         "data: {} training and {} test images {:?} from {}",
         train.rows,
         test.rows,
         train.sample_dims(),
         args.data_dir.display()
-    );
+    ));
 
     let graph = mnist_cnn(args.batch_norm)?;
     let parameters: usize = graph.params().iter().map(|p| p.len()).sum();
-    println!(
+    say(format_args!(
         "model: MNIST CNN ({parameters} parameters), BatchNorm2d {}; batch {}, rate {} {:?}; \
          shifts ±{} px, rotations ±{}°, scaling 1 ± {}",
         args.batch_norm,
@@ -128,8 +128,9 @@ fn run(mut args: Args) -> Result<()> {
         args.shift,
         args.rotate,
         args.scale
-    );
-    let steps = train.rows.div_ceil(args.batch_size);
+    ));
+    // Steps per epoch: each of the ranks takes its share of the rows.
+    let steps = train.rows.div_ceil(comm.size()).div_ceil(args.batch_size);
     let schedule = match args.schedule {
         Lr::Constant => Schedule::Constant,
         Lr::Cosine => Schedule::Cosine {
@@ -153,6 +154,7 @@ fn run(mut args: Args) -> Result<()> {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::for_graph(&gpu, graph.clone(), config)?;
+    trainer.set_communicator(Arc::clone(comm));
     let train_data = DeviceDataset::upload(&gpu, &train)?;
     let test_data = DeviceDataset::upload(&gpu, &test)?;
 
@@ -173,14 +175,19 @@ fn run(mut args: Args) -> Result<()> {
         );
     }
     let seconds = started.elapsed().as_secs_f64() / args.epochs.max(1) as f64;
-    println!("{seconds:.1} s per epoch (training and test evaluation)");
+    say(format_args!(
+        "{seconds:.1} s per epoch (training and test evaluation)"
+    ));
 
     let eval = trainer.evaluate(&test_data)?;
     let metrics = ClassificationMetrics::from_outputs(&eval.outputs, &test.targets, 10)?;
-    println!("\ntest set ({} images)\n{metrics}", test.rows);
-    println!("test accuracy {:.2}%", 100.0 * metrics.accuracy);
+    say(format_args!("\ntest set ({} images)\n{metrics}", test.rows));
+    say(format_args!(
+        "test accuracy {:.2}%",
+        100.0 * metrics.accuracy
+    ));
 
-    if let Some(path) = &args.save {
+    if let Some(path) = args.save.as_ref().filter(|_| comm.rank() == 0) {
         let architecture = Architecture {
             graph,
             standardize: None,
@@ -189,13 +196,14 @@ fn run(mut args: Args) -> Result<()> {
         let state = TrainingState {
             epoch: args.epochs,
             batch: 0,
+            ranks: trainer.communicator().size(),
             step: trainer.step(),
             seed: args.seed,
             optimizer: trainer.config().optimizer,
             run: None,
         };
         checkpoint::save(path, &trainer, &architecture, &state)?;
-        println!("saved {}", path.display());
+        say(format_args!("saved {}", path.display()));
     }
     Ok(())
 }

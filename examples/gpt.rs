@@ -18,13 +18,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use wgtrain::data::{DeviceTokens, TextCorpus};
+use wgtrain::dist::{self, Communicator};
 use wgtrain::kernels::attention::MAX_HEAD_DIM;
 use wgtrain::nn::models::{GptConfig, gpt, time_attention};
 use wgtrain::optim::{Optimizer, ParamGroup, ParamSelect, Schedule};
+use wgtrain::train::say;
 use wgtrain::train::{Sampling, TrainConfig, Trainer};
 use wgtrain::{Gpu, Result};
 
@@ -90,28 +93,25 @@ struct Args {
     seed: u64,
 }
 
+/// Under `mpirun -np N` each process trains as one rank of a data-parallel job (`--batch-size`
+/// per rank) and rank 0 alone prints and saves.
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = Args::parse();
+    dist::run_as_rank(|comm| run(args, comm))
 }
 
-fn run(args: Args) -> Result<()> {
+fn run(args: Args, comm: &Arc<dyn Communicator>) -> Result<()> {
     let gpu = Gpu::new()?;
     let info = gpu.adapter_info();
-    println!("adapter: {} ({:?})", info.name, info.backend);
+    say(format_args!("adapter: {} ({:?})", info.name, info.backend));
     let corpus = TextCorpus::load(&args.data)?;
     let vocab = corpus.vocabulary.len();
-    println!(
+    say(format_args!(
         "data: {} training and {} validation characters, vocabulary {vocab}, from {}",
         corpus.train.len(),
         corpus.val.len(),
         args.data.display()
-    );
+    ));
     let mut config = GptConfig {
         block: args.block,
         width: args.width,
@@ -127,11 +127,11 @@ fn run(args: Args) -> Result<()> {
     if args.attention == Attention::Auto && fusable {
         let (fused, composed) = time_attention(&gpu, &config, args.batch_size)?;
         config.fused_attention = fused <= composed;
-        println!(
+        say(format_args!(
             "attention: one layer's step takes {:.2} ms fused, {:.2} ms composed",
             fused * 1e3,
             composed * 1e3
-        );
+        ));
     }
     let attention = if config.fused_attention && fusable {
         "fused"
@@ -140,7 +140,7 @@ fn run(args: Args) -> Result<()> {
     };
     let graph = gpt(config)?;
     let parameters: usize = graph.params().iter().map(|p| p.len()).sum();
-    println!(
+    say(format_args!(
         "model: GPT, {} layers × {} heads, width {}, block {}, {:.2} M parameters, {} attention; \
          batch {}, AdamW {:.0e} (decay {} on matrices), {} warm-up steps, cosine to {:.0e}",
         args.layers,
@@ -154,7 +154,7 @@ fn run(args: Args) -> Result<()> {
         args.weight_decay,
         args.warmup,
         args.lr / 10.0
-    );
+    ));
     let train_config = TrainConfig {
         optimizer: Optimizer::adamw(args.lr)
             .with_betas(0.9, 0.99)
@@ -182,7 +182,11 @@ fn run(args: Args) -> Result<()> {
                     path.display()
                 )));
             }
-            println!("resumed from {} at step {}", path.display(), trainer.step());
+            say(format_args!(
+                "resumed from {} at step {}",
+                path.display(),
+                trainer.step()
+            ));
             trainer
         }
         _ => {
@@ -191,16 +195,19 @@ fn run(args: Args) -> Result<()> {
             trainer
         }
     };
+    // Data-parallel: each rank draws its own blocks, and they average their gradients.
+    trainer.set_communicator(Arc::clone(comm));
+    let writer = comm.rank() == 0;
     let train = DeviceTokens::upload(&gpu, &corpus.train, vocab)?;
     let val = DeviceTokens::upload(&gpu, &corpus.val, vocab)?;
 
     let report = |trainer: &mut Trainer, seconds: f64| -> Result<()> {
         let train_loss = trainer.evaluate_token_blocks(&train, args.eval_blocks, 1)?;
         let val_loss = trainer.evaluate_token_blocks(&val, args.eval_blocks, 2)?;
-        println!(
+        say(format_args!(
             "step {:>5}  train loss {train_loss:.4}  val loss {val_loss:.4}  ({seconds:.0} s)",
             trainer.step()
-        );
+        ));
         Ok(())
     };
     let started = Instant::now();
@@ -216,17 +223,17 @@ fn run(args: Args) -> Result<()> {
         training_seconds += t.elapsed().as_secs_f64();
         trained_steps += steps;
         report(&mut trainer, started.elapsed().as_secs_f64())?;
-        if let Some(path) = &args.checkpoint {
+        if let Some(path) = args.checkpoint.as_ref().filter(|_| writer) {
             trainer.save(path)?;
         }
     }
     if trained_steps > 0 {
-        let tokens = (trained_steps * args.batch_size * args.block) as f64;
-        println!(
+        let tokens = (trained_steps * args.batch_size * args.block * comm.size()) as f64;
+        say(format_args!(
             "training: {:.0} tokens/s ({:.1} ms per step)",
             tokens / training_seconds,
             1e3 * training_seconds / trained_steps as f64
-        );
+        ));
     }
     if args.sample > 0 {
         let prompt = corpus.vocabulary.encode(&args.prompt)?;
@@ -236,15 +243,15 @@ fn run(args: Args) -> Result<()> {
             seed: args.seed,
         };
         let text = trainer.generate(&prompt, args.sample, sampling)?;
-        println!(
+        say(format_args!(
             "\nsample (temperature 0.8, top-k 40):\n{}{}",
             args.prompt,
             corpus.vocabulary.decode(&text)?
-        );
+        ));
     }
-    if let Some(path) = &args.save {
+    if let Some(path) = args.save.as_ref().filter(|_| writer) {
         trainer.save_model(path)?;
-        println!("saved {}", path.display());
+        say(format_args!("saved {}", path.display()));
     }
     Ok(())
 }

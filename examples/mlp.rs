@@ -6,18 +6,24 @@
 //! In PyTorch terms: `nn.Sequential(Linear(784, 512), ReLU(), Dropout(0.2), Linear(512, 256),
 //! ReLU(), Dropout(0.2), Linear(256, 10))`, `CrossEntropyLoss`, `Adam(lr=1e-3)`, batches of 64,
 //! with every image shifted by up to ±2 pixels (seeded, on the GPU) as augmentation.
+//!
+//! Data-parallel on two processes (a build with `--features mpi`; see the README):
+//!
+//!     mpirun -np 2 target/release/examples/mlp --batch-size 32
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use wgtrain::data::{DeviceDataset, Split, load_mnist};
+use wgtrain::dist::{self, Communicator};
 use wgtrain::graph::Weights;
 use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
 use wgtrain::optim::Optimizer;
-use wgtrain::train::{ClassificationMetrics, EpochProgress, TrainConfig, Trainer};
+use wgtrain::train::{ClassificationMetrics, EpochProgress, TrainConfig, Trainer, say};
 use wgtrain::{Gpu, Result};
 
 #[derive(Parser)]
@@ -46,33 +52,32 @@ struct Args {
     seed: u64,
 }
 
+/// Under `mpirun -np N` each process trains as one rank of a data-parallel job (`--batch-size`
+/// per rank) and rank 0 alone prints.
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let args = Args::parse();
+    dist::run_as_rank(|comm| run(args, comm))
 }
 
-fn run(args: Args) -> Result<()> {
+fn run(args: Args, comm: &Arc<dyn Communicator>) -> Result<()> {
     let gpu = Gpu::new()?;
-    println!(
-        "adapter: {} ({:?})",
+    say(format_args!(
+        "adapter: {} ({:?}), rank {} of {}",
         gpu.adapter_info().name,
-        gpu.adapter_info().backend
-    );
+        gpu.adapter_info().backend,
+        comm.rank(),
+        comm.size()
+    ));
 
     // Pixels stay bytes on the GPU (4× less memory) and are scaled to [0, 1] when gathered.
     let train = load_mnist(&args.data_dir, Split::Train)?;
     let test = load_mnist(&args.data_dir, Split::Test)?;
-    println!(
+    say(format_args!(
         "data: {} training and {} test images from {}",
         train.rows,
         test.rows,
         args.data_dir.display()
-    );
+    ));
 
     let model = Sequential::mlp(784, &args.hidden, 10, Activation::Relu, args.dropout, false);
     let graph = model.build(Loss::CrossEntropy)?;
@@ -85,10 +90,11 @@ fn run(args: Args) -> Result<()> {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(&gpu, graph, weights, config)?;
+    trainer.set_communicator(Arc::clone(comm));
     let train = DeviceDataset::upload(&gpu, &train)?;
     let test_data = DeviceDataset::upload(&gpu, &test)?;
 
-    let steps = train.rows().div_ceil(args.batch_size);
+    let steps = trainer.epoch_batches(train.rows()).len();
     for epoch in 0..args.epochs {
         let mut progress = EpochProgress::new(epoch, args.epochs, steps);
         let loss = trainer.fit_epoch(&train, epoch, &mut |log| progress.step(log))?;
@@ -107,11 +113,11 @@ fn run(args: Args) -> Result<()> {
     let eval = trainer.evaluate(&test_data)?;
     let predicted = ClassificationMetrics::argmax(&eval.outputs, 10);
     let actual: Vec<usize> = test.targets.iter().map(|&t| t as usize).collect();
-    println!(
+    say(format_args!(
         "\ntest set ({} images)\n{}",
         test.rows,
         ClassificationMetrics::new(&predicted, &actual, 10)?
-    );
+    ));
     Ok(())
 }
 

@@ -122,6 +122,7 @@ fn run(args: Args) -> Result<()> {
     let state = TrainingState {
         epoch: args.epochs,
         batch: 0,
+        ranks: trainer.communicator().size(),
         step: trainer.step(),
         seed: args.seed,
         optimizer: trainer.config().optimizer,

@@ -14,6 +14,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod data;
+pub mod dist;
 mod error;
 pub mod files;
 pub mod gpu;

@@ -6,6 +6,7 @@ mod image;
 mod sequence;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -13,6 +14,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
 use crate::data::{Dataset, DeviceDataset};
+use crate::dist::Communicator;
 use crate::error::{Error, Result};
 use crate::gpu::{Clock, Dispatch, Gpu, Tensor, median, time_pass};
 use crate::graph::Weights;
@@ -102,11 +104,21 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     if let Some(path) = &args.json {
         crate::files::output_target(path)?;
     }
+    // Under `mpirun` the training steps run data-parallel over the ranks; rank 0 reports.
+    let comm = crate::dist::from_env()?;
+    crate::train::set_quiet(comm.rank() != 0);
     let gpu = Gpu::new()?;
     let info = gpu.adapter_info().clone();
     crate::train::say(format_args!(
-        "adapter {} ({:?}, {} {})",
-        info.name, info.backend, info.driver, info.driver_info
+        "adapter {} ({:?}, {} {}){}",
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        match comm.size() {
+            1 => String::new(),
+            ranks => format!(", {ranks} ranks"),
+        }
     ));
     let mut results = vec![];
     let mut show = |m: Measurement| {
@@ -137,16 +149,22 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     }
 
     for &batch in &args.mlp {
-        mlp_bench(&gpu, &mut rng, batch, false, &mut show)?;
+        mlp_bench(&gpu, &mut rng, (batch, &comm), false, &mut show)?;
     }
     for &n in &args.matmul {
         square_matmuls(&gpu, &mut rng, n, args.compare_naive, &mut show)?;
     }
     if args.mlp.is_empty() && args.matmul.is_empty() {
-        suite(&gpu, &mut rng, (args.quick, args.compare_naive), &mut show)?;
+        suite(
+            &gpu,
+            &mut rng,
+            &comm,
+            (args.quick, args.compare_naive),
+            &mut show,
+        )?;
     }
 
-    if let Some(path) = &args.json {
+    if let Some(path) = args.json.as_ref().filter(|_| comm.rank() == 0) {
         let lines: Vec<String> = results
             .iter()
             .map(|m| {
@@ -460,6 +478,7 @@ fn square_matmuls(
 fn suite(
     gpu: &Gpu,
     rng: &mut StdRng,
+    comm: &Arc<dyn Communicator>,
     (quick, compare_naive): (bool, bool),
     show: &mut dyn FnMut(Measurement),
 ) -> Result<()> {
@@ -525,7 +544,7 @@ fn suite(
         (false, false) => &[64, 256, 1024, 4096, 16384],
     };
     for &b in mlp_batches {
-        mlp_bench(gpu, rng, b, quick || cpu, show)?;
+        mlp_bench(gpu, rng, (b, comm), quick || cpu, show)?;
     }
     // The CNN of examples/cnn.rs: its convolutions beside matmuls of the same FLOPs, and its
     // whole training step.
@@ -542,7 +561,7 @@ fn suite(
             rng,
             ["cnn-step", "cnn-step-fit"],
             graph,
-            b,
+            (b, comm),
             quick || cpu,
         )? {
             show(m);
@@ -556,7 +575,7 @@ fn suite(
 fn mlp_bench(
     gpu: &Gpu,
     rng: &mut StdRng,
-    batch: usize,
+    ranks: (usize, &Arc<dyn Communicator>),
     short: bool,
     show: &mut dyn FnMut(Measurement),
 ) -> Result<()> {
@@ -567,7 +586,7 @@ fn mlp_bench(
         rng,
         ["mlp-bench", "mlp-bench-fit"],
         graph,
-        batch,
+        ranks,
         short,
     )? {
         show(m);
@@ -582,15 +601,16 @@ fn mlp_bench(
 /// Training steps per second of `graph` (one f32 input of 784 features, 10 classes) with Adam
 /// on device-resident random data, two ways: `run_steps` (the benchmark's loop, one loss
 /// read at the end) and `fit_epoch` over shuffled epochs with every step's loss read back
-/// (the loop users train with), as `names`.
+/// (the loop users train with), as `names`. Data-parallel over `comm`'s ranks (`batch` rows
+/// each) when there are several, with the share of the step spent averaging gradients.
 fn bench_training_step(
     gpu: &Gpu,
     rng: &mut StdRng,
     names: [&'static str; 2],
     graph: crate::graph::Graph,
-    batch: usize,
+    (batch, comm): (usize, &Arc<dyn Communicator>),
     short: bool,
-) -> Result<[Measurement; 2]> {
+) -> Result<Vec<Measurement>> {
     // 64 resident batches where one binding holds them: fit's epochs then run 64 steps
     // before the one wait at each epoch's end (a real dataset's epochs are longer still; with
     // 8-step epochs that wait cost 7-17% of fit's rate, on lavapipe and an H200 alike).
@@ -609,6 +629,8 @@ fn bench_training_step(
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(gpu, graph, weights, config)?;
+    trainer.set_communicator(Arc::clone(comm));
+    let ranks = comm.size();
     let start = Instant::now();
     trainer.run_steps(&data, batch, 1)?;
     let first_step = start.elapsed().as_secs_f64();
@@ -621,39 +643,101 @@ fn bench_training_step(
     } else {
         200
     };
+    // Data-parallel ranks must take the same steps: rank 0's timing decides for all.
+    let steps = comm.all_gather_u64(steps as u64)?[0] as usize;
     let timed = Instant::now();
+    let before = trainer.averaging_time();
     trainer.run_steps(&data, batch, steps)?;
-    let steps_per_second = steps as f64 / timed.elapsed().as_secs_f64();
+    let seconds = timed.elapsed().as_secs_f64();
+    let steps_per_second = steps as f64 / seconds;
+    let after = trainer.averaging_time();
+    let (copies, collectives) = (
+        (after.copies - before.copies) / steps as f64,
+        (after.collectives - before.collectives) / steps as f64,
+    );
     // The same number of steps (rounded up to whole epochs) through fit, after one warm epoch.
     trainer.fit_epoch(&data, 0, &mut |_| {})?;
-    let epochs = steps.div_ceil(resident);
+    let per_epoch = trainer.epoch_batches(rows).len();
+    let epochs = steps.div_ceil(per_epoch);
     let timed = Instant::now();
     for epoch in 1..=epochs {
         trainer.fit_epoch(&data, epoch, &mut |_| {})?;
     }
-    let fit_per_second = (epochs * resident) as f64 / timed.elapsed().as_secs_f64();
+    let fit_per_second = (epochs * per_epoch) as f64 / timed.elapsed().as_secs_f64();
     let [run_name, fit_name] = names;
-    Ok([
+    let per_rank = match ranks {
+        1 => String::new(),
+        ranks => format!(" per rank × {ranks} ranks"),
+    };
+    let mut measurements = vec![
         Measurement {
             name: run_name,
-            params: format!("b{batch} ({steps} steps, first {first_step:.2}s)"),
+            params: format!("b{batch}{per_rank} ({steps} steps, first {first_step:.2}s)"),
             figure: steps_per_second,
             unit: "steps/s",
             clock: Clock::Wall,
-            extra: Some((steps_per_second * batch as f64, "samples/s")),
+            extra: Some((steps_per_second * (batch * ranks) as f64, "samples/s")),
         },
         Measurement {
             name: fit_name,
             params: format!(
-                "b{batch} ({} steps in shuffled epochs, every loss read)",
-                epochs * resident
+                "b{batch}{per_rank} ({} steps in shuffled epochs, every loss read)",
+                epochs * per_epoch
             ),
             figure: fit_per_second,
             unit: "steps/s",
             clock: Clock::Wall,
             extra: Some((fit_per_second / steps_per_second, "× run_steps")),
         },
-    ])
+    ];
+    if ranks > 1 {
+        let grads = trainer.weights().grads.len();
+        measurements.push(bench_allreduce(comm, grads)?);
+        let step_seconds = 1.0 / steps_per_second;
+        measurements.push(Measurement {
+            name: "gradient-allreduce",
+            params: format!("b{batch}{per_rank}: {grads} f32s, all-to-all + all-gather"),
+            figure: 100.0 * collectives / step_seconds,
+            unit: "% of step",
+            clock: Clock::Wall,
+            extra: Some((1e3 * collectives, "ms per step")),
+        });
+        measurements.push(Measurement {
+            name: "gradient-copies",
+            params: format!("b{batch}{per_rank}: {grads} f32s read back and written again"),
+            figure: 100.0 * copies / step_seconds,
+            unit: "% of step",
+            clock: Clock::Wall,
+            extra: Some((1e3 * copies, "ms per step")),
+        });
+    }
+    Ok(measurements)
+}
+
+/// [`Communicator::mean`] of `len` f32s alone, the ranks in step (an all-gather first): the
+/// median of 10 after 2 warm-up runs, as bytes averaged per second. Inside a training step the
+/// same collective also waits for the slowest rank's backward pass.
+fn bench_allreduce(comm: &Arc<dyn Communicator>, len: usize) -> Result<Measurement> {
+    let mut values = vec![1.0f32; len];
+    let mut times = vec![];
+    for run in 0..12 {
+        comm.all_gather_u64(0)?;
+        let start = Instant::now();
+        comm.mean(&mut values)?;
+        if run >= 2 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    Ok(Measurement {
+        name: "allreduce",
+        params: format!("{len} f32s over {} ranks, ranks in step", comm.size()),
+        figure: (4 * len) as f64 / median / 1e9,
+        unit: "GB/s",
+        clock: Clock::Wall,
+        extra: Some((1e3 * median, "ms")),
+    })
 }
 
 /// Prints each dispatch of one training step of `model`, timed alone (timestamps where the

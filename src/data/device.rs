@@ -31,7 +31,34 @@ pub struct DeviceDataset {
     pub(crate) storage: Storage,
     /// The standard order last set, so an epoch split into several calls (checkpoints every
     /// few steps) shuffles and uploads its order once; `None` after a caller's own order.
-    order_key: Mutex<Option<OrderKey>>,
+    order_key: Mutex<Option<(OrderKey, Shard)>>,
+}
+
+/// Which of several data-parallel ranks reads the order: rank `rank` of `ranks` takes every
+/// `ranks`-th row of it from row `rank` on, the order first wrapped round to a multiple of
+/// `ranks` rows (PyTorch's `DistributedSampler`), so every rank has as many rows and global
+/// batch k is the union of the ranks' batches k.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shard {
+    pub(crate) rank: usize,
+    pub(crate) ranks: usize,
+}
+
+impl Shard {
+    /// A single process: all of the order.
+    pub(crate) const WHOLE: Shard = Shard { rank: 0, ranks: 1 };
+
+    /// The rows each rank's part of an order of `rows` rows has.
+    pub(crate) fn rows(self, rows: usize) -> usize {
+        rows.div_ceil(self.ranks.max(1))
+    }
+
+    /// This rank's part of `order`.
+    fn take(self, order: &[u32]) -> Vec<u32> {
+        (0..self.rows(order.len()))
+            .map(|i| order[(i * self.ranks + self.rank) % order.len()])
+            .collect()
+    }
 }
 
 /// The orders the trainer visits rows in.
@@ -120,7 +147,7 @@ impl DeviceDataset {
             classes: data.classes(),
             image: data.image,
             storage,
-            order_key: Mutex::new(Some(OrderKey::Identity)),
+            order_key: Mutex::new(Some((OrderKey::Identity, Shard::WHOLE))),
         }
     }
 
@@ -153,9 +180,10 @@ impl DeviceDataset {
     }
 
     /// Makes `key`'s order current, computing and uploading it only if it is not already.
-    pub(crate) fn use_order(&self, gpu: &Gpu, key: OrderKey) -> Result<()> {
-        if *self.order_key()? == Some(key) {
-            return Ok(());
+    pub(crate) fn use_order(&self, gpu: &Gpu, key: OrderKey, shard: Shard) -> Result<usize> {
+        let rows = shard.rows(self.rows);
+        if *self.order_key()? == Some((key, shard)) {
+            return Ok(rows);
         }
         let mut order: Vec<u32> = (0..self.rows as u32).collect();
         if let OrderKey::Shuffled { seed, epoch } = key {
@@ -163,12 +191,15 @@ impl DeviceDataset {
                 seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             ));
         }
+        if shard != Shard::WHOLE {
+            order = shard.take(&order);
+        }
         self.write_order(gpu, &order)?;
-        *self.order_key()? = Some(key);
-        Ok(())
+        *self.order_key()? = Some((key, shard));
+        Ok(rows)
     }
 
-    fn order_key(&self) -> Result<std::sync::MutexGuard<'_, Option<OrderKey>>> {
+    fn order_key(&self) -> Result<std::sync::MutexGuard<'_, Option<(OrderKey, Shard)>>> {
         self.order_key
             .lock()
             .map_err(|_| Error::InvalidArgument("dataset order poisoned".into()))
@@ -176,7 +207,9 @@ impl DeviceDataset {
 
     fn write_order(&self, gpu: &Gpu, order: &[u32]) -> Result<()> {
         match &self.storage {
-            Storage::Resident { order: tensor, .. } => gpu.write_u32(tensor, order),
+            Storage::Resident { order: tensor, .. } => {
+                gpu.write_u32(&tensor.view(0, &[order.len()])?, order)
+            }
             Storage::Streamed { order: host, .. } => {
                 let mut host = host
                     .lock()
@@ -208,5 +241,43 @@ impl DeviceDataset {
             y.extend_from_slice(&data.targets[r * tc..(r + 1) * tc]);
         }
         Ok((x, y))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    /// Every rank has ceil(rows / ranks) rows; together they cover every row, the first
+    /// rows of the order taken again to even them out; and global batch k (the ranks'
+    /// batches k) is rows [k·B·ranks, (k + 1)·B·ranks) of the order, as one process with the
+    /// ranks' whole batch would see them.
+    #[test]
+    fn shards_split_an_order_as_distributed_sampler_does() {
+        for rows in [1usize, 2, 5, 40, 41] {
+            let order: Vec<u32> = (0..rows as u32)
+                .map(|i| (i * 7 + 3) % rows as u32)
+                .collect();
+            for ranks in 1..=4 {
+                let shards: Vec<Vec<u32>> = (0..ranks)
+                    .map(|rank| Shard { rank, ranks }.take(&order))
+                    .collect();
+                let per_rank = rows.div_ceil(ranks);
+                assert!(shards.iter().all(|s| s.len() == per_rank));
+                let batch = 2;
+                for k in 0..per_rank.div_ceil(batch) {
+                    let mut global: Vec<u32> = shards
+                        .iter()
+                        .flat_map(|s| s[k * batch..((k + 1) * batch).min(per_rank)].to_vec())
+                        .collect();
+                    global.sort_unstable();
+                    let start = k * batch * ranks;
+                    let end = ((k + 1) * batch).min(per_rank) * ranks;
+                    let mut want: Vec<u32> = (start..end).map(|i| order[i % rows]).collect();
+                    want.sort_unstable();
+                    assert_eq!(global, want, "rows {rows}, ranks {ranks}, batch {k}");
+                }
+            }
+        }
     }
 }

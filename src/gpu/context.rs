@@ -62,7 +62,8 @@ pub(crate) struct GpuInner {
 }
 
 impl Gpu {
-    /// Opens the best adapter: the one named by `WGPU_ADAPTER_NAME` if set, else by
+    /// Opens the best adapter: the one named by `WGPU_ADAPTER_NAME` if set, else under
+    /// `mpirun` on a host with several GPUs the one of this rank's local rank, else by
     /// `WGPU_POWER_PREF` (default high-performance), on the backends in `WGPU_BACKEND`
     /// (default Vulkan/Metal/DX12: GL is left out because lavapipe shows up there twice).
     #[cfg(not(target_arch = "wasm32"))]
@@ -92,6 +93,8 @@ impl Gpu {
                 .ok_or_else(|| Error::NoAdapter {
                     detail: format!(" whose name contains WGPU_ADAPTER_NAME={wanted:?} (adapters present: {names:?})"),
                 })?
+        } else if let Some(adapter) = Self::local_rank_gpu(&instance, backends).await {
+            adapter
         } else {
             let power_preference =
                 wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
@@ -108,6 +111,38 @@ impl Gpu {
                 })?
         };
         Self::from_adapter(&adapter).await
+    }
+
+    /// On a host with several GPUs, under a launcher of several ranks (`mpirun`), the GPU of
+    /// this rank's local rank (round robin, in the order Vulkan lists them), so the ranks of
+    /// a host spread over its GPUs; `None` elsewhere.
+    async fn local_rank_gpu(
+        instance: &wgpu::Instance,
+        backends: wgpu::Backends,
+    ) -> Option<wgpu::Adapter> {
+        crate::dist::launched_ranks().filter(|&ranks| ranks > 1)?;
+        let mut gpus: Vec<wgpu::Adapter> = instance
+            .enumerate_adapters(backends)
+            .await
+            .into_iter()
+            .filter(|a| {
+                matches!(
+                    a.get_info().device_type,
+                    wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu
+                )
+            })
+            .collect();
+        // One physical GPU can appear once per backend: keep the first of each.
+        let mut seen = std::collections::HashSet::new();
+        gpus.retain(|a| {
+            let info = a.get_info();
+            seen.insert((info.vendor, info.device, info.device_pci_bus_id.clone()))
+        });
+        if gpus.len() < 2 {
+            return None;
+        }
+        let pick = crate::dist::local_rank() % gpus.len();
+        Some(gpus.swap_remove(pick))
     }
 
     /// Opens a device on `adapter` with the adapter's own limits (WebGPU's defaults cap storage

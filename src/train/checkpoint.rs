@@ -23,9 +23,13 @@ use crate::train::Trainer;
 pub struct TrainingState {
     /// Epochs completed.
     pub epoch: usize,
-    /// Batches of the next epoch already done (a checkpoint taken mid-epoch).
+    /// Batches of the next epoch already done (a checkpoint taken mid-epoch), per rank.
     #[serde(default)]
     pub batch: usize,
+    /// The data-parallel ranks that trained it (1 alone): a resume with another number
+    /// continues from the same rows.
+    #[serde(default = "one_rank")]
+    pub ranks: usize,
     /// Optimizer steps taken.
     pub step: u64,
     /// The run's seed (shuffling, dropout and augmentation continue from it).
@@ -36,6 +40,10 @@ pub struct TrainingState {
     /// written before it was kept).
     #[serde(default)]
     pub run: Option<RunSettings>,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 /// The settings of a run besides the model and optimizer.
@@ -442,7 +450,28 @@ impl Checkpoint {
             gpu.write(flat_tensor, &flat)?;
         }
         trainer.step = training.step;
-        Ok(training)
+        let ranks = trainer.communicator().size();
+        if training.ranks == ranks {
+            return Ok(training);
+        }
+        // Batch k of every rank is global batch k, a prefix of the epoch's order: the rows
+        // done are batch · ranks of the old batches, which must be whole batches of the new.
+        let global = training.batch * training.ranks;
+        if !global.is_multiple_of(ranks) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: saved by {} ranks after {} batches of an epoch, which is not a whole \
+                 number of batches for {ranks} ranks; resume from an epoch's end, or with a \
+                 number of ranks that divides {global}",
+                self.path.display(),
+                training.ranks,
+                training.batch
+            )));
+        }
+        Ok(TrainingState {
+            batch: global / ranks,
+            ranks,
+            ..training
+        })
     }
 }
 
@@ -471,6 +500,7 @@ impl Trainer {
         let state = TrainingState {
             epoch: 0,
             batch: 0,
+            ranks: self.communicator().size(),
             step: self.step,
             seed: c.seed,
             optimizer: c.optimizer,

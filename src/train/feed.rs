@@ -159,6 +159,9 @@ impl Trainer {
         data: &DeviceDataset,
         batches: &[(usize, usize)],
     ) -> Result<()> {
+        if self.comm.size() > 1 {
+            return self.submit_averaged_steps(data, batches);
+        }
         for &(offset, batch) in batches {
             self.gather_dispatches(data, offset, batch, Mode::Train)?;
         }
@@ -212,6 +215,98 @@ impl Trainer {
         self.gpu.queue().submit([encoder.finish()]);
         self.step += batches.len() as u64;
         self.gpu.take_fault()
+    }
+
+    /// [`Trainer::submit_steps`] for a data-parallel trainer: one [`Trainer::averaged_step`]
+    /// per batch.
+    fn submit_averaged_steps(
+        &mut self,
+        data: &DeviceDataset,
+        batches: &[(usize, usize)],
+    ) -> Result<()> {
+        if data.is_streamed() {
+            return Err(Error::InvalidArgument(
+                "data-parallel training needs the dataset resident on the GPU; this one is \
+                 streamed (larger than a GPU buffer)"
+                    .into(),
+            ));
+        }
+        for &(offset, batch) in batches {
+            self.gather_dispatches(data, offset, batch, Mode::Train)?;
+            self.prepare_loss_copy(batch)?;
+        }
+        let first = self.step + 1;
+        for j in 0..batches.len() {
+            self.write_step_params(j, first + j as u64);
+        }
+        for (j, &batch) in batches.iter().enumerate() {
+            self.averaged_step(j, data.id, batch)?;
+        }
+        Ok(())
+    }
+
+    /// One data-parallel step in slot `j` of the step ring (its params written): forward and
+    /// backward in one submission, the gradients averaged over the ranks on the host (wgpu
+    /// cannot hand a buffer to MPI while the GPU works on), then the update and the loss copy
+    /// in a second. Every `weight_check_steps`th step compares the ranks' weights.
+    pub(super) fn averaged_step(
+        &mut self,
+        j: usize,
+        source: usize,
+        (offset, batch): (usize, usize),
+    ) -> Result<()> {
+        let slot = j as u32;
+        self.gpu.run_pass(|pass| {
+            for d in &self.gathers[&(source, offset, batch, Mode::Train)].dispatches {
+                d.record(pass, slot);
+            }
+            self.plans[&(batch, Mode::Train)].record(pass, slot);
+        })?;
+        self.average_gradients()?;
+        self.gpu.run_pass(|pass| {
+            self.optimizer.record(pass, slot);
+            self.loss_copies[&batch].record(pass, slot);
+        })?;
+        self.step += 1;
+        if self.step.is_multiple_of(self.weight_check_steps) {
+            self.check_same_weights()?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the gradients by their mean over the ranks (the time goes into
+    /// `averaging`). Native only: a browser has one rank.
+    pub(super) fn average_gradients(&mut self) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        return Err(Error::InvalidArgument(
+            "data-parallel training runs natively only".into(),
+        ));
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            // Timed from the gradients' completion: the wait is the backward pass's time.
+            self.gpu.wait()?;
+            let started = std::time::Instant::now();
+            let mut grads = self.gpu.read(&self.weights.grads)?;
+            let read = started.elapsed();
+            self.comm.mean(&mut grads)?;
+            let averaged = started.elapsed();
+            self.gpu.write(&self.weights.grads, &grads)?;
+            self.gpu.wait()?;
+            self.averaging.copies += (read + started.elapsed() - averaged).as_secs_f64();
+            self.averaging.collectives += (averaged - read).as_secs_f64();
+            Ok(())
+        }
+    }
+
+    /// Fails unless every rank holds the same weights, bit for bit.
+    fn check_same_weights(&self) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        return Ok(());
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let params = self.gpu.read(&self.weights.params)?;
+            crate::dist::expect_same_weights(&*self.comm, crate::dist::checksum(&params), self.step)
+        }
     }
 
     /// Records step `j` of a submission: its batch's gathers from source `source` (a dataset

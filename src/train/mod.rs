@@ -21,9 +21,11 @@ pub use progress::EpochProgress;
 pub use text::Sampling;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
-use crate::data::device::{OrderKey, Storage};
+use crate::data::device::{OrderKey, Shard, Storage};
 use crate::data::{Dataset, DeviceDataset, Vocabulary};
+use crate::dist::{Communicator, Solo};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, PendingRead, STEP_SLOT_BYTES, Tensor};
 use crate::graph::{Feed, Graph, Mode, Plan, Weights};
@@ -116,11 +118,11 @@ pub struct StepLog {
     pub epoch: usize,
     /// The step's 1-based number over the whole run.
     pub step: u64,
-    /// The batch's mean loss before the update.
+    /// The batch's mean loss before the update (the global batch's, data-parallel).
     pub loss: f32,
     /// The learning rate the step used.
     pub lr: f64,
-    /// Rows in the step's batch.
+    /// Rows in the step's batch: data-parallel, the global batch's (all ranks').
     pub rows: usize,
 }
 
@@ -178,7 +180,26 @@ pub struct Trainer {
     pub(crate) step: u64,
     /// What a language model's token ids mean; saved with it, so a checkpoint can generate.
     vocabulary: Option<Vocabulary>,
+    /// The data-parallel ranks this trainer averages gradients with ([`Solo`] alone).
+    comm: Arc<dyn Communicator>,
+    /// Steps between two comparisons of the ranks' weights.
+    weight_check_steps: u64,
+    /// Time spent averaging gradients over the ranks so far.
+    averaging: AveragingTime,
 }
+
+/// Seconds a data-parallel trainer has spent averaging gradients, by part.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AveragingTime {
+    /// The gradients read back from the GPU and written to it again.
+    pub copies: f64,
+    /// The collectives between the ranks (all-to-all, sum, all-gather).
+    pub collectives: f64,
+}
+
+/// By default a data-parallel trainer compares its weights across ranks after every this many
+/// steps ([`Trainer::set_weight_check_steps`]).
+pub const WEIGHT_CHECK_STEPS: u64 = 100;
 
 impl std::fmt::Debug for Trainer {
     /// The adapter, the model's size, the step and the settings: not the compiled plans.
@@ -231,6 +252,9 @@ impl Trainer {
             loss_copies: HashMap::new(),
             step: 0,
             vocabulary: None,
+            comm: Arc::new(Solo),
+            weight_check_steps: WEIGHT_CHECK_STEPS,
+            averaging: AveragingTime::default(),
         })
     }
 
@@ -250,6 +274,38 @@ impl Trainer {
     pub fn for_graph(gpu: &Gpu, graph: Graph, config: TrainConfig) -> Result<Self> {
         let weights = Weights::init(gpu, &graph, config.seed)?;
         Self::new(gpu, graph, weights, config)
+    }
+
+    /// Trains data-parallel with the ranks of `comm` ([`dist::from_env`](crate::dist::from_env)
+    /// under `mpirun`), as PyTorch's DistributedDataParallel does: each rank takes its own
+    /// shard of every epoch (`batch_size` rows per step, so a global batch is `batch_size`
+    /// times the ranks), the gradients are averaged over the ranks before every update,
+    /// the losses `fit` reports are the global batch's, and the ranks' weights are compared
+    /// every [`WEIGHT_CHECK_STEPS`] steps. Every rank must make the same calls.
+    pub fn set_communicator(&mut self, comm: Arc<dyn Communicator>) {
+        self.comm = comm;
+    }
+
+    /// The ranks this trainer trains with.
+    pub fn communicator(&self) -> &dyn Communicator {
+        &*self.comm
+    }
+
+    /// Compares the ranks' weights after every `steps` data-parallel steps (at least 1).
+    pub fn set_weight_check_steps(&mut self, steps: u64) {
+        self.weight_check_steps = steps.max(1);
+    }
+
+    /// The time this trainer has spent averaging gradients over its ranks (none alone).
+    pub fn averaging_time(&self) -> AveragingTime {
+        self.averaging
+    }
+
+    fn shard(&self) -> Shard {
+        Shard {
+            rank: self.comm.rank(),
+            ranks: self.comm.size(),
+        }
     }
 
     /// How this trainer trains. The optimizer's hyper-parameters and the schedule can change
@@ -441,12 +497,12 @@ impl Trainer {
     }
 
     fn write_step_params(&self, slot: usize, t: u64) {
+        // Each data-parallel rank keys its own random draws (dropout masks, augmentations, a
+        // language model's blocks); rank 0 draws what a single process would.
+        let seed = (self.config.seed as u32).wrapping_add(self.comm.rank() as u32 * 0x9e37_79b9);
         let params = StepParams {
             slot: slot as u32,
-            ..self
-                .config
-                .optimizer
-                .step_params(t, self.lr_at(t), self.config.seed as u32)
+            ..self.config.optimizer.step_params(t, self.lr_at(t), seed)
         };
 
         self.gpu.queue().write_buffer(
@@ -495,16 +551,27 @@ impl Trainer {
         self.gpu.write(plan.target(), y)?;
         let t = self.step + 1;
         self.write_step_params(0, t);
+        let averaged = self.comm.size() > 1;
         self.gpu.run_pass(|pass| {
             plan.record(pass, 0);
-            if update {
+            if update && !averaged {
                 self.optimizer.record(pass, 0);
             }
         })?;
+        if averaged {
+            // Data-parallel: this rank's batch is its shard; the update uses every rank's.
+            self.average_gradients()?;
+            if update {
+                self.gpu.run_pass(|pass| self.optimizer.record(pass, 0))?;
+            }
+        }
         if update {
             self.step = t;
         }
-        let loss = self.gpu.read_async(plan.loss()).await?[0];
+        let plan = &self.plans[&(batch, Mode::Train)];
+        let mut loss = self.gpu.read_async(plan.loss()).await?;
+        self.comm.mean(&mut loss)?;
+        let loss = loss[0];
         if !loss.is_finite() {
             return Err(Error::NonFinite {
                 what: "loss".into(),
@@ -557,7 +624,9 @@ impl Trainer {
     }
 
     /// The batches of one epoch over `rows` rows, as `(offset, size)`: the last one partial.
+    /// A data-parallel trainer's are those of its rank's shard.
     pub fn epoch_batches(&self, rows: usize) -> Vec<(usize, usize)> {
+        let rows = self.shard().rows(rows);
         let bs = self.config.batch_size;
         (0..rows)
             .step_by(bs)
@@ -624,7 +693,7 @@ impl Trainer {
             OrderKey::Identity
         };
 
-        data.use_order(&self.gpu, order)?;
+        data.use_order(&self.gpu, order, self.shard())?;
         let all = self.epoch_batches(data.rows);
         let batches = all.get(range.clone()).ok_or_else(|| {
             Error::InvalidArgument(format!("batches {range:?} of an epoch of {}", all.len()))
@@ -718,7 +787,9 @@ impl Trainer {
         bytes: Vec<u8>,
         on_step: &mut dyn FnMut(&StepLog),
     ) -> Result<f64> {
-        let losses: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        let mut losses: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        // Each rank's batches are equally large: the global batch's loss is the ranks' mean.
+        self.comm.mean(&mut losses)?;
         let mut weighted = 0.0;
         for (j, (&loss, &rows)) in losses.iter().zip(sizes).enumerate() {
             let step = first + j as u64;
@@ -733,7 +804,7 @@ impl Trainer {
                 step,
                 loss,
                 lr: self.lr_at(step),
-                rows,
+                rows: rows * self.comm.size(),
             });
             // A skipped step (the optimizer left it undone on the GPU) stays out of the mean.
             if loss.is_finite() {
@@ -751,7 +822,7 @@ impl Trainer {
 
     /// [`Trainer::evaluate`] as a future.
     pub async fn evaluate_async(&mut self, data: &DeviceDataset) -> Result<Evaluation> {
-        data.use_order(&self.gpu, OrderKey::Identity)?;
+        data.use_order(&self.gpu, OrderKey::Identity, Shard::WHOLE)?;
 
         let bs = self.config.batch_size;
         let mut outputs = Vec::with_capacity(data.rows * self.graph.output_features().unwrap_or(0));
@@ -787,8 +858,18 @@ impl Trainer {
 /// instead of panicking as `println!` does: a report must never cost a run its checkpoint.
 pub fn say(line: impl std::fmt::Display) {
     use std::io::Write;
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
+
+/// Silences [`say`] (not [`warn`]): the data-parallel ranks other than 0 report nothing.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// [`say`] for stderr.
 pub fn warn(line: impl std::fmt::Display) {

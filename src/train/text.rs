@@ -45,6 +45,12 @@ impl Trainer {
             for j in 0..count {
                 trainer.write_step_params(j, first + j as u64);
             }
+            if trainer.comm.size() > 1 {
+                for j in 0..count {
+                    trainer.averaged_step(j, tokens.id, (0, batch))?;
+                }
+                return Ok(());
+            }
             trainer.gpu.run_pass(|pass| {
                 for j in 0..count {
                     trainer.record_step(pass, tokens.id, j, (0, batch));

@@ -272,9 +272,23 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Train(_)) {
         signals::install();
     }
+    // Under `mpirun`, training is one rank of a data-parallel job (`wgtrain::dist`).
+    let comm = match &cli.command {
+        Command::Train(_) => match wgtrain::dist::from_env() {
+            Ok(comm) => Some(comm),
+            Err(error) => {
+                wgtrain::train::warn(format_args!("error: {error}"));
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let result = match cli.command {
         Command::Info => commands::info(),
-        Command::Train(args) => train::train(&args),
+        Command::Train(args) => match &comm {
+            Some(comm) => train::train(&args, comm),
+            None => unreachable!("training has a communicator"),
+        },
         Command::Eval(args) => commands::eval(&args),
         Command::Predict(args) => commands::predict(&args),
         Command::Generate(args) => commands::generate(&args),
@@ -295,6 +309,11 @@ fn main() -> ExitCode {
             ExitCode::from(128 + signal as u8)
         }
         Err(error) => {
+            // A data-parallel rank that fails alone ends the job: the others would wait for
+            // it in their next collective.
+            if let Some(comm) = comm.filter(|c| c.size() > 1) {
+                comm.abort(&format!("error: {error}"));
+            }
             wgtrain::train::warn(format_args!("error: {error}"));
             ExitCode::FAILURE
         }

@@ -1,7 +1,10 @@
 //! `wgtrain train`: data, model, optimizer and schedule from the flags (or a checkpoint to
 //! resume), then epochs with progress, checkpoints, step logs, metrics and plots.
 
+use std::sync::Arc;
+
 use wgtrain::data::{Dataset, DeviceDataset, Split, Standardizer, mnist_files};
+use wgtrain::dist::Communicator;
 use wgtrain::graph::{Graph, Weights};
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
@@ -21,7 +24,11 @@ use crate::{LossArg, TrainArgs, signals};
 /// Batches trained between two looks at the signal flag: two default submissions.
 const SIGNAL_POLL_BATCHES: usize = 32;
 
-pub fn train(args: &TrainArgs) -> Result<()> {
+/// Trains as rank `comm.rank()` of `comm.size()` (1 without `mpirun`): rank 0 alone reports
+/// and writes files.
+pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
+    let writer = comm.rank() == 0;
+    wgtrain::train::set_quiet(!writer);
     validate(args)?;
     check_train_paths(args)?;
     let resumed = args.resume.as_deref().map(checkpoint::load).transpose()?;
@@ -181,13 +188,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             batch_size: args.batch_size,
             l1: args.l1,
             clip_norm: args.clip_norm,
-            schedule: schedule_of(args, train.rows.div_ceil(args.batch_size) as u64),
+            schedule: schedule_of(
+                args,
+                train.rows.div_ceil(comm.size()).div_ceil(args.batch_size) as u64,
+            ),
             warmup_steps: args.warmup,
             shuffle: !args.no_shuffle,
             param_groups: vec![],
         },
     };
-    let steps_per_epoch = train.rows.div_ceil(run.batch_size) as u64;
+    let steps_per_epoch = train.rows.div_ceil(comm.size()).div_ceil(run.batch_size) as u64;
     if (args.epochs as u64)
         .checked_mul(steps_per_epoch)
         .is_none_or(|s| s > u64::from(u32::MAX))
@@ -225,6 +235,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         ..run.config(optimizer, seed)
     };
     let mut trainer = Trainer::new(&gpu, graph, weights, config)?;
+    trainer.set_communicator(Arc::clone(comm));
 
     let (mut start_epoch, mut start_batch) = (0, 0);
     if let Some(c) = &resumed {
@@ -242,6 +253,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let mut log = args
         .log_steps
         .as_deref()
+        .filter(|_| writer)
         .map(PendingFile::create)
         .transpose()?;
     let mut curves: Vec<(String, Vec<(f64, f64)>)> =
@@ -255,10 +267,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     // What the last checkpoint holds, for the message of an interrupted run.
     let mut last_saved: Option<String> = None;
     let mut save = |trainer: &Trainer, epoch: usize, batch: usize| -> Result<()> {
-        if let Some(path) = &args.save {
+        if let Some(path) = args.save.as_ref().filter(|_| writer) {
             let state = TrainingState {
                 epoch,
                 batch,
+                ranks: trainer.communicator().size(),
                 step: trainer.step(),
                 seed,
                 optimizer,
@@ -391,6 +404,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 "train",
             )?,
         );
+    }
+    if !writer {
+        return Ok(());
     }
     if let Some(path) = &args.metrics_json {
         write_json(path, &serde_json::Value::Object(metrics))?;
