@@ -154,7 +154,7 @@ fn run(mut args: Args, comm: &Arc<dyn Communicator>) -> Result<()> {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::for_graph(&gpu, graph.clone(), config)?;
-    trainer.set_communicator(Arc::clone(comm));
+    trainer.set_communicator(Arc::clone(comm))?;
     let train_data = DeviceDataset::upload(&gpu, &train)?;
     let test_data = DeviceDataset::upload(&gpu, &test)?;
 

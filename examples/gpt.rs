@@ -196,7 +196,7 @@ fn run(args: Args, comm: &Arc<dyn Communicator>) -> Result<()> {
         }
     };
     // Data-parallel: each rank draws its own blocks, and they average their gradients.
-    trainer.set_communicator(Arc::clone(comm));
+    trainer.set_communicator(Arc::clone(comm))?;
     let writer = comm.rank() == 0;
     let train = DeviceTokens::upload(&gpu, &corpus.train, vocab)?;
     let val = DeviceTokens::upload(&gpu, &corpus.val, vocab)?;

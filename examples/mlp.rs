@@ -90,7 +90,7 @@ fn run(args: Args, comm: &Arc<dyn Communicator>) -> Result<()> {
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(&gpu, graph, weights, config)?;
-    trainer.set_communicator(Arc::clone(comm));
+    trainer.set_communicator(Arc::clone(comm))?;
     let train = DeviceDataset::upload(&gpu, &train)?;
     let test_data = DeviceDataset::upload(&gpu, &test)?;
 

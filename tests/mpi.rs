@@ -3,7 +3,8 @@
 //!
 //! - 2 ranks with batch B each report the losses of 1 rank with batch 2B over the same data
 //!   order, and end with bit-identical weights on both ranks; a second run gives the same
-//!   bits; weights made to differ are caught at the next check;
+//!   bits; weights made to differ are caught at the next check, different seeds and
+//!   datasets of different sizes before the first step;
 //! - `--bad-data-on R`: rank R's data holds a NaN, and the whole job must end with its error
 //!   (`.ci/run` checks the message and that the job does not hang).
 //!
@@ -49,22 +50,30 @@ fn main() {
 /// The same 40 rows of 6 features and 3 classes on every rank (from a fixed formula), one
 /// NaN on `bad_rank`.
 fn data(rank: usize, bad_rank: Option<usize>) -> Result<Dataset> {
-    let mut features: Vec<f32> = (0..ROWS * 6)
+    rows_of_data(ROWS, rank, bad_rank)
+}
+
+fn rows_of_data(rows: usize, rank: usize, bad_rank: Option<usize>) -> Result<Dataset> {
+    let mut features: Vec<f32> = (0..rows * 6)
         .map(|i| ((i * 7919 % 113) as f32 / 56.0) - 1.0)
         .collect();
     if bad_rank == Some(rank) {
         features[17] = f32::NAN;
     }
-    let labels = (0..ROWS).map(|i| (i * 31 % 3) as u32).collect();
+    let labels = (0..rows).map(|i| (i * 31 % 3) as u32).collect();
     Dataset::classification(features, 6, labels)
 }
 
 fn trainer(gpu: &Gpu, batch_size: usize) -> Result<Trainer> {
+    seeded_trainer(gpu, batch_size, 5)
+}
+
+fn seeded_trainer(gpu: &Gpu, batch_size: usize, seed: u64) -> Result<Trainer> {
     let model = Sequential::mlp(6, &[16, 16], 3, Activation::Relu, 0.0, false);
     let config = TrainConfig {
         batch_size,
         optimizer: Optimizer::adam(0.01),
-        seed: 5,
+        seed,
         ..TrainConfig::default()
     };
     Trainer::for_model(gpu, &model, Loss::CrossEntropy, config)
@@ -87,7 +96,7 @@ fn run(comm: &Arc<dyn Communicator>, bad_rank: Option<usize>) -> Result<()> {
     let want = losses(&mut alone, &data)?;
 
     let mut parallel = trainer(&gpu, BATCH)?;
-    parallel.set_communicator(Arc::clone(comm));
+    parallel.set_communicator(Arc::clone(comm))?;
     let got = losses(&mut parallel, &data)?;
 
     // Each step's loss and gradient are the same sums over the same 2B rows, added in
@@ -120,7 +129,7 @@ fn run(comm: &Arc<dyn Communicator>, bad_rank: Option<usize>) -> Result<()> {
 
     // The ranks sum in a fixed order: the same job again gives the same bits.
     let mut again = trainer(&gpu, BATCH)?;
-    again.set_communicator(Arc::clone(comm));
+    again.set_communicator(Arc::clone(comm))?;
     let repeated = losses(&mut again, &data)?;
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(
@@ -133,7 +142,7 @@ fn run(comm: &Arc<dyn Communicator>, bad_rank: Option<usize>) -> Result<()> {
 
     // Weights that drift apart are caught at the next check, on every rank.
     let mut drifted = trainer(&gpu, BATCH)?;
-    drifted.set_communicator(Arc::clone(comm));
+    drifted.set_communicator(Arc::clone(comm))?;
     drifted.set_weight_check_steps(2);
     if comm.rank() == 1 {
         let mut values = drifted.weights().read_params(&gpu)?;
@@ -144,5 +153,22 @@ fn run(comm: &Arc<dyn Communicator>, bad_rank: Option<usize>) -> Result<()> {
         Err(Error::WrongResult(message)) if message.contains("weights differ after step 2") => {}
         other => panic!("rank {}: drifted weights gave {other:?}", comm.rank()),
     }
+
+    // Ranks that start from different weights (another seed) are refused before any step.
+    let mut unseeded = seeded_trainer(&gpu, BATCH, 5 + comm.rank() as u64)?;
+    match unseeded.set_communicator(Arc::clone(comm)) {
+        Err(Error::WrongResult(message)) if message.contains("at the start") => {}
+        other => panic!("rank {}: different seeds gave {other:?}", comm.rank()),
+    }
+
+    // So are datasets of different sizes, before the first step.
+    let uneven = DeviceDataset::upload(&gpu, &rows_of_data(ROWS - comm.rank(), 0, None)?)?;
+    let mut unevenly_fed = trainer(&gpu, BATCH)?;
+    unevenly_fed.set_communicator(Arc::clone(comm))?;
+    match unevenly_fed.fit_epoch(&uneven, 0, &mut |_| {}) {
+        Err(Error::WrongResult(message)) if message.contains("[40, 39] rows") => {}
+        other => panic!("rank {}: uneven datasets gave {other:?}", comm.rank()),
+    }
+    assert_eq!(unevenly_fed.step(), 0);
     Ok(())
 }

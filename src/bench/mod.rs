@@ -629,7 +629,7 @@ fn bench_training_step(
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(gpu, graph, weights, config)?;
-    trainer.set_communicator(Arc::clone(comm));
+    trainer.set_communicator(Arc::clone(comm))?;
     let ranks = comm.size();
     let start = Instant::now();
     trainer.run_steps(&data, batch, 1)?;
@@ -694,22 +694,19 @@ fn bench_training_step(
         let grads = trainer.weights().grads.len();
         measurements.push(bench_allreduce(comm, grads)?);
         let step_seconds = 1.0 / steps_per_second;
-        measurements.push(Measurement {
-            name: "gradient-allreduce",
-            params: format!("b{batch}{per_rank}: {grads} f32s, all-to-all + all-gather"),
-            figure: 100.0 * collectives / step_seconds,
-            unit: "% of step",
-            clock: Clock::Wall,
-            extra: Some((1e3 * collectives, "ms per step")),
-        });
-        measurements.push(Measurement {
-            name: "gradient-copies",
-            params: format!("b{batch}{per_rank}: {grads} f32s read back and written again"),
-            figure: 100.0 * copies / step_seconds,
-            unit: "% of step",
-            clock: Clock::Wall,
-            extra: Some((1e3 * copies, "ms per step")),
-        });
+        for (name, what, seconds) in [
+            ("gradient-allreduce", "all-to-all + all-gather", collectives),
+            ("gradient-copies", "read back and written again", copies),
+        ] {
+            measurements.push(Measurement {
+                name,
+                params: format!("b{batch}{per_rank}: {grads} f32s, {what}"),
+                figure: 100.0 * seconds / step_seconds,
+                unit: "% of step",
+                clock: Clock::Wall,
+                extra: Some((1e3 * seconds, "ms per step")),
+            });
+        }
     }
     Ok(measurements)
 }

@@ -46,13 +46,12 @@ pub trait Communicator: std::fmt::Debug + Send + Sync {
         }
         // Ranks that reach this with different lengths have drifted out of step (a timing
         // decision each made alone, say): an error now, not MPI's crash or a hang.
-        let lengths = self.all_gather_u64(values.len() as u64)?;
-        if lengths.iter().any(|&n| n != lengths[0]) {
-            return Err(Error::InvalidArgument(format!(
+        expect_same(self, values.len() as u64, |lengths| {
+            format!(
                 "the ranks averaged values of different lengths ({lengths:?} by rank): every \
                  rank must make the same training calls"
-            )));
-        }
+            )
+        })?;
         let piece = values.len().div_ceil(ranks);
         let padded = piece * ranks;
         SCRATCH.with_borrow_mut(|(staging, pieces)| {
@@ -210,14 +209,29 @@ pub fn checksum(values: &[f32]) -> u64 {
     })
 }
 
-/// Fails unless every rank's `checksum` is the same: weights that drift apart (a
-/// non-deterministic kernel, a rank that skipped a step) are an error, not a silent divergence.
+/// Fails unless every rank's `checksum` of its weights is the same: weights that drift apart
+/// (a rank that skipped a step, different seeds or files at the start) are an error, not a
+/// silent divergence.
 pub fn expect_same_weights(comm: &dyn Communicator, checksum: u64, step: u64) -> Result<()> {
-    let all = comm.all_gather_u64(checksum)?;
-    if all.iter().any(|&c| c != all[0]) {
-        return Err(Error::WrongResult(format!(
-            "the ranks' weights differ after step {step} (checksums by rank: {all:x?})"
-        )));
+    expect_same(comm, checksum, |all| {
+        let when = match step {
+            0 => "at the start (different seeds or checkpoints?)".to_string(),
+            step => format!("after step {step}"),
+        };
+        format!("the ranks' weights differ {when} (checksums by rank: {all:x?})")
+    })
+}
+
+/// Fails on every rank unless every rank has the same `value`; `describe` words the error
+/// from the values by rank.
+pub fn expect_same<C: Communicator + ?Sized>(
+    comm: &C,
+    value: u64,
+    describe: impl FnOnce(&[u64]) -> String,
+) -> Result<()> {
+    let all = comm.all_gather_u64(value)?;
+    if all.iter().any(|&v| v != all[0]) {
+        return Err(Error::WrongResult(describe(&all)));
     }
     Ok(())
 }

@@ -299,7 +299,7 @@ impl Trainer {
     }
 
     /// Fails unless every rank holds the same weights, bit for bit.
-    fn check_same_weights(&self) -> Result<()> {
+    pub(super) fn check_same_weights(&self) -> Result<()> {
         #[cfg(target_arch = "wasm32")]
         return Ok(());
         #[cfg(not(target_arch = "wasm32"))]

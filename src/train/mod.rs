@@ -282,8 +282,15 @@ impl Trainer {
     /// times the ranks), the gradients are averaged over the ranks before every update,
     /// the losses `fit` reports are the global batch's, and the ranks' weights are compared
     /// every [`WEIGHT_CHECK_STEPS`] steps. Every rank must make the same calls.
-    pub fn set_communicator(&mut self, comm: Arc<dyn Communicator>) {
+    ///
+    /// The ranks' weights must be the same to start with (the same seed, or the same
+    /// checkpoint loaded after this call): it checks, on every rank.
+    pub fn set_communicator(&mut self, comm: Arc<dyn Communicator>) -> Result<()> {
         self.comm = comm;
+        if self.comm.size() > 1 {
+            self.check_same_weights()?;
+        }
+        Ok(())
     }
 
     /// The ranks this trainer trains with.
@@ -693,6 +700,14 @@ impl Trainer {
             OrderKey::Identity
         };
 
+        if self.comm.size() > 1 {
+            crate::dist::expect_same(&*self.comm, data.rows as u64, |rows| {
+                format!(
+                    "the ranks' datasets have different sizes ({rows:?} rows by rank): every \
+                     rank must load the same data"
+                )
+            })?;
+        }
         data.use_order(&self.gpu, order, self.shard())?;
         let all = self.epoch_batches(data.rows);
         let batches = all.get(range.clone()).ok_or_else(|| {

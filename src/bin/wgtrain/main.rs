@@ -305,7 +305,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(wgtrain::Error::Interrupted { signal, detail }) => {
-            wgtrain::train::warn(format_args!("interrupted by signal {signal}: {detail}"));
+            // Data-parallel ranks stop together; rank 0, the one that writes, says where.
+            if comm.as_ref().is_none_or(|c| c.rank() == 0) {
+                wgtrain::train::warn(format_args!("interrupted by signal {signal}: {detail}"));
+            }
             ExitCode::from(128 + signal as u8)
         }
         Err(error) => {

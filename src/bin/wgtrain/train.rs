@@ -235,7 +235,7 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
         ..run.config(optimizer, seed)
     };
     let mut trainer = Trainer::new(&gpu, graph, weights, config)?;
-    trainer.set_communicator(Arc::clone(comm));
+    trainer.set_communicator(Arc::clone(comm))?;
 
     let (mut start_epoch, mut start_batch) = (0, 0);
     if let Some(c) = &resumed {
@@ -321,8 +321,12 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
                         }
                     })?;
                 (loss_rows, rows) = (loss_rows + sum, rows + n);
-                if let Some(signal) = signals::received() {
-                    stopped_by = Some(signal);
+                // Data-parallel ranks stop together, at the first look after any of them saw
+                // a signal: one that stopped alone would leave the others waiting for it.
+                let seen = signals::received().map_or(0, |signal| signal as u64 + 1);
+                let first_seen = comm.all_gather_u64(seen)?.into_iter().max();
+                if let Some(signal) = first_seen.filter(|&s| s > 0) {
+                    stopped_by = Some((signal - 1) as i32);
                     break 'epochs;
                 }
             }
