@@ -281,7 +281,7 @@ impl Trainer {
     /// shard of every epoch (`batch_size` rows per step, so a global batch is `batch_size`
     /// times the ranks), the gradients are averaged over the ranks before every update,
     /// the losses `fit` reports are the global batch's, and the ranks' weights are compared
-    /// every [`WEIGHT_CHECK_STEPS`] steps. Every rank must make the same calls.
+    /// every [`WEIGHT_CHECK_STEPS`] steps by default. Every rank must make the same calls.
     ///
     /// The ranks' weights must be the same to start with (the same seed, or the same
     /// checkpoint loaded after this call): it checks, on every rank.
@@ -506,7 +506,8 @@ impl Trainer {
     fn write_step_params(&self, slot: usize, t: u64) {
         // Each data-parallel rank keys its own random draws (dropout masks, augmentations, a
         // language model's blocks); rank 0 draws what a single process would.
-        let seed = (self.config.seed as u32).wrapping_add(self.comm.rank() as u32 * 0x9e37_79b9);
+        let rank_key = (self.comm.rank() as u32).wrapping_mul(0x9e37_79b9);
+        let seed = (self.config.seed as u32).wrapping_add(rank_key);
         let params = StepParams {
             slot: slot as u32,
             ..self.config.optimizer.step_params(t, self.lr_at(t), seed)
