@@ -725,8 +725,7 @@ fn bench_allreduce(comm: &Arc<dyn Communicator>, len: usize) -> Result<Measureme
             times.push(start.elapsed().as_secs_f64());
         }
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median = median(&mut times);
     Ok(Measurement {
         name: "allreduce",
         params: format!("{len} f32s over {} ranks, ranks in step", comm.size()),

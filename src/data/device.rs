@@ -179,11 +179,11 @@ impl DeviceDataset {
         Ok(())
     }
 
-    /// Makes `key`'s order current, computing and uploading it only if it is not already.
-    pub(crate) fn use_order(&self, gpu: &Gpu, key: OrderKey, shard: Shard) -> Result<usize> {
-        let rows = shard.rows(self.rows);
+    /// Makes `key`'s order (`shard`'s part of it) current, computing and uploading it only if
+    /// it is not already.
+    pub(crate) fn use_order(&self, gpu: &Gpu, key: OrderKey, shard: Shard) -> Result<()> {
         if *self.order_key()? == Some((key, shard)) {
-            return Ok(rows);
+            return Ok(());
         }
         let mut order: Vec<u32> = (0..self.rows as u32).collect();
         if let OrderKey::Shuffled { seed, epoch } = key {
@@ -196,7 +196,7 @@ impl DeviceDataset {
         }
         self.write_order(gpu, &order)?;
         *self.order_key()? = Some((key, shard));
-        Ok(rows)
+        Ok(())
     }
 
     fn order_key(&self) -> Result<std::sync::MutexGuard<'_, Option<(OrderKey, Shard)>>> {

@@ -159,15 +159,27 @@ impl Trainer {
         data: &DeviceDataset,
         batches: &[(usize, usize)],
     ) -> Result<()> {
-        if self.comm.size() > 1 {
-            return self.submit_averaged_steps(data, batches);
+        let averaged = self.comm.size() > 1;
+        if averaged && data.is_streamed() {
+            return Err(Error::InvalidArgument(
+                "data-parallel training needs the dataset resident on the GPU; this one is \
+                 streamed (larger than a GPU buffer)"
+                    .into(),
+            ));
         }
         for &(offset, batch) in batches {
             self.gather_dispatches(data, offset, batch, Mode::Train)?;
+            self.prepare_loss_copy(batch)?;
         }
         let first = self.step + 1;
         for j in 0..batches.len() {
             self.write_step_params(j, first + j as u64);
+        }
+        if averaged {
+            for (j, &batch) in batches.iter().enumerate() {
+                self.averaged_step(j, data.id, batch)?;
+            }
+            return Ok(());
         }
         // Streamed batches: gathered here, staged one slot per step, copied in per step.
         let staged = if data.is_streamed() {
@@ -175,9 +187,6 @@ impl Trainer {
         } else {
             None
         };
-        for &(_, batch) in batches {
-            self.prepare_loss_copy(batch)?;
-        }
         let mut encoder = self
             .gpu
             .device()
@@ -217,34 +226,6 @@ impl Trainer {
         self.gpu.take_fault()
     }
 
-    /// [`Trainer::submit_steps`] for a data-parallel trainer: one [`Trainer::averaged_step`]
-    /// per batch.
-    fn submit_averaged_steps(
-        &mut self,
-        data: &DeviceDataset,
-        batches: &[(usize, usize)],
-    ) -> Result<()> {
-        if data.is_streamed() {
-            return Err(Error::InvalidArgument(
-                "data-parallel training needs the dataset resident on the GPU; this one is \
-                 streamed (larger than a GPU buffer)"
-                    .into(),
-            ));
-        }
-        for &(offset, batch) in batches {
-            self.gather_dispatches(data, offset, batch, Mode::Train)?;
-            self.prepare_loss_copy(batch)?;
-        }
-        let first = self.step + 1;
-        for j in 0..batches.len() {
-            self.write_step_params(j, first + j as u64);
-        }
-        for (j, &batch) in batches.iter().enumerate() {
-            self.averaged_step(j, data.id, batch)?;
-        }
-        Ok(())
-    }
-
     /// One data-parallel step in slot `j` of the step ring (its params written): forward and
     /// backward in one submission, the gradients averaged over the ranks on the host (wgpu
     /// cannot hand a buffer to MPI while the GPU works on), then the update and the loss copy
@@ -255,18 +236,11 @@ impl Trainer {
         source: usize,
         (offset, batch): (usize, usize),
     ) -> Result<()> {
-        let slot = j as u32;
-        self.gpu.run_pass(|pass| {
-            for d in &self.gathers[&(source, offset, batch, Mode::Train)].dispatches {
-                d.record(pass, slot);
-            }
-            self.plans[&(batch, Mode::Train)].record(pass, slot);
-        })?;
+        self.gpu
+            .run_pass(|pass| self.record_gradients(pass, source, j, (offset, batch)))?;
         self.average_gradients()?;
-        self.gpu.run_pass(|pass| {
-            self.optimizer.record(pass, slot);
-            self.loss_copies[&batch].record(pass, slot);
-        })?;
+        self.gpu
+            .run_pass(|pass| self.record_update(pass, j, batch))?;
         self.step += 1;
         if self.step.is_multiple_of(self.weight_check_steps) {
             self.check_same_weights()?;
@@ -291,7 +265,6 @@ impl Trainer {
             self.comm.mean(&mut grads)?;
             let averaged = started.elapsed();
             self.gpu.write(&self.weights.grads, &grads)?;
-            self.gpu.wait()?;
             self.averaging.copies += (read + started.elapsed() - averaged).as_secs_f64();
             self.averaging.collectives += (averaged - read).as_secs_f64();
             Ok(())
@@ -319,11 +292,29 @@ impl Trainer {
         j: usize,
         (offset, batch): (usize, usize),
     ) {
+        self.record_gradients(pass, source, j, (offset, batch));
+        self.record_update(pass, j, batch);
+    }
+
+    /// The first half of [`Trainer::record_step`]: the gathers and the plan (forward and
+    /// backward), which leave the step's gradients.
+    fn record_gradients(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        source: usize,
+        j: usize,
+        (offset, batch): (usize, usize),
+    ) {
         let slot = j as u32;
         for d in &self.gathers[&(source, offset, batch, Mode::Train)].dispatches {
             d.record(pass, slot);
         }
         self.plans[&(batch, Mode::Train)].record(pass, slot);
+    }
+
+    /// The second half of [`Trainer::record_step`]: the update and the loss copy.
+    fn record_update(&self, pass: &mut wgpu::ComputePass<'_>, j: usize, batch: usize) {
+        let slot = j as u32;
         self.optimizer.record(pass, slot);
         self.loss_copies[&batch].record(pass, slot);
     }

@@ -191,7 +191,7 @@ pub struct Trainer {
 /// Seconds a data-parallel trainer has spent averaging gradients, by part.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AveragingTime {
-    /// The gradients read back from the GPU and written to it again.
+    /// The gradients read back from the GPU, and handed to the queue to be written again.
     pub copies: f64,
     /// The collectives between the ranks (all-to-all, sum, all-gather).
     pub collectives: f64,
