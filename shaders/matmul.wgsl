@@ -143,13 +143,15 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     epilogue4(row, col, v);
 }
 
-// The kernel for CPU adapters (lavapipe): a 64×64 tile of C' per workgroup of 8×4 threads, each
-// thread a 16×8 block read straight from memory as vec4s, with no workgroup memory and no
+// The kernel for CPU adapters (lavapipe): a 64×64 tile of C' per workgroup of 8×2 threads, each
+// thread a 32×8 block read straight from memory as vec4s, with no workgroup memory and no
 // barriers. A CPU driver runs a workgroup's threads as the lanes of SIMD registers and turns
 // each load into a loop over the lanes, so its cost is the number of loads, whatever their
 // width, and it fuses no multiply-add it is not told to (hence `fma`). Per 4 steps of K a
-// thread loads 16 vectors of A and 8 of B for 512 multiply-adds, where the tiled kernels
-// make a scalar load per 4 to 16 (4-6x faster on lavapipe at 64×1024×1024). It needs every
+// thread loads 32 vectors of A and 8 of B for 1024 multiply-adds, where the tiled kernels
+// make a scalar load per 4 to 16 (4-6x faster on lavapipe at 64×1024×1024). B's loads are
+// the ones no lane shares, so the block is tall: 32 rows instead of 16 made the MLP's
+// products 1.2-1.8x faster on lavapipe (64 rows gained nothing more). It needs every
 // vec4 it loads to be whole and aligned: K % 4 == 0, M % 4 == 0 under TRANS_A, N % 4 == 0
 // without TRANS_B (`Matmul::direct_fits`). Rows and columns past C's edge load clamped
 // addresses and are never stored. On GPUs the tiled kernels' shared staging wins.
@@ -157,65 +159,74 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 //
 // SHARED_LANES, when not 0, is the subgroup size of an adapter whose subgroups are runs of
 // consecutive threads (a CPU driver's SIMD lanes): the 8 threads of a row of the workgroup are
-// then lanes of one subgroup, all needing the same 16 vectors of A, and each loads two and
-// takes the rest from its neighbours' registers (`lane_value`, a subgroup shuffle): 10 loads
-// per 512 multiply-adds instead of 24. The launcher prepends `lane_value`: a shuffle where the
+// then lanes of one subgroup, all needing the same 32 vectors of A, and each loads four and
+// takes the rest from its neighbours' registers (`lane_value`, a subgroup shuffle): 12 loads
+// per 1024 multiply-adds instead of 40. The launcher prepends `lane_value`: a shuffle where the
 // adapter has subgroups, else the identity, which SHARED_LANES = 0 never calls.
 override SHARED_LANES: u32 = 0u;
 
-@compute @workgroup_size(8, 4)
+@compute @workgroup_size(8, 2)
 fn direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) index: u32,
           @builtin(workgroup_id) wid: vec3<u32>) {
     let k_range = begin_workgroup(wid.z);
-    let row = wid.y * 64u + lid.y * 16u;
+    let row = wid.y * 64u + lid.y * 32u;
     let col = wid.x * 64u + lid.x * 8u;
     // The subgroup lane of this row's first thread, when lanes are shared.
     let first_lane = index % max(SHARED_LANES, 1u) - lid.x;
-    // c_rq: rows row + 4r .. +4 (one per matrix column) by columns col + 4q .. +4.
-    var c00 = mat4x4<f32>(); var c01 = mat4x4<f32>();
-    var c10 = mat4x4<f32>(); var c11 = mat4x4<f32>();
-    var c20 = mat4x4<f32>(); var c21 = mat4x4<f32>();
-    var c30 = mat4x4<f32>(); var c31 = mat4x4<f32>();
-    var sums0 = vec4<f32>(0.0); var sums1 = vec4<f32>(0.0);
-    var sums2 = vec4<f32>(0.0); var sums3 = vec4<f32>(0.0);
+    // Rows row + 8q .. +8 of the thread's block.
+    var q0 = Rows8(); var q1 = Rows8(); var q2 = Rows8(); var q3 = Rows8();
     for (var k = k_range.x; k < k_range.y; k += 4u) {
-        // Vectors j and 8 + j: rows row .. row + 8 and row + 8 .. row + 16 (see a_vector).
-        var v: array<vec4<f32>, 16>;
-        if SHARED_LANES != 0u {
-            let mine0 = a_vector(row, k, lid.x);
-            let mine1 = a_vector(row + 8u, k, lid.x);
-            for (var j = 0u; j < 8u; j++) {
-                v[j] = lane_value(mine0, first_lane + j);
-                v[8u + j] = lane_value(mine1, first_lane + j);
-            }
-        } else {
-            for (var j = 0u; j < 8u; j++) {
-                v[j] = a_vector(row, k, j);
-                v[8u + j] = a_vector(row + 8u, k, j);
-            }
-        }
-        var a0 = mat4x4<f32>(v[0], v[1], v[2], v[3]);
-        var a1 = mat4x4<f32>(v[4], v[5], v[6], v[7]);
-        var a2 = mat4x4<f32>(v[8], v[9], v[10], v[11]);
-        var a3 = mat4x4<f32>(v[12], v[13], v[14], v[15]);
-        if !TRANS_A { a0 = transpose(a0); a1 = transpose(a1); a2 = transpose(a2); a3 = transpose(a3); }
         let b0 = b_block(k, col);
         let b1 = b_block(k, col + 4u);
-        c00 = mac(c00, a0, b0); c01 = mac(c01, a0, b1);
-        c10 = mac(c10, a1, b0); c11 = mac(c11, a1, b1);
-        c20 = mac(c20, a2, b0); c21 = mac(c21, a2, b1);
-        c30 = mac(c30, a3, b0); c31 = mac(c31, a3, b1);
-        if ROW_SUMS {
-            sums0 += a0[0] + a0[1] + a0[2] + a0[3];
-            sums1 += a1[0] + a1[1] + a1[2] + a1[3];
-            sums2 += a2[0] + a2[1] + a2[2] + a2[3];
-            sums3 += a3[0] + a3[1] + a3[2] + a3[3];
-        }
+        q0 = mac8(q0, row_vectors(row, k, lid.x, first_lane), b0, b1);
+        q1 = mac8(q1, row_vectors(row + 8u, k, lid.x, first_lane), b0, b1);
+        q2 = mac8(q2, row_vectors(row + 16u, k, lid.x, first_lane), b0, b1);
+        q3 = mac8(q3, row_vectors(row + 24u, k, lid.x, first_lane), b0, b1);
     }
-    store_rows(row, col, c00, c01, sums0);
-    store_rows(row + 4u, col, c10, c11, sums1);
-    store_rows(row + 8u, col, c20, c21, sums2);
-    store_rows(row + 12u, col, c30, c31, sums3);
+    store_rows8(row, col, q0);
+    store_rows8(row + 8u, col, q1);
+    store_rows8(row + 16u, col, q2);
+    store_rows8(row + 24u, col, q3);
+}
+
+// Eight rows by a thread's eight columns: c_rh holds rows 4r .. 4r + 4 (one per matrix column)
+// by columns 4h .. 4h + 4; sums_r the rows' sums under ROW_SUMS.
+struct Rows8 {
+    c00: mat4x4<f32>, c01: mat4x4<f32>,
+    c10: mat4x4<f32>, c11: mat4x4<f32>,
+    sums0: vec4<f32>, sums1: vec4<f32>,
+}
+
+// The eight vectors `a_vector` gives for rows row .. row + 8 over k .. k + 4. With shared
+// lanes each of the row's 8 threads loads one and takes the others from its neighbours.
+fn row_vectors(row: u32, k: u32, lane: u32, first_lane: u32) -> array<vec4<f32>, 8> {
+    var v: array<vec4<f32>, 8>;
+    if SHARED_LANES != 0u {
+        let mine = a_vector(row, k, lane);
+        for (var j = 0u; j < 8u; j++) { v[j] = lane_value(mine, first_lane + j); }
+    } else {
+        for (var j = 0u; j < 8u; j++) { v[j] = a_vector(row, k, j); }
+    }
+    return v;
+}
+
+// `acc` plus 4 steps of K: the eight rows' vectors `v` times columns b0 and b1 (`b_block`).
+fn mac8(acc: Rows8, v: array<vec4<f32>, 8>, b0: mat4x4<f32>, b1: mat4x4<f32>) -> Rows8 {
+    var a0 = mat4x4<f32>(v[0], v[1], v[2], v[3]);
+    var a1 = mat4x4<f32>(v[4], v[5], v[6], v[7]);
+    if !TRANS_A { a0 = transpose(a0); a1 = transpose(a1); }
+    var out = Rows8(mac(acc.c00, a0, b0), mac(acc.c01, a0, b1),
+                    mac(acc.c10, a1, b0), mac(acc.c11, a1, b1), acc.sums0, acc.sums1);
+    if ROW_SUMS {
+        out.sums0 += a0[0] + a0[1] + a0[2] + a0[3];
+        out.sums1 += a1[0] + a1[1] + a1[2] + a1[3];
+    }
+    return out;
+}
+
+fn store_rows8(row: u32, col: u32, q: Rows8) {
+    store_rows(row, col, q.c00, q.c01, q.sums0);
+    store_rows(row + 4u, col, q.c10, q.c11, q.sums1);
 }
 
 // Four rows of a thread's block: column r of each matrix is row + r. Under ROW_SUMS, C's

@@ -89,7 +89,7 @@ pub enum Tile {
     T64,
     /// 128×128, 8×8 per thread, staged through workgroup memory: large products.
     T128,
-    /// 64×64, 16×8 per thread loaded straight from memory as vec4s, no workgroup memory: the
+    /// 64×64, 32×8 per thread loaded straight from memory as vec4s, no workgroup memory: the
     /// CPU adapters' kernel (see the shader for why). Only for shapes whose loads are whole
     /// vec4s ([`Matmul::direct_fits`]); others run `T64`.
     Direct,
