@@ -241,7 +241,7 @@ impl Matmul<'_> {
             &SPLIT_SUM,
             &constants,
             &self.bindings(&params, (a, b, c), Some(&partial), false, &spare),
-            grid_1d(m * columns.div_ceil(4), 256),
+            grid_1d(m * columns.div_ceil(4), 64),
         )?;
         Ok(vec![products, sum])
     }
