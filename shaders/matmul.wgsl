@@ -152,7 +152,8 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // thread loads 32 vectors of A and 8 of B for 1024 multiply-adds, where the tiled kernels
 // make a scalar load per 4 to 16 (4-6x faster on lavapipe at 64×1024×1024). B's loads are
 // the ones no lane shares, so the block is tall: 32 rows instead of 16 made the MLP's
-// products 1.2-1.8x faster on lavapipe (64 rows gained nothing more). It needs every
+// products 1.2-1.8x faster on lavapipe (64 rows gained nothing more), at a price: lavapipe
+// takes about 0.45 s to create each variant's pipeline instead of 0.17 s. It needs every
 // vec4 it loads to be whole and aligned: K % 4 == 0, M % 4 == 0 under TRANS_A, N % 4 == 0
 // without TRANS_B (`Matmul::direct_fits`). Rows and columns past C's edge load clamped
 // addresses and are never stored. On GPUs the tiled kernels' shared staging wins.
@@ -174,61 +175,82 @@ fn direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocatio
     let col = wid.x * 64u + lid.x * 8u;
     // The subgroup lane of this row's first thread, when lanes are shared.
     let first_lane = index % max(SHARED_LANES, 1u) - lid.x;
-    // Rows row + 8q .. +8 of the thread's block.
-    var q0 = Rows8(); var q1 = Rows8(); var q2 = Rows8(); var q3 = Rows8();
+    // c_rq: rows row + 4r .. +4 (one per matrix column) by columns col + 4q .. +4. Named
+    // values, not arrays or structs: those took lavapipe several times longer to compile.
+    var c00 = mat4x4<f32>(); var c01 = mat4x4<f32>();
+    var c10 = mat4x4<f32>(); var c11 = mat4x4<f32>();
+    var c20 = mat4x4<f32>(); var c21 = mat4x4<f32>();
+    var c30 = mat4x4<f32>(); var c31 = mat4x4<f32>();
+    var c40 = mat4x4<f32>(); var c41 = mat4x4<f32>();
+    var c50 = mat4x4<f32>(); var c51 = mat4x4<f32>();
+    var c60 = mat4x4<f32>(); var c61 = mat4x4<f32>();
+    var c70 = mat4x4<f32>(); var c71 = mat4x4<f32>();
+    var sums0 = vec4<f32>(0.0); var sums1 = vec4<f32>(0.0);
+    var sums2 = vec4<f32>(0.0); var sums3 = vec4<f32>(0.0);
+    var sums4 = vec4<f32>(0.0); var sums5 = vec4<f32>(0.0);
+    var sums6 = vec4<f32>(0.0); var sums7 = vec4<f32>(0.0);
     for (var k = k_range.x; k < k_range.y; k += 4u) {
         let b0 = b_block(k, col);
         let b1 = b_block(k, col + 4u);
-        q0 = mac8(q0, row_vectors(row, k, lid.x, first_lane), b0, b1);
-        q1 = mac8(q1, row_vectors(row + 8u, k, lid.x, first_lane), b0, b1);
-        q2 = mac8(q2, row_vectors(row + 16u, k, lid.x, first_lane), b0, b1);
-        q3 = mac8(q3, row_vectors(row + 24u, k, lid.x, first_lane), b0, b1);
+        let mine0 = own_vector(row, k, lid.x);
+        let mine1 = own_vector(row + 8u, k, lid.x);
+        let mine2 = own_vector(row + 16u, k, lid.x);
+        let mine3 = own_vector(row + 24u, k, lid.x);
+        let a0 = a_block(row, k, 0u, mine0, first_lane);
+        let a1 = a_block(row, k, 4u, mine0, first_lane);
+        let a2 = a_block(row + 8u, k, 0u, mine1, first_lane);
+        let a3 = a_block(row + 8u, k, 4u, mine1, first_lane);
+        let a4 = a_block(row + 16u, k, 0u, mine2, first_lane);
+        let a5 = a_block(row + 16u, k, 4u, mine2, first_lane);
+        let a6 = a_block(row + 24u, k, 0u, mine3, first_lane);
+        let a7 = a_block(row + 24u, k, 4u, mine3, first_lane);
+        c00 = mac(c00, a0, b0); c01 = mac(c01, a0, b1);
+        c10 = mac(c10, a1, b0); c11 = mac(c11, a1, b1);
+        c20 = mac(c20, a2, b0); c21 = mac(c21, a2, b1);
+        c30 = mac(c30, a3, b0); c31 = mac(c31, a3, b1);
+        c40 = mac(c40, a4, b0); c41 = mac(c41, a4, b1);
+        c50 = mac(c50, a5, b0); c51 = mac(c51, a5, b1);
+        c60 = mac(c60, a6, b0); c61 = mac(c61, a6, b1);
+        c70 = mac(c70, a7, b0); c71 = mac(c71, a7, b1);
+        if ROW_SUMS {
+            sums0 += row_sum(a0); sums1 += row_sum(a1); sums2 += row_sum(a2); sums3 += row_sum(a3);
+            sums4 += row_sum(a4); sums5 += row_sum(a5); sums6 += row_sum(a6); sums7 += row_sum(a7);
+        }
     }
-    store_rows8(row, col, q0);
-    store_rows8(row + 8u, col, q1);
-    store_rows8(row + 16u, col, q2);
-    store_rows8(row + 24u, col, q3);
+    store_rows(row, col, c00, c01, sums0);
+    store_rows(row + 4u, col, c10, c11, sums1);
+    store_rows(row + 8u, col, c20, c21, sums2);
+    store_rows(row + 12u, col, c30, c31, sums3);
+    store_rows(row + 16u, col, c40, c41, sums4);
+    store_rows(row + 20u, col, c50, c51, sums5);
+    store_rows(row + 24u, col, c60, c61, sums6);
+    store_rows(row + 28u, col, c70, c71, sums7);
 }
 
-// Eight rows by a thread's eight columns: c_rh holds rows 4r .. 4r + 4 (one per matrix column)
-// by columns 4h .. 4h + 4; sums_r the rows' sums under ROW_SUMS.
-struct Rows8 {
-    c00: mat4x4<f32>, c01: mat4x4<f32>,
-    c10: mat4x4<f32>, c11: mat4x4<f32>,
-    sums0: vec4<f32>, sums1: vec4<f32>,
+// With shared lanes, this thread's vector of the 8 rows from `row` (`a_vector` j = lane), which
+// its row's other threads take from its register.
+fn own_vector(row: u32, k: u32, lane: u32) -> vec4<f32> {
+    if SHARED_LANES == 0u { return vec4<f32>(0.0); }
+    return a_vector(row, k, lane);
 }
 
-// The eight vectors `a_vector` gives for rows row .. row + 8 over k .. k + 4. With shared
-// lanes each of the row's 8 threads loads one and takes the others from its neighbours.
-fn row_vectors(row: u32, k: u32, lane: u32, first_lane: u32) -> array<vec4<f32>, 8> {
-    var v: array<vec4<f32>, 8>;
+// op(A)[row + j0 .. +4, k .. k + 4] as a matrix whose column kk holds the four rows at k + kk:
+// vectors j0 .. j0 + 4 of `a_vector`, loaded or (shared lanes) taken from the lanes holding them.
+fn a_block(row: u32, k: u32, j0: u32, mine: vec4<f32>, first_lane: u32) -> mat4x4<f32> {
+    var m: mat4x4<f32>;
     if SHARED_LANES != 0u {
-        let mine = a_vector(row, k, lane);
-        for (var j = 0u; j < 8u; j++) { v[j] = lane_value(mine, first_lane + j); }
+        m = mat4x4<f32>(lane_value(mine, first_lane + j0), lane_value(mine, first_lane + j0 + 1u),
+                        lane_value(mine, first_lane + j0 + 2u), lane_value(mine, first_lane + j0 + 3u));
     } else {
-        for (var j = 0u; j < 8u; j++) { v[j] = a_vector(row, k, j); }
+        m = mat4x4<f32>(a_vector(row, k, j0), a_vector(row, k, j0 + 1u),
+                        a_vector(row, k, j0 + 2u), a_vector(row, k, j0 + 3u));
     }
-    return v;
+    if !TRANS_A { m = transpose(m); }
+    return m;
 }
 
-// `acc` plus 4 steps of K: the eight rows' vectors `v` times columns b0 and b1 (`b_block`).
-fn mac8(acc: Rows8, v: array<vec4<f32>, 8>, b0: mat4x4<f32>, b1: mat4x4<f32>) -> Rows8 {
-    var a0 = mat4x4<f32>(v[0], v[1], v[2], v[3]);
-    var a1 = mat4x4<f32>(v[4], v[5], v[6], v[7]);
-    if !TRANS_A { a0 = transpose(a0); a1 = transpose(a1); }
-    var out = Rows8(mac(acc.c00, a0, b0), mac(acc.c01, a0, b1),
-                    mac(acc.c10, a1, b0), mac(acc.c11, a1, b1), acc.sums0, acc.sums1);
-    if ROW_SUMS {
-        out.sums0 += a0[0] + a0[1] + a0[2] + a0[3];
-        out.sums1 += a1[0] + a1[1] + a1[2] + a1[3];
-    }
-    return out;
-}
-
-fn store_rows8(row: u32, col: u32, q: Rows8) {
-    store_rows(row, col, q.c00, q.c01, q.sums0);
-    store_rows(row + 4u, col, q.c10, q.c11, q.sums1);
-}
+// The four rows' sums over this block's k .. k + 4.
+fn row_sum(a: mat4x4<f32>) -> vec4<f32> { return a[0] + a[1] + a[2] + a[3]; }
 
 // Four rows of a thread's block: column r of each matrix is row + r. Under ROW_SUMS, C's
 // column N holds the rows' sums, as the tiled kernels' column of ones would give.
