@@ -4,7 +4,7 @@
 //! many compute passes as needed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Tensor};
@@ -77,9 +77,106 @@ pub const STEP_SLOT_BYTES: u64 = 256;
 
 #[derive(Debug)]
 pub(crate) struct CompiledKernel {
-    pipeline: wgpu::ComputePipeline,
+    /// Set once created (or failed): at once, or by a worker thread inside
+    /// [`Gpu::compiling_concurrently`], which another thread's cache hit may have to wait for.
+    pipeline: OnceLock<std::result::Result<wgpu::ComputePipeline, String>>,
     layout: wgpu::BindGroupLayout,
     label: Arc<str>,
+}
+
+/// A pipeline a worker thread is creating, with the cache key to drop if it fails.
+#[cfg(not(target_arch = "wasm32"))]
+type PendingPipeline = (PipelineKey, std::thread::JoinHandle<Result<()>>);
+
+#[cfg(not(target_arch = "wasm32"))]
+thread_local! {
+    /// The pipelines this thread's [`Gpu::compiling_concurrently`] is waiting for; `None`
+    /// outside one, where pipelines are created on the spot.
+    static PENDING: std::cell::RefCell<Option<Vec<PendingPipeline>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A pipeline to create for a compiled kernel.
+struct PipelineJob {
+    device: wgpu::Device,
+    module: wgpu::ShaderModule,
+    layout: wgpu::PipelineLayout,
+    kernel: Arc<CompiledKernel>,
+    constants: Vec<(&'static str, f64)>,
+    label: String,
+}
+
+impl PipelineJob {
+    /// Creates the pipeline; natively a validation error is caught here, named by its kernel
+    /// (error scopes are per thread, so this works on a worker too).
+    fn run(self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&self.label),
+                layout: Some(&self.layout),
+                module: &self.module,
+                entry_point: Some(&self.kernel.label),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &self.constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        #[cfg(not(target_arch = "wasm32"))]
+        let created = match pollster::block_on(scope.pop()) {
+            Some(error) => Err(format!("compiling {}: {error}", self.label)),
+            None => Ok(pipeline),
+        };
+        #[cfg(target_arch = "wasm32")]
+        let created = Ok(pipeline);
+        // Only this job sets it.
+        let _ = self.kernel.pipeline.set(created.clone());
+        created.map(drop).map_err(Error::Gpu)
+    }
+}
+
+/// Hands `job` to a worker thread when this thread is inside
+/// [`Gpu::compiling_concurrently`]; otherwise gives it back to run now. At most one worker
+/// per core creates a pipeline at a time (a plan may need fifty, each holding a compiler's
+/// memory).
+#[cfg(not(target_arch = "wasm32"))]
+fn defer(key: &PipelineKey, job: PipelineJob) -> Option<PipelineJob> {
+    PENDING.with_borrow_mut(|pending| match pending {
+        Some(pending) => {
+            pending.push((key.clone(), std::thread::spawn(|| job.run_in_turn())));
+            None
+        }
+        None => Some(job),
+    })
+}
+
+#[cfg(target_arch = "wasm32")]
+fn defer(_: &PipelineKey, job: PipelineJob) -> Option<PipelineJob> {
+    Some(job)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl PipelineJob {
+    /// [`PipelineJob::run`] once fewer workers than cores are running one.
+    fn run_in_turn(self) -> Result<()> {
+        static BUSY: (std::sync::Mutex<usize>, std::sync::Condvar) =
+            (std::sync::Mutex::new(0), std::sync::Condvar::new());
+        let poisoned = |_| Error::Gpu("pipeline workers' count poisoned".into());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (busy, freed) = &BUSY;
+        let mut running = freed
+            .wait_while(busy.lock().map_err(poisoned)?, |running| *running >= cores)
+            .map_err(poisoned)?;
+        *running += 1;
+        drop(running);
+        let created = self.run();
+        *busy.lock().map_err(poisoned)? -= 1;
+        freed.notify_one();
+        created
+    }
 }
 
 /// Module (a family's name, or a user op's full source), entry point, override constants.
@@ -153,7 +250,11 @@ pub struct Dispatch {
 impl Dispatch {
     /// Records this dispatch; `step_slot` picks the step-uniform slot when the kernel has one.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, step_slot: u32) {
-        pass.set_pipeline(&self.kernel.pipeline);
+        // A pipeline another thread is still creating is waited for. One that failed is left
+        // unset: its creator returned the error, and this dispatch fails validation at submit.
+        if let Ok(pipeline) = self.kernel.pipeline.wait() {
+            pass.set_pipeline(pipeline);
+        }
         let offsets: &[u32] = if self.has_step_uniform {
             &[step_slot * STEP_SLOT_BYTES as u32]
         } else {
@@ -258,29 +359,68 @@ impl Gpu {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(error) = pollster::block_on(scope.pop()) {
             cache.modules.remove(&key);
             return Err(Error::Gpu(format!("compiling {label}::{entry}: {error}")));
         }
         let kernel = Arc::new(CompiledKernel {
-            pipeline,
+            pipeline: OnceLock::new(),
             layout,
             label: Arc::from(entry),
         });
+        let job = PipelineJob {
+            device: device.clone(),
+            module,
+            layout: pipeline_layout,
+            kernel: Arc::clone(&kernel),
+            constants: constants.to_vec(),
+            label: format!("{label}::{entry}"),
+        };
+        if let Some(job) = defer(&pipeline_key, job)
+            && let Err(error) = job.run()
+        {
+            cache.modules.remove(&key);
+            return Err(error);
+        }
         cache.kernels.insert(pipeline_key, Arc::clone(&kernel));
         Ok(kernel)
+    }
+
+    /// Runs `build`, creating the pipelines it compiles on worker threads (one each), and
+    /// waits for them all before returning: a training step's plan needs a dozen, and a CPU
+    /// driver (lavapipe) spends up to half a second on each, so they take every core instead
+    /// of one. A pipeline that fails is dropped from the cache and its error returned.
+    pub(crate) fn compiling_concurrently<T>(&self, build: impl FnOnce() -> Result<T>) -> Result<T> {
+        #[cfg(target_arch = "wasm32")]
+        return build();
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let outermost = PENDING.with_borrow_mut(|pending| {
+                pending.is_none() && pending.insert(Vec::new()).is_empty()
+            });
+            let built = build();
+            if !outermost {
+                return built;
+            }
+            let pending = PENDING.with_borrow_mut(Option::take).unwrap_or_default();
+            let mut failure = None;
+            for (key, worker) in pending {
+                let created = worker
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Gpu("a pipeline's creation panicked".into())));
+                if let Err(error) = created {
+                    if let Ok(mut cache) = self.inner.pipelines.lock()
+                        && let Some(kernel) = cache.kernels.remove(&key)
+                    {
+                        // A worker that panicked set nothing: no other thread may wait forever.
+                        let _ = kernel.pipeline.set(Err(error.to_string()));
+                    }
+                    failure.get_or_insert(error);
+                }
+            }
+            failure.map_or(built, Err)
+        }
     }
 
     /// Compiles (or fetches) `spec` and binds `binds` to it.
@@ -391,5 +531,65 @@ impl Gpu {
         record(&mut encoder.begin_compute_pass(&Default::default()));
         self.inner.queue.submit([encoder.finish()]);
         self.take_fault()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static SHADER: Shader = Shader {
+        name: "concurrency_test",
+        source: || {
+            "override SCALE: f32 = 0.0;
+             @group(0) @binding(0) var<storage, read_write> out: array<f32>;
+             @compute @workgroup_size(1) fn fill() { out[0] = SCALE; }"
+                .into()
+        },
+    };
+    static FILL: KernelSpec = KernelSpec {
+        shader: &SHADER,
+        entry: "fill",
+        bindings: &[Access::ReadWrite],
+    };
+
+    #[test]
+    fn pipelines_created_concurrently_run_and_a_failed_one_is_an_error_not_a_cached_kernel() {
+        let gpu = Gpu::new().expect("an adapter (lavapipe in CI)");
+        let outs: Vec<Tensor> = (0..4).map(|_| gpu.zeros(&[1]).expect("a tensor")).collect();
+        let dispatches = gpu
+            .compiling_concurrently(|| {
+                (0..4)
+                    .map(|i| {
+                        let scale = [("SCALE", i as f64 + 1.0)];
+                        gpu.dispatch(&FILL, &scale, &[Bind::Tensor(&outs[i])], [1, 1, 1])
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .expect("four valid pipelines");
+        gpu.run(&dispatches.iter().collect::<Vec<_>>())
+            .expect("the dispatches run");
+        for (i, out) in outs.iter().enumerate() {
+            assert_eq!(gpu.read(out).expect("a readback"), [i as f32 + 1.0]);
+        }
+
+        // An override the shader does not declare fails when the pipeline is created: on a
+        // worker inside the batch, and again (not served from the cache) outside it.
+        let unknown = [("NOT_DECLARED", 1.0)];
+        let binds = [Bind::Tensor(&outs[0])];
+        let error = gpu
+            .compiling_concurrently(|| gpu.dispatch(&FILL, &unknown, &binds, [1, 1, 1]))
+            .expect_err("an unknown override");
+        assert!(
+            error.to_string().contains("concurrency_test::fill"),
+            "{error}"
+        );
+        let error = gpu
+            .dispatch(&FILL, &unknown, &binds, [1, 1, 1])
+            .expect_err("still an unknown override");
+        assert!(
+            error.to_string().contains("concurrency_test::fill"),
+            "{error}"
+        );
     }
 }

@@ -481,14 +481,16 @@ impl Trainer {
     /// The compiled plan for `batch` in `mode` (compiled on first use).
     pub fn plan(&mut self, batch: usize, mode: Mode) -> Result<&Plan> {
         if !self.plans.contains_key(&(batch, mode)) {
-            let plan = Plan::compile(
-                &self.gpu,
-                &self.graph,
-                &self.weights,
-                &self.step_ring,
-                batch,
-                mode,
-            )?;
+            let plan = self.gpu.compiling_concurrently(|| {
+                Plan::compile(
+                    &self.gpu,
+                    &self.graph,
+                    &self.weights,
+                    &self.step_ring,
+                    batch,
+                    mode,
+                )
+            })?;
             self.plans.insert((batch, mode), plan);
         }
         Ok(&self.plans[&(batch, mode)])
