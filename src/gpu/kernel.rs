@@ -396,8 +396,11 @@ impl Gpu {
         return build();
         #[cfg(not(target_arch = "wasm32"))]
         {
+            // A nested call leaves the waiting to the outermost one.
             let outermost = PENDING.with_borrow_mut(|pending| {
-                pending.is_none() && pending.insert(Vec::new()).is_empty()
+                let outermost = pending.is_none();
+                pending.get_or_insert_with(Vec::new);
+                outermost
             });
             let built = build();
             if !outermost {
