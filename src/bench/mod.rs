@@ -149,7 +149,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     }
 
     for &batch in &args.mlp {
-        mlp_bench(&gpu, &mut rng, (batch, &comm), false, &mut show)?;
+        mlp_bench(&gpu, &mut rng, (batch, &comm), Length::Full, &mut show)?;
     }
     for &n in &args.matmul {
         square_matmuls(&gpu, &mut rng, n, args.compare_naive, &mut show)?;
@@ -538,13 +538,18 @@ fn suite(
         }
     }
     // On a CPU adapter a b16384 step takes tens of seconds: the suite stops at 1024 there.
+    let length = match (quick, cpu) {
+        (true, _) => Length::Quick,
+        (false, true) => Length::Short,
+        (false, false) => Length::Full,
+    };
     let mlp_batches: &[usize] = match (quick, cpu) {
         (true, _) => &[64, 256],
         (false, true) => &[64, 256, 1024],
         (false, false) => &[64, 256, 1024, 4096, 16384],
     };
     for &b in mlp_batches {
-        mlp_bench(gpu, rng, (b, comm), quick || cpu, show)?;
+        mlp_bench(gpu, rng, (b, comm), length, show)?;
     }
     // The CNN of examples/cnn.rs: its convolutions beside matmuls of the same FLOPs, and its
     // whole training step.
@@ -562,7 +567,7 @@ fn suite(
             ["cnn-step", "cnn-step-fit"],
             graph,
             (b, comm),
-            quick || cpu,
+            length,
         )? {
             show(m);
         }
@@ -571,12 +576,24 @@ fn suite(
     Ok(())
 }
 
+/// How long a training-step benchmark runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Length {
+    /// `--quick` (CI): 2 warm-up steps, then about 3 s of steps (at least 3), and fit over
+    /// 8-batch epochs, whose end-of-epoch waits then show in its rate.
+    Quick,
+    /// A CPU adapter: about 3 s of timed steps (at least 10).
+    Short,
+    /// About 20 s of timed steps (at least 10).
+    Full,
+}
+
 /// The mlp-bench step at one batch size, through `run_steps` and `fit`.
 fn mlp_bench(
     gpu: &Gpu,
     rng: &mut StdRng,
     ranks: (usize, &Arc<dyn Communicator>),
-    short: bool,
+    length: Length,
     show: &mut dyn FnMut(Measurement),
 ) -> Result<()> {
     let mlp = Sequential::mlp(784, &[1024, 1024], 10, Activation::Relu, 0.0, false);
@@ -587,7 +604,7 @@ fn mlp_bench(
         ["mlp-bench", "mlp-bench-fit"],
         graph,
         ranks,
-        short,
+        length,
     )? {
         show(m);
     }
@@ -596,8 +613,9 @@ fn mlp_bench(
 
 /// BENCH.md's mlp-bench: 784 → 1024 → ReLU → 1024 → ReLU → 10, cross-entropy, Adam, 64
 /// resident batches (fewer when 64 would not fit one binding), 10 warm-up steps, then ≥ 200
-/// timed steps (fewer when a step takes over 10 ms, or in quick mode), wall clock from the
+/// timed steps (fewer when a step takes over 10 ms, or by `Length`), wall clock from the
 /// first submit to the last loss read back.
+///
 /// Training steps per second of `graph` (one f32 input of 784 features, 10 classes) with Adam
 /// on device-resident random data, two ways: `run_steps` (the benchmark's loop, one loss
 /// read at the end) and `fit_epoch` over shuffled epochs with every step's loss read back
@@ -609,13 +627,14 @@ fn bench_training_step(
     names: [&'static str; 2],
     graph: crate::graph::Graph,
     (batch, comm): (usize, &Arc<dyn Communicator>),
-    short: bool,
+    length: Length,
 ) -> Result<Vec<Measurement>> {
     // 64 resident batches where one binding holds them: fit's epochs then run 64 steps
     // before the one wait at each epoch's end (a real dataset's epochs are longer still; with
     // 8-step epochs that wait cost 7-17% of fit's rate, on lavapipe and an H200 alike).
     let row_bytes = 784 * 4;
-    let resident = (gpu.max_binding_bytes() as usize / (batch * row_bytes)).clamp(1, 64);
+    let most = if length == Length::Quick { 8 } else { 64 };
+    let resident = (gpu.max_binding_bytes() as usize / (batch * row_bytes)).clamp(1, most);
     let rows = resident * batch;
     let x: Vec<f32> = (0..rows * 784)
         .map(|_| rng.random_range(0.0..1.0))
@@ -634,12 +653,16 @@ fn bench_training_step(
     let start = Instant::now();
     trainer.run_steps(&data, batch, 1)?;
     let first_step = start.elapsed().as_secs_f64();
+    let (warm_steps, budget, fewest) = match length {
+        Length::Quick => (2, 3.0, 3),
+        Length::Short => (9, 3.0, 10),
+        Length::Full => (9, 20.0, 10),
+    };
     let warm = Instant::now();
-    trainer.run_steps(&data, batch, 9)?;
-    let per_step = warm.elapsed().as_secs_f64() / 9.0;
-    let budget = if short { 3.0 } else { 20.0 };
+    trainer.run_steps(&data, batch, warm_steps)?;
+    let per_step = warm.elapsed().as_secs_f64() / warm_steps as f64;
     let steps = if per_step > 0.01 {
-        ((budget / per_step) as usize).clamp(10, 200)
+        ((budget / per_step) as usize).clamp(fewest, 200)
     } else {
         200
     };
@@ -778,15 +801,22 @@ fn profile_step(gpu: &Gpu, model: ProfiledModel, batch: usize) -> Result<()> {
         trainer.train_batch(&x, &y)?;
     }
     let mut rows: Vec<(String, f64)> = vec![];
-    let plan = trainer.plan(batch, crate::graph::Mode::Train)?;
+    let (plan, optimizer) = trainer.step_dispatches(batch)?;
     for (i, dispatch) in plan.dispatches().iter().enumerate() {
         let (seconds, _) = time_pass(gpu, 1, 5, &|pass| dispatch.record(pass, 0))?;
         rows.push((format!("{i:>2} {}", dispatch.label()), seconds));
     }
-    let optimizer = trainer.optimizer_state();
     let (seconds, _) = time_pass(gpu, 1, 5, &|pass| optimizer.record(pass, 0))?;
     rows.push(("optimizer update".into(), seconds));
     let total: f64 = rows.iter().map(|r| r.1).sum();
+    // The same dispatches back to back in one pass: what the sum leaves out (barriers, cold
+    // caches between kernels) is the difference.
+    let (together, _) = time_pass(gpu, 1, 5, &|pass| {
+        for dispatch in plan.dispatches() {
+            dispatch.record(pass, 0);
+        }
+        optimizer.record(pass, 0);
+    })?;
     crate::train::say(format_args!(
         "{model:?} training step at batch {batch}, each dispatch timed alone:"
     ));
@@ -802,6 +832,12 @@ fn profile_step(gpu: &Gpu, model: ProfiledModel, batch: usize) -> Result<()> {
         "sum",
         total * 1e6,
         1.0 / total
+    ));
+    crate::train::say(format_args!(
+        "  {:<28} {:>10.1} µs  ({:.1} steps/s)",
+        "all in one pass",
+        together * 1e6,
+        1.0 / together
     ));
     Ok(())
 }

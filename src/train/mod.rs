@@ -478,6 +478,13 @@ impl Trainer {
         &self.optimizer
     }
 
+    /// The training plan for `batch` beside the optimizer update that follows it: the
+    /// dispatches of one step, for `bench --profile`.
+    pub(crate) fn step_dispatches(&mut self, batch: usize) -> Result<(&Plan, &OptimizerState)> {
+        self.plan(batch, Mode::Train)?;
+        Ok((&self.plans[&(batch, Mode::Train)], &self.optimizer))
+    }
+
     /// The compiled plan for `batch` in `mode` (compiled on first use).
     pub fn plan(&mut self, batch: usize, mode: Mode) -> Result<&Plan> {
         if !self.plans.contains_key(&(batch, mode)) {
