@@ -479,7 +479,8 @@ impl Trainer {
     }
 
     /// The training plan for `batch` beside the optimizer update that follows it: the
-    /// dispatches of one step, for `bench --profile`.
+    /// dispatches of one step, for `bench --profile` (native only, as the bench is).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn step_dispatches(&mut self, batch: usize) -> Result<(&Plan, &OptimizerState)> {
         self.plan(batch, Mode::Train)?;
         Ok((&self.plans[&(batch, Mode::Train)], &self.optimizer))
