@@ -299,6 +299,29 @@ fn environment_and_checkpoint_inputs_cannot_make_it_panic() {
 }
 
 #[test]
+fn a_killed_runs_temp_file_goes_even_when_no_save_comes() {
+    let dir = scratch("stale temps");
+    let model = dir.join("model.safetensors");
+    let stale = dir.join(".model.safetensors.tmp-4000000");
+    std::fs::write(&stale, b"half a checkpoint").expect("write");
+    // The run stops at its data, before any step: the stale file goes all the same.
+    let missing = dir.join("missing.csv");
+    let out = wgtrain(&[
+        "train",
+        "--data",
+        path_str(&missing),
+        "--save",
+        path_str(&model),
+    ]);
+    fails_with(&out, "missing.csv");
+    assert!(
+        !stale.exists(),
+        "the dead process's temp file is still there"
+    );
+    assert!(!model.exists());
+}
+
+#[test]
 fn interrupts_at_random_moments_stop_cleanly() {
     let dir = scratch("interrupts");
     let data = dir.join("train.csv");

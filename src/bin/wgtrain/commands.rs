@@ -39,15 +39,17 @@ pub(crate) fn data_files(args: &DataArgs, path: &Path) -> Vec<PathBuf> {
 
 /// Checks every output before any work: each is a regular file (or absent) in an existing
 /// directory, no two outputs are one file, and no output is one of the inputs, except the
-/// pairs in `may_replace` (a resumed checkpoint saved over itself).
+/// pairs in `may_replace` (a resumed checkpoint saved over itself). Temp files a killed run
+/// left beside an output go now, not at the first save, which an early stop never reaches.
 pub(crate) fn check_paths(
     inputs: &[(&str, PathBuf)],
     outputs: &[(&str, &Path)],
     may_replace: &[(&str, &str)],
 ) -> Result<()> {
     for (i, &(flag, path)) in outputs.iter().enumerate() {
-        wgtrain::files::output_target(path)
+        let target = wgtrain::files::output_target(path)
             .map_err(|e| bad_flag(format!("{flag} {}: {e}", path.display())))?;
+        wgtrain::files::remove_stale_temps(&target);
         for &(other, earlier) in &outputs[..i] {
             if wgtrain::files::same_file(path, earlier) {
                 return Err(bad_flag(format!(
