@@ -572,7 +572,7 @@ fn suite(
 }
 
 /// How long a training-step benchmark runs.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Length {
     /// `--quick` (CI): 2 warm-up steps, then about 3 s of steps (at least 3), and fit over
     /// 8-batch epochs, whose end-of-epoch waits then show in its rate.
@@ -624,11 +624,15 @@ fn bench_training_step(
     (batch, comm): (usize, &Arc<dyn Communicator>),
     length: Length,
 ) -> Result<Vec<Measurement>> {
-    // 64 resident batches where one binding holds them: fit's epochs then run 64 steps
-    // before the one wait at each epoch's end (a real dataset's epochs are longer still; with
-    // 8-step epochs that wait cost 7-17% of fit's rate, on lavapipe and an H200 alike).
+    // 64 resident batches (8 in quick mode) where one binding holds them: fit's epochs then
+    // run 64 steps before the one wait at each epoch's end (a real dataset's epochs are longer
+    // still; with 8-step epochs that wait cost 7-17% of fit's rate, on lavapipe and an H200).
+    let (most, warm_steps, budget, fewest) = match length {
+        Length::Quick => (8, 2, 3.0, 3),
+        Length::Short => (64, 9, 3.0, 10),
+        Length::Full => (64, 9, 20.0, 10),
+    };
     let row_bytes = 784 * 4;
-    let most = if length == Length::Quick { 8 } else { 64 };
     let resident = (gpu.max_binding_bytes() as usize / (batch * row_bytes)).clamp(1, most);
     let rows = resident * batch;
     let x: Vec<f32> = (0..rows * 784)
@@ -648,11 +652,6 @@ fn bench_training_step(
     let start = Instant::now();
     trainer.run_steps(&data, batch, 1)?;
     let first_step = start.elapsed().as_secs_f64();
-    let (warm_steps, budget, fewest) = match length {
-        Length::Quick => (2, 3.0, 3),
-        Length::Short => (9, 3.0, 10),
-        Length::Full => (9, 20.0, 10),
-    };
     let warm = Instant::now();
     trainer.run_steps(&data, batch, warm_steps)?;
     let per_step = warm.elapsed().as_secs_f64() / warm_steps as f64;
@@ -807,9 +806,7 @@ fn profile_step(gpu: &Gpu, model: ProfiledModel, batch: usize) -> Result<()> {
     // The same dispatches back to back in one pass: what the sum leaves out (barriers, cold
     // caches between kernels) is the difference.
     let (together, _) = time_pass(gpu, 1, 5, &|pass| {
-        for dispatch in plan.dispatches() {
-            dispatch.record(pass, 0);
-        }
+        plan.record(pass, 0);
         optimizer.record(pass, 0);
     })?;
     crate::train::say(format_args!(
