@@ -10,7 +10,9 @@
 // Bindings: 0 params (uniform), 1 a (read, M·K), 2 b (read, K·N), 3 bias (read, N; or aux,
 //           M·N), 4 c (read_write, M·N), 5 row_sums (read_write, M; c again when unused),
 //           6 partial (read_write, splits·M·N' under SPLIT_K; c again otherwise), 7 and 8
-//           a and b again as vec4s (`direct` only; stand-ins otherwise).
+//           a and b again as vec4s (`direct` only; stand-ins otherwise). `direct` also sees
+//           bindings 3 and 4 as vec4s (`aux4`, `c4`): an entry point may not use two variables
+//           of one binding, and it uses only these.
 // Batched: workgroup z is the batch index; A, B and C (and aux under GRAD_MASK) start
 // stride_a, stride_b, stride_c elements further per batch (bias and row_sums are not batched).
 // Split along K (SPLIT_K, unbatched products only): workgroup z sums k in [z·k_chunk, +k_chunk)
@@ -51,6 +53,8 @@ override ACT: u32 = 0u;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(7) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> aux4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
 
 // This workgroup's matrices inside the batched buffers.
 var<private> base_a: u32;
@@ -93,13 +97,18 @@ fn columns() -> u32 { return params.n + select(0u, 1u, ROW_SUMS); }
 // partial, or through the epilogue into C.
 fn store4(row: u32, col: u32, v: vec4<f32>) {
     if SPLIT_K {
-        if row >= params.m { return; }
-        for (var j = 0u; j < 4u; j++) {
-            if col + j < columns() { partial[(split * params.m + row) * columns() + col + j] = v[j]; }
-        }
+        store_partial4(row, col, v);
         return;
     }
     epilogue4(row, col, v);
+}
+
+// Four consecutive results of row `row` from column `col` on, into this split's partial.
+fn store_partial4(row: u32, col: u32, v: vec4<f32>) {
+    if row >= params.m { return; }
+    for (var j = 0u; j < 4u; j++) {
+        if col + j < columns() { partial[(split * params.m + row) * columns() + col + j] = v[j]; }
+    }
 }
 
 // Applies the epilogue to four consecutive elements of row `row` from column `col` on and
@@ -155,8 +164,11 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // products 1.2-1.8x faster on lavapipe (64 rows gained nothing more), at a price: lavapipe
 // takes about 0.45 s to create each variant's pipeline instead of 0.17 s. It needs every
 // vec4 it loads to be whole and aligned: K % 4 == 0, M % 4 == 0 under TRANS_A, N % 4 == 0
-// without TRANS_B (`Matmul::direct_fits`). Rows and columns past C's edge load clamped
-// addresses and are never stored. On GPUs the tiled kernels' shared staging wins.
+// without TRANS_B. Stores cost like loads, so C (and the epilogue's bias, aux and
+// accumulated C) moves as vec4s too, which needs N % 4 == 0 unless the product is split (a
+// split stores its partials a float at a time): `Matmul::direct_fits`. Rows and columns past
+// C's edge load clamped addresses and are never stored. On GPUs the tiled kernels' shared
+// staging wins.
 // Grid: (ceil(N' / 64), ceil(M / 64), z), N' as for the tiled kernels.
 //
 // SHARED_LANES, when not 0, is the subgroup size of an adapter whose subgroups are runs of
@@ -217,14 +229,16 @@ fn direct(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocatio
             sums4 += row_sum(a4); sums5 += row_sum(a5); sums6 += row_sum(a6); sums7 += row_sum(a7);
         }
     }
-    store_rows(row, col, c00, c01, sums0);
-    store_rows(row + 4u, col, c10, c11, sums1);
-    store_rows(row + 8u, col, c20, c21, sums2);
-    store_rows(row + 12u, col, c30, c31, sums3);
-    store_rows(row + 16u, col, c40, c41, sums4);
-    store_rows(row + 20u, col, c50, c51, sums5);
-    store_rows(row + 24u, col, c60, c61, sums6);
-    store_rows(row + 28u, col, c70, c71, sums7);
+    // The bias over the thread's 8 columns, loaded once for its 32 rows.
+    let bias = mat2x4<f32>(direct_bias(col), direct_bias(col + 4u));
+    store_rows(row, col, c00, c01, sums0, bias);
+    store_rows(row + 4u, col, c10, c11, sums1, bias);
+    store_rows(row + 8u, col, c20, c21, sums2, bias);
+    store_rows(row + 12u, col, c30, c31, sums3, bias);
+    store_rows(row + 16u, col, c40, c41, sums4, bias);
+    store_rows(row + 20u, col, c50, c51, sums5, bias);
+    store_rows(row + 24u, col, c60, c61, sums6, bias);
+    store_rows(row + 28u, col, c70, c71, sums7, bias);
 }
 
 // With shared lanes, this thread's vector of the 8 rows from `row` (`a_vector` j = lane), which
@@ -254,15 +268,47 @@ fn row_sum(a: mat4x4<f32>) -> vec4<f32> { return a[0] + a[1] + a[2] + a[3]; }
 
 // Four rows of a thread's block: column r of each matrix is row + r. Under ROW_SUMS, C's
 // column N holds the rows' sums, as the tiled kernels' column of ones would give.
-fn store_rows(row: u32, col: u32, left: mat4x4<f32>, right: mat4x4<f32>, sums: vec4<f32>) {
-    store4(row, col, with_sum(left[0], col, sums.x));
-    store4(row, col + 4u, with_sum(right[0], col + 4u, sums.x));
-    store4(row + 1u, col, with_sum(left[1], col, sums.y));
-    store4(row + 1u, col + 4u, with_sum(right[1], col + 4u, sums.y));
-    store4(row + 2u, col, with_sum(left[2], col, sums.z));
-    store4(row + 2u, col + 4u, with_sum(right[2], col + 4u, sums.z));
-    store4(row + 3u, col, with_sum(left[3], col, sums.w));
-    store4(row + 3u, col + 4u, with_sum(right[3], col + 4u, sums.w));
+fn store_rows(row: u32, col: u32, left: mat4x4<f32>, right: mat4x4<f32>, sums: vec4<f32>,
+              bias: mat2x4<f32>) {
+    direct_store4(row, col, with_sum(left[0], col, sums.x), bias[0]);
+    direct_store4(row, col + 4u, with_sum(right[0], col + 4u, sums.x), bias[1]);
+    direct_store4(row + 1u, col, with_sum(left[1], col, sums.y), bias[0]);
+    direct_store4(row + 1u, col + 4u, with_sum(right[1], col + 4u, sums.y), bias[1]);
+    direct_store4(row + 2u, col, with_sum(left[2], col, sums.z), bias[0]);
+    direct_store4(row + 2u, col + 4u, with_sum(right[2], col + 4u, sums.z), bias[1]);
+    direct_store4(row + 3u, col, with_sum(left[3], col, sums.w), bias[0]);
+    direct_store4(row + 3u, col + 4u, with_sum(right[3], col + 4u, sums.w), bias[1]);
+}
+
+// bias[col .. col + 4] (N % 4 == 0; clamped past N, where nothing is stored), or zeros where
+// the epilogue adds none here.
+fn direct_bias(col: u32) -> vec4<f32> {
+    if SPLIT_K || !HAS_BIAS || GRAD_MASK { return vec4<f32>(0.0); }
+    return aux4[min(col, params.n - 4u) / 4u];
+}
+
+// `epilogue4` for `direct`, through the vec4 views of C and aux (N % 4 == 0 unless split).
+fn direct_store4(row: u32, col: u32, v: vec4<f32>, bias: vec4<f32>) {
+    if SPLIT_K {
+        store_partial4(row, col, v);
+        return;
+    }
+    if row >= params.m { return; }
+    if ROW_SUMS && col == params.n { row_sums[row] = v.x; }
+    if col >= params.n { return; }
+    let at = (base_c + row * params.n + col) / 4u;
+    var x = v;
+    if GRAD_MASK {
+        let pre = aux4[at];
+        x *= vec4<f32>(activate_grad(pre.x, ACT, params.slope), activate_grad(pre.y, ACT, params.slope),
+                       activate_grad(pre.z, ACT, params.slope), activate_grad(pre.w, ACT, params.slope));
+    } else {
+        if ACCUMULATE { x += c4[at]; }
+        if HAS_BIAS { x += bias; }
+        x = vec4<f32>(activate(x.x, ACT, params.slope), activate(x.y, ACT, params.slope),
+                      activate(x.z, ACT, params.slope), activate(x.w, ACT, params.slope));
+    }
+    c4[at] = x;
 }
 
 // Columns col .. col + 4 of a row, with the row's sum in column N if that is among them.

@@ -90,7 +90,7 @@ pub enum Tile {
     /// 128×128, 8×8 per thread, staged through workgroup memory: large products.
     T128,
     /// 64×64, 32×8 per thread loaded straight from memory as vec4s, no workgroup memory: the
-    /// CPU adapters' kernel (see the shader for why). Only for shapes whose loads are whole
+    /// CPU adapters' kernel (see the shader for why). Only for shapes whose loads and stores are whole
     /// vec4s ([`Matmul::direct_fits`]); others run `T64`.
     Direct,
 }
@@ -215,7 +215,8 @@ impl Matmul<'_> {
         let splits = match self.split_k {
             Some(parts) => parts.clamp(1, MAX_SPLITS),
             None => {
-                let groups = self.tile_for(gpu, (m, n, k))?.groups(m, columns);
+                // Counted on `direct`'s grid wherever a split would let it run.
+                let groups = self.tile_for(gpu, (m, n, k), true)?.groups(m, columns);
                 if gpu.is_cpu() {
                     cpu_splits(groups, k)
                 } else {
@@ -279,8 +280,9 @@ impl Matmul<'_> {
         self.launch(gpu, batch, (m, n, k), (a, b, c), None)
     }
 
-    fn tile_for(&self, gpu: &Gpu, mnk: (usize, usize, usize)) -> Result<Tile> {
-        let fits = self.direct_fits(mnk);
+    /// The tile for a product, `split` along K or not.
+    fn tile_for(&self, gpu: &Gpu, mnk: (usize, usize, usize), split: bool) -> Result<Tile> {
+        let fits = self.direct_fits(mnk, split);
         Ok(match self.tile {
             Tile::Auto if fits && gpu.is_cpu() => Tile::Direct,
             Tile::Auto => gpu.matmul_tile(mnk, (self.trans_a, self.trans_b))?,
@@ -289,11 +291,12 @@ impl Matmul<'_> {
         })
     }
 
-    /// Whether `direct` can run an `(m, n, k)` product with these transposes: every vec4
-    /// it loads must be whole, so K, and the stored row length of each operand, are
-    /// multiples of 4.
-    pub fn direct_fits(&self, (m, n, k): (usize, usize, usize)) -> bool {
-        k % 4 == 0 && (!self.trans_a || m % 4 == 0) && (self.trans_b || n % 4 == 0)
+    /// Whether `direct` can run an `(m, n, k)` product with these transposes, `split` along
+    /// K or not: every vec4 it loads or stores must be whole, so K, the stored row length of
+    /// each operand and of C are multiples of 4, except C's where the product is split (its
+    /// partials are stored a float at a time).
+    pub fn direct_fits(&self, (m, n, k): (usize, usize, usize), split: bool) -> bool {
+        k % 4 == 0 && (!self.trans_a || m % 4 == 0) && (n % 4 == 0 || (self.trans_b && split))
     }
 
     /// The tiled kernel over `batch` products, or over `splits` slices of K into `partial`.
@@ -308,7 +311,7 @@ impl Matmul<'_> {
         let k_chunk = split.map_or(k, |s| s.1);
         let (params, mut constants) =
             self.setup(gpu, (m, n, k), operands, k_chunk, split.is_some())?;
-        let tile = self.tile_for(gpu, (m, n, k))?;
+        let tile = self.tile_for(gpu, (m, n, k), split.is_some())?;
         constants.extend(tile.constants());
         // Row sums ride as an extra column of ones.
         let columns = n + usize::from(self.row_sums.is_some());

@@ -47,8 +47,10 @@ fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
             let a_shape = if ta { [k, m] } else { [m, k] };
             let b_shape = if tb { [n, k] } else { [k, n] };
             let (c, sums) = (poisoned(&[m, n]), poisoned(&[m]));
-            // Every other case also asks for the row sums of op(a) (the bias-gradient path).
-            let with_sums = (m + n + k + usize::from(ta)) % 2 == 0;
+            // Half the cases also ask for the row sums of op(a) (the bias-gradient path): those
+            // without `tb` where m + n + k is even (so `direct` meets them beside `ta`, as in
+            // a Linear's weight gradient), those with it where it is odd.
+            let with_sums = tb == ((m + n + k) % 2 == 1);
             let op = Matmul {
                 trans_a: ta,
                 trans_b: tb,
@@ -59,7 +61,7 @@ fn matmul_matches_f64_for_every_transpose_at_awkward_shapes() {
             let dispatch = op
                 .dispatch(gpu(), &upload(&a, &a_shape), &upload(&b, &b_shape), &c)
                 .expect("valid shapes");
-            if tile == Tile::Direct && op.direct_fits((m, n, k)) {
+            if tile == Tile::Direct && op.direct_fits((m, n, k), false) {
                 assert!(dispatch.label().contains("direct"), "{}", dispatch.label());
             }
             run(&[&dispatch]);
@@ -164,8 +166,12 @@ fn matmul_activation_grad_epilogue_masks_the_product() {
         Activation::Tanh,
         Activation::Sigmoid,
     ];
-    for (act, tile) in acts.into_iter().flat_map(|a| TILES.map(|tile| (a, tile))) {
-        let (m, n, k) = (33, 130, 17);
+    // The second shape is one `direct` takes.
+    let cases = [(33, 130, 17), (36, 68, 20)]
+        .into_iter()
+        .flat_map(|shape| acts.map(|act| (shape, act)))
+        .flat_map(|case| TILES.map(|tile| (case, tile)));
+    for (((m, n, k), act), tile) in cases {
         let a = rng.uniform(m * k, -1.0, 1.0);
         let b = rng.uniform(k * n, -1.0, 1.0);
         let pre = rng.uniform(m * n, -3.0, 3.0);
@@ -192,7 +198,7 @@ fn matmul_activation_grad_epilogue_masks_the_product() {
         // |act'| ≤ 1.13 scales the product's error; the derivative's own rounding (1e-6
         // relative, as above) scales with the product.
         assert_within(
-            &format!("matmul grad-mask {act:?}"),
+            &format!("matmul grad-mask {act:?} {tile:?} {m}x{n}x{k}"),
             &read(&c),
             &want,
             |i| 1.13 * dot_bound(k, mags[i]) + 1e-6 * mags[i],
