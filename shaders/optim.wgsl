@@ -10,7 +10,7 @@
 // into a loop over its SIMD lanes whatever the access's width, so vec4s cost a quarter as
 // much per parameter there (Adam about 2x faster on lavapipe); GPUs move the same bytes in fewer
 // instructions. params.n counts Vecs.
-// Grid: grid_1d(ceil(n / 4), 256): each thread updates 4 Vecs.
+// Grid: grid_1d(ceil(n / 8), 256): each thread updates 8 Vecs.
 
 struct OptimParams {
     n: u32,
@@ -53,9 +53,11 @@ fn index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 }
 
 // Each thread updates PER_THREAD Vecs, one grid apart so neighbours still touch
-// neighbouring addresses: fewer threads amortise the per-thread setup (measured 1.45× faster
-// Adam on lavapipe).
-const PER_THREAD: u32 = 4u;
+// neighbouring addresses: fewer threads amortise the per-thread setup (on lavapipe 4 made
+// Adam 1.45× faster than 1, and 8 took the mlp-bench's 1.86M parameters from 16.3-18.9 ms
+// to 14.5-15.6; 16 gained nothing more). At 8 the suite's 2^24-parameter update still gives a
+// GPU 2^19 threads.
+const PER_THREAD: u32 = 8u;
 
 fn threads(groups: vec3<u32>) -> u32 {
     return groups.x * groups.y * 256u;

@@ -40,7 +40,7 @@ const BINDINGS: &[Access] = &[
 ];
 
 /// Vecs each thread updates (`PER_THREAD` in the shader).
-const PER_THREAD: usize = 4;
+const PER_THREAD: usize = 8;
 
 /// The optimizer kernels, one per `torch.optim` family.
 
