@@ -91,22 +91,29 @@ fn im2col(b: u32, ct: u32, p: u32) -> f32 {
     return x[((b * CHANNELS + c) * HEIGHT + iy) * WIDTH + ix];
 }
 
-// dy[b, o, p] for the output pixel whose tap t lands on input pixel q, 0 if none does.
-fn dy_through_tap(b: u32, ot: u32, q: u32) -> f32 {
-    let o = ot / taps();
-    let t = ot % taps();
+const NO_PIXEL: u32 = 0xffffffffu;
+
+// The output pixel whose tap t lands on input pixel q, or NO_PIXEL if none does.
+fn tap_source(t: u32, q: u32) -> u32 {
     let yy = q / WIDTH + PAD_H;
     let xx = q % WIDTH + PAD_W;
     let dy_off = (t / KERNEL_W) * DILATION_H;
     let dx_off = (t % KERNEL_W) * DILATION_W;
-    if yy < dy_off || xx < dx_off { return 0.0; }
+    if yy < dy_off || xx < dx_off { return NO_PIXEL; }
     let sy = yy - dy_off;
     let sx = xx - dx_off;
-    if sy % STRIDE_H != 0u || sx % STRIDE_W != 0u { return 0.0; }
+    if sy % STRIDE_H != 0u || sx % STRIDE_W != 0u { return NO_PIXEL; }
     let oy = sy / STRIDE_H;
     let ox = sx / STRIDE_W;
-    if oy >= OUT_HEIGHT || ox >= OUT_WIDTH { return 0.0; }
-    return dy[((b * OUT_CHANNELS + o) * OUT_HEIGHT + oy) * OUT_WIDTH + ox];
+    if oy >= OUT_HEIGHT || ox >= OUT_WIDTH { return NO_PIXEL; }
+    return oy * OUT_WIDTH + ox;
+}
+
+// dy[b, o, p] for the output pixel whose tap t lands on input pixel q, 0 if none does.
+fn dy_through_tap(b: u32, ot: u32, q: u32) -> f32 {
+    let p = tap_source(ot % taps(), q);
+    if p == NO_PIXEL { return 0.0; }
+    return dy[(b * OUT_CHANNELS + ot / taps()) * out_pixels() + p];
 }
 
 fn load_a(row: u32, k: u32) -> f32 {
@@ -188,4 +195,84 @@ fn conv_weight_grad_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     let row = i / cols;
     let col = i % cols;
     if col == params.n { out2[row] = sum; } else { out[row * params.n + col] = sum; }
+}
+
+// CPU adapters store the im2col matrix instead, so that each product runs on matmul.wgsl's
+// `direct` (the tiled kernels' staging and barriers cost a CPU driver 4-6x; computing im2col's
+// addresses per load without staging costs as much): the forward is col2 = im2col as
+// [C·T, B·P] (`im2col_store`), y' = w · col2 as [O, B·P], then y (`from_channel_major`, with
+// the bias and activation); the weight gradient is dy' · col2ᵀ, dy' = dy as [O, B·P]
+// (`to_channel_major`), its row sums the bias gradient; the input gradient is
+// dcol = wᵀ · dy' as [C·T, B·P], then dx (`col2im`). Needs P % 4 == 0: each thread moves four
+// pixels of one image as a vec4. params.m and n count the output's rows and columns, except
+// in `col2im` (m: dx's elements, n: B·P).
+// Grid: grid_1d(m · n / 4, 64), `col2im` grid_1d(m, 64).
+// These entry points see bindings 1, 3 and 5 as vec4s where they move whole vec4s (an entry
+// point may use one variable per binding).
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>;
+
+fn pass_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.y * groups.x * 64u + gid.x;
+}
+
+// col2[(c, t), (b, p)] = im2col[b, (c, t), p], into out4.
+@compute @workgroup_size(64)
+fn im2col_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = pass_index(gid, groups);
+    let quads = params.n / 4u;
+    if i >= params.m * quads { return; }
+    let ct = i / quads;
+    let col = (i % quads) * 4u;
+    let b = col / out_pixels();
+    let p = col % out_pixels();
+    out4[i] = vec4<f32>(im2col(b, ct, p), im2col(b, ct, p + 1u), im2col(b, ct, p + 2u),
+                        im2col(b, ct, p + 3u));
+}
+
+// dy' [O, B·P] from dy [B, O, P] (dy4), into out4.
+@compute @workgroup_size(64)
+fn to_channel_major(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = pass_index(gid, groups);
+    let quads = params.n / 4u;
+    if i >= params.m * quads { return; }
+    let o = i / quads;
+    let col = (i % quads) * 4u;
+    let b = col / out_pixels();
+    out4[i] = dy4[((b * OUT_CHANNELS + o) * out_pixels() + col % out_pixels()) / 4u];
+}
+
+// y [B, O, P] = act(y' [O, B·P] (x4) + bias[o] (aux)), into out4; params.m = O, n = B·P.
+@compute @workgroup_size(64)
+fn from_channel_major(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = pass_index(gid, groups);
+    if i >= params.m * params.n / 4u { return; }
+    let quads = out_pixels() / 4u;
+    let p = (i % quads) * 4u;
+    let o = (i / quads) % OUT_CHANNELS;
+    let b = i / quads / OUT_CHANNELS;
+    var v = x4[(o * params.n + b * out_pixels() + p) / 4u];
+    if HAS_BIAS { v += vec4<f32>(aux[o]); }
+    out4[i] = vec4<f32>(activate(v.x, ACT, params.slope), activate(v.y, ACT, params.slope),
+                        activate(v.z, ACT, params.slope), activate(v.w, ACT, params.slope));
+}
+
+// dx[b, c, q] = Σ_t dcol[(c, t), (b, p)] over the taps t that output pixels p see q through
+// (dcol bound as x, [C·T, B·P]), in order of t, times act'(aux) under GRAD_MASK; into out.
+@compute @workgroup_size(64)
+fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = pass_index(gid, groups);
+    if i >= params.m { return; }
+    let plane = HEIGHT * WIDTH;
+    let q = i % plane;
+    let c = (i / plane) % CHANNELS;
+    let b = i / plane / CHANNELS;
+    var sum = 0.0;
+    for (var t = 0u; t < taps(); t++) {
+        let p = tap_source(t, q);
+        if p != NO_PIXEL { sum += x[(c * taps() + t) * params.n + b * out_pixels() + p]; }
+    }
+    if GRAD_MASK { sum *= activate_grad(aux[i], ACT, params.slope); }
+    out[i] = sum;
 }

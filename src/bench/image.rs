@@ -97,17 +97,19 @@ pub(super) fn bench_conv(gpu: &Gpu, rng: &mut StdRng, batch: usize) -> Result<Ve
         let pick = |n: usize| samples.borrow_mut().random_range(0..n);
         let flops = 2.0 * (b * o * p * p * c * 9) as f64;
         let forward = conv2d_forward(gpu, config, &x_t, &w_t, (None, Activation::Identity), &y_t)?;
-        let (seconds, clock) = checked_timing(gpu, &forward, &y_t, |got| {
-            for _ in 0..32 {
-                let (bi, oi, oy, ox) = (pick(b), pick(o), pick(p), pick(p));
-                let terms = (0..c * 9).map(|k| {
-                    let (ci, ky, kx) = (k / 9, (k / 3) % 3, k % 3);
-                    f64::from(w[l.w(oi, ci, ky, kx)]) * f64::from(x[l.x(bi, ci, oy + ky, ox + kx)])
-                });
-                check_sum(&format!("{} y", l.name), got[l.y(bi, oi, oy, ox)], terms)?;
-            }
-            Ok(())
-        })?;
+        let (seconds, clock) =
+            checked_timing(gpu, &forward.iter().collect::<Vec<_>>(), &y_t, |got| {
+                for _ in 0..32 {
+                    let (bi, oi, oy, ox) = (pick(b), pick(o), pick(p), pick(p));
+                    let terms = (0..c * 9).map(|k| {
+                        let (ci, ky, kx) = (k / 9, (k / 3) % 3, k % 3);
+                        f64::from(w[l.w(oi, ci, ky, kx)])
+                            * f64::from(x[l.x(bi, ci, oy + ky, ox + kx)])
+                    });
+                    check_sum(&format!("{} y", l.name), got[l.y(bi, oi, oy, ox)], terms)?;
+                }
+                Ok(())
+            })?;
         out.push(beside_matmul(
             gpu,
             rng,
@@ -122,20 +124,22 @@ pub(super) fn bench_conv(gpu: &Gpu, rng: &mut StdRng, batch: usize) -> Result<Ve
         // The first layer's input is the data: training never asks for its gradient.
         if c > 1 {
             let input_grad = conv2d_backward_input(gpu, config, &dy_t, &w_t, None, &dx_t)?;
-            let (seconds, clock) = checked_timing(gpu, &input_grad, &dx_t, |got| {
-                for _ in 0..32 {
-                    let (bi, ci, iy, ix) = (pick(b), pick(c), pick(s), pick(s));
-                    let terms = (0..o * 9).filter_map(|k| {
-                        let (oi, ky, kx) = (k / 9, (k / 3) % 3, k % 3);
-                        let (oy, ox) = (iy.checked_sub(ky)?, ix.checked_sub(kx)?);
-                        (oy < p && ox < p).then(|| {
-                            f64::from(w[l.w(oi, ci, ky, kx)]) * f64::from(dy[l.y(bi, oi, oy, ox)])
-                        })
-                    });
-                    check_sum(&format!("{} dx", l.name), got[l.x(bi, ci, iy, ix)], terms)?;
-                }
-                Ok(())
-            })?;
+            let (seconds, clock) =
+                checked_timing(gpu, &input_grad.iter().collect::<Vec<_>>(), &dx_t, |got| {
+                    for _ in 0..32 {
+                        let (bi, ci, iy, ix) = (pick(b), pick(c), pick(s), pick(s));
+                        let terms = (0..o * 9).filter_map(|k| {
+                            let (oi, ky, kx) = (k / 9, (k / 3) % 3, k % 3);
+                            let (oy, ox) = (iy.checked_sub(ky)?, ix.checked_sub(kx)?);
+                            (oy < p && ox < p).then(|| {
+                                f64::from(w[l.w(oi, ci, ky, kx)])
+                                    * f64::from(dy[l.y(bi, oi, oy, ox)])
+                            })
+                        });
+                        check_sum(&format!("{} dx", l.name), got[l.x(bi, ci, iy, ix)], terms)?;
+                    }
+                    Ok(())
+                })?;
             out.push(beside_matmul(
                 gpu,
                 rng,
@@ -160,15 +164,8 @@ pub(super) fn bench_conv(gpu: &Gpu, rng: &mut StdRng, batch: usize) -> Result<Ve
             }
             Ok(())
         };
-        // The weight gradient may be two dispatches (split products, then their sum): timed
-        // as one pass.
-        gpu.run(&weight_grad.iter().collect::<Vec<_>>())?;
-        check(&gpu.read(&dw_t)?)?;
-        let (seconds, clock) = crate::gpu::time_pass(gpu, 2, 10, &|pass| {
-            for d in &weight_grad {
-                d.record(pass, 0);
-            }
-        })?;
+        let (seconds, clock) =
+            checked_timing(gpu, &weight_grad.iter().collect::<Vec<_>>(), &dw_t, check)?;
         out.push(beside_matmul(
             gpu,
             rng,

@@ -258,7 +258,7 @@ fn bench_coop_matmul(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measuremen
     gpu.run(&product.dispatches())?;
     let bound = 2.0 * 2f64.powi(-10) + 2f64.powi(-20) + 2.0 * gamma(n + 2);
     let worst = std::cell::Cell::new(0.0);
-    let (seconds, clock) = checked_timing(gpu, product.product(), &c, |out| {
+    let (seconds, clock) = checked_timing(gpu, &[product.product()], &c, |out| {
         worst.set(worst_relative_error(
             &a,
             &b,
@@ -298,7 +298,7 @@ fn bench_matmul(
     }
     .dispatch(gpu, &at, &bt, &c)?;
     let flops = 2.0 * (m * n * k) as f64;
-    let (seconds, clock) = checked_timing(gpu, &tiled, &c, |out| {
+    let (seconds, clock) = checked_timing(gpu, &[&tiled], &c, |out| {
         check_matmul(&a, &b, out, (m, n, k), (ta, tb), 64)
     })?;
     let tile = gpu.matmul_tile((m, n, k), (ta, tb))?;
@@ -313,7 +313,7 @@ fn bench_matmul(
     if compare_naive && !ta && !tb {
         let naive_c = gpu.filled(&[m, n], f32::NAN)?;
         let naive = matmul_naive(gpu, &at, &bt, &naive_c)?;
-        let (naive_seconds, _) = checked_timing(gpu, &naive, &naive_c, |out| {
+        let (naive_seconds, _) = checked_timing(gpu, &[&naive], &naive_c, |out| {
             check_matmul(&a, &b, out, (m, n, k), (false, false), 64)
         })?;
         measurement.extra = Some((naive_seconds / seconds, "× naive"));
@@ -325,17 +325,19 @@ fn bench_matmul(
 /// for dispatches over a second, which lavapipe reaches at large sizes).
 fn checked_timing(
     gpu: &Gpu,
-    dispatch: &Dispatch,
+    dispatches: &[&Dispatch],
     out: &Tensor,
     check: impl Fn(&[f32]) -> Result<()>,
 ) -> Result<(f64, Clock)> {
     let start = Instant::now();
-    gpu.run(&[dispatch])?;
+    gpu.run(dispatches)?;
     check(&gpu.read(out)?)?;
     let once = start.elapsed().as_secs_f64();
     let reps = if once > 1.0 { 3 } else { 10 };
     time_pass(gpu, if once > 1.0 { 0 } else { 2 }, reps, &|pass| {
-        dispatch.record(pass, 0)
+        for dispatch in dispatches {
+            dispatch.record(pass, 0);
+        }
     })
 }
 
@@ -343,7 +345,7 @@ fn bench_relu(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measurement> {
     let x = uniform(rng, n);
     let (xt, y) = (gpu.tensor(&x, &[n])?, gpu.filled(&[n], f32::NAN)?);
     let dispatch = elementwise::activation_forward(gpu, Activation::Relu, &xt, &y)?;
-    let (seconds, clock) = checked_timing(gpu, &dispatch, &y, |out| {
+    let (seconds, clock) = checked_timing(gpu, &[&dispatch], &y, |out| {
         match out.iter().zip(&x).position(|(&o, &v)| o != v.max(0.0)) {
             Some(i) => Err(Error::WrongResult(format!(
                 "relu: y[{i}] = {} for x = {}",
@@ -394,7 +396,7 @@ fn bench_adam(gpu: &Gpu, rng: &mut StdRng, n: usize) -> Result<Measurement> {
         &mut want,
         &g[..64].iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
     );
-    let (seconds, clock) = checked_timing(gpu, &dispatch, &param, |out| {
+    let (seconds, clock) = checked_timing(gpu, &[&dispatch], &param, |out| {
         // The first Adam step moves each parameter by ≈ lr; 1e-6 is far below that.
         match (0..64).find(|&i| (f64::from(out[i]) - want[i]).abs() > 1e-6) {
             Some(i) => Err(Error::WrongResult(format!(

@@ -39,7 +39,7 @@ pub(super) fn bench_attention_products(
             ..Default::default()
         }
         .dispatch_batched(gpu, &a_t, &b_t, &c)?;
-        let (seconds, clock) = checked_timing(gpu, &dispatch, &c, |got| {
+        let (seconds, clock) = checked_timing(gpu, &[&dispatch], &c, |got| {
             // The last matrix of the batch: a wrong batch stride shows there first.
             let (ia, ib, ic) = (
                 (heads - 1) * m * k,
@@ -80,7 +80,7 @@ pub(super) fn bench_causal_softmax(
     );
     let dispatch = softmax_forward(gpu, t, &xt, &y)?;
     let want = reference::softmax(&x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), t, t);
-    let (seconds, clock) = checked_timing(gpu, &dispatch, &y, |got| {
+    let (seconds, clock) = checked_timing(gpu, &[&dispatch], &y, |got| {
         close("causal softmax", got, &want, 1e-5)
     })?;
     Ok(Measurement {
@@ -118,7 +118,7 @@ pub(super) fn bench_layer_norm(
     let dispatch = layernorm_forward(gpu, 1e-5, &xt, &tensors, &y)?;
     let f64s = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
     let want = reference::layer_norm(&f64s(&x), cols, &f64s(&gamma), &f64s(&beta), 1e-5);
-    let (seconds, clock) = checked_timing(gpu, &dispatch, &y, |got| {
+    let (seconds, clock) = checked_timing(gpu, &[&dispatch], &y, |got| {
         close("layer norm", got, &want, 1e-4)
     })?;
     Ok(Measurement {

@@ -1,10 +1,11 @@
 //! Launchers for `shaders/conv.wgsl`: Conv2d forward, input gradient and weight gradient as
-//! implicit GEMMs on the matmul's tiling (`shaders/gemm_tiles.wgsl`).
+//! implicit GEMMs on the matmul's tiling (`shaders/gemm_tiles.wgsl`), or on CPU adapters as
+//! products over a stored im2col matrix on the matmul's `direct` kernel.
 
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::matmul::Tile;
+use crate::kernels::matmul::{Matmul, Tile};
 use crate::kernels::{
     Activation, auto_splits, expect_shape, k_slices, shape_error, to_u32, with_gemm_tiles,
 };
@@ -33,6 +34,10 @@ const fn spec(entry: &'static str) -> KernelSpec {
 static TILED: KernelSpec = spec("tiled_64");
 static TILED_128: KernelSpec = spec("tiled_128");
 static WEIGHT_GRAD_SUM: KernelSpec = spec("conv_weight_grad_sum");
+static IM2COL: KernelSpec = spec("im2col_store");
+static TO_CHANNEL_MAJOR: KernelSpec = spec("to_channel_major");
+static FROM_CHANNEL_MAJOR: KernelSpec = spec("from_channel_major");
+static COL2IM: KernelSpec = spec("col2im");
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -142,6 +147,25 @@ impl Geometry {
         self.kernel[0] * self.kernel[1]
     }
 
+    /// Rows and columns of the stored im2col matrix: `[C·T, B·P]`.
+    fn col_dims(&self) -> (usize, usize) {
+        (
+            self.channels * self.taps(),
+            self.batch * self.out[0] * self.out[1],
+        )
+    }
+
+    /// Whether this layer runs lowered (see the shader): on CPU adapters, where every vec4
+    /// its passes and products move is whole and the im2col matrix fits one binding.
+    fn lowered(&self, gpu: &Gpu) -> bool {
+        let (rows, columns) = self.col_dims();
+        gpu.is_cpu()
+            && (self.out[0] * self.out[1]).is_multiple_of(4)
+            && rows.is_multiple_of(4)
+            && self.out_channels.is_multiple_of(4)
+            && 4 * (rows as u64) * (columns as u64) <= gpu.max_binding_bytes()
+    }
+
     /// The params of one product, `(m, n, k)` and the K per split.
     fn params(&self, (m, n, k): (usize, usize, usize), k_chunk: usize, slope: f32) -> ConvParams {
         ConvParams {
@@ -191,6 +215,20 @@ struct Operands<'a> {
     /// The bias gradient, written beside `out` by the weight-gradient modes alone; the other
     /// launches bind a stand-in (a second writable view of `out` would alias it).
     out2: Option<&'a Tensor>,
+}
+
+impl<'a> Operands<'a> {
+    /// A lowered pass: `input` at every read binding but aux, its result in `out`.
+    fn pass(input: &'a Tensor, aux: &'a Tensor, out: &'a Tensor) -> Self {
+        Self {
+            x: input,
+            weight: input,
+            dy: input,
+            aux,
+            out,
+            out2: None,
+        }
+    }
 }
 
 fn bindings<'a>(params: &'a wgpu::Buffer, o: &Operands<'a>, unused: &'a Tensor) -> [Bind<'a>; 7] {
@@ -250,6 +288,63 @@ fn launch_gemm(
     )
 }
 
+/// One pass of the lowered path over an `(m, n)` params pair (see the shader), `threads`
+/// threads.
+fn launch_pass(
+    gpu: &Gpu,
+    spec: &'static KernelSpec,
+    (geometry, (m, n), threads): (&Geometry, (usize, usize), usize),
+    (bias, mask, activation): (bool, bool, Activation),
+    operands: &Operands<'_>,
+) -> Result<Dispatch> {
+    let mut constants = vec![
+        ("ACT", f64::from(activation.code())),
+        ("HAS_BIAS", f64::from(u8::from(bias))),
+        ("GRAD_MASK", f64::from(u8::from(mask))),
+    ];
+    constants.extend(geometry.constants());
+    let uniform = gpu.uniform(&geometry.params((m, n, 0), 0, activation.slope()));
+    gpu.dispatch(
+        spec,
+        &constants,
+        &bindings(&uniform, operands, &gpu.stand_ins::<1>()?[0]),
+        grid_1d(threads, 64),
+    )
+}
+
+/// im2col of `x` as `[C·T, B·P]`, a new tensor, and the pass that fills it.
+fn stored_im2col(gpu: &Gpu, g: &Geometry, x: &Tensor) -> Result<(Tensor, Dispatch)> {
+    let (rows, columns) = g.col_dims();
+    let col = gpu.uninit(&[rows, columns])?;
+    let fill = launch_pass(
+        gpu,
+        &IM2COL,
+        (g, (rows, columns), rows * columns / 4),
+        (false, false, Activation::Identity),
+        &Operands::pass(x, x, &col),
+    )?;
+    Ok((col, fill))
+}
+
+/// `dy` as `[O, B·P]`, a new tensor, and the pass that fills it.
+fn channel_major(gpu: &Gpu, g: &Geometry, dy: &Tensor) -> Result<(Tensor, Dispatch)> {
+    let columns = g.col_dims().1;
+    let moved = gpu.uninit(&[g.out_channels, columns])?;
+    let fill = launch_pass(
+        gpu,
+        &TO_CHANNEL_MAJOR,
+        (g, (g.out_channels, columns), g.out_channels * columns / 4),
+        (false, false, Activation::Identity),
+        &Operands::pass(dy, dy, &moved),
+    )?;
+    Ok((moved, fill))
+}
+
+/// The weight `[O, C, kh, kw]` as the matrix `[O, C·T]`.
+fn weight_matrix(g: &Geometry, weight: &Tensor) -> Result<Tensor> {
+    weight.view(0, &[g.out_channels, g.col_dims().0])
+}
+
 /// `y[b, o] = act(Σ_c w[o, c] ⋆ x[b, c] + bias[o])`, `⋆` the strided, padded, dilated
 /// cross-correlation of `nn.Conv2d`; x `[B, C, H, W]`, weight `[O, C, kh, kw]`, bias `[O]`,
 /// y `[B, O, Ho, Wo]`.
@@ -260,11 +355,31 @@ pub fn conv2d_forward(
     weight: &Tensor,
     (bias, activation): (Option<&Tensor>, Activation),
     y: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let g = Geometry::of(x, weight, config)?;
     expect_shape("conv2d y", y, &g.y_shape())?;
     if let Some(bias) = bias {
         expect_shape("conv2d bias", bias, &[g.out_channels])?;
+    }
+    if g.lowered(gpu) {
+        let (col, fill) = stored_im2col(gpu, &g, x)?;
+        let (o, columns) = (g.out_channels, g.col_dims().1);
+        let product = gpu.uninit(&[o, columns])?;
+        let mut out = vec![fill];
+        out.extend(Matmul::default().dispatches(
+            gpu,
+            &weight_matrix(&g, weight)?,
+            &col,
+            &product,
+        )?);
+        out.push(launch_pass(
+            gpu,
+            &FROM_CHANNEL_MAJOR,
+            (&g, (o, columns), o * columns / 4),
+            (bias.is_some(), false, activation),
+            &Operands::pass(&product, bias.unwrap_or(&product), y),
+        )?);
+        return Ok(out);
     }
     let mnk = (
         g.out_channels,
@@ -293,6 +408,7 @@ pub fn conv2d_forward(
             out2: None,
         },
     )
+    .map(|gemm| vec![gemm])
 }
 
 /// `dx = Σ_o w[o] ⋆ᵀ dy[b, o]` (the transposed convolution), times `act'(mask.0)` when x is
@@ -304,11 +420,34 @@ pub fn conv2d_backward_input(
     weight: &Tensor,
     mask: Option<(&Tensor, Activation)>,
     dx: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let g = Geometry::of(dx, weight, config)?;
     expect_shape("conv2d dy", dy, &g.y_shape())?;
     if let Some((pre, _)) = mask {
         expect_shape("conv2d mask", pre, dx.shape())?;
+    }
+    if g.lowered(gpu) {
+        let (moved, fill) = channel_major(gpu, &g, dy)?;
+        let (rows, columns) = g.col_dims();
+        let dcol = gpu.uninit(&[rows, columns])?;
+        let product = Matmul {
+            trans_a: true,
+            ..Default::default()
+        };
+        let mut out = vec![fill];
+        out.extend(product.dispatches(gpu, &weight_matrix(&g, weight)?, &moved, &dcol)?);
+        out.push(launch_pass(
+            gpu,
+            &COL2IM,
+            (&g, (dx.len(), columns), dx.len()),
+            (
+                false,
+                mask.is_some(),
+                mask.map_or(Activation::Identity, |m| m.1),
+            ),
+            &Operands::pass(&dcol, mask.map_or(&dcol, |m| m.0), dx),
+        )?);
+        return Ok(out);
     }
     let mnk = (
         g.channels,
@@ -338,6 +477,7 @@ pub fn conv2d_backward_input(
             out2: None,
         },
     )
+    .map(|gemm| vec![gemm])
 }
 
 /// `dweight[o, c] = Σ_b dy[b, o] ⋆ x[b, c]` and `dbias[o] = Σ_{b,p} dy[b, o, p]`, both
@@ -355,6 +495,18 @@ pub fn conv2d_backward_weight(
     expect_shape("conv2d dy", dy, &g.y_shape())?;
     if let Some(db) = dbias {
         expect_shape("conv2d dbias", db, &[g.out_channels])?;
+    }
+    if g.lowered(gpu) {
+        let (col, fill_col) = stored_im2col(gpu, &g, x)?;
+        let (moved, fill_dy) = channel_major(gpu, &g, dy)?;
+        let product = Matmul {
+            trans_b: true,
+            row_sums: dbias,
+            ..Default::default()
+        };
+        let mut out = vec![fill_col, fill_dy];
+        out.extend(product.dispatches(gpu, &moved, &col, &weight_matrix(&g, dweight)?)?);
+        return Ok(out);
     }
     let (m, n, k) = (
         g.out_channels,

@@ -4,6 +4,8 @@ use wgtrain::kernels::conv::{
 use wgtrain::kernels::{Activation, MAX_SPLITS};
 use wgtrain::reference::{self, ConvShape};
 
+use wgtrain::gpu::Dispatch;
+
 use crate::common::*;
 
 /// x, weight, stride, padding, dilation.
@@ -11,14 +13,28 @@ type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], [usize; 2]);
 
 /// Cases: a 1×1 kernel at batch 1, a 5×5 kernel with padding
 /// 2, stride 2 over odd heights and widths, unequal strides with dilation, and a layer of 130
-/// output channels (past one 128-row tile) whose weight gradient is split along its K.
+/// output channels (past one 128-row tile) whose weight gradient is split along its K. From
+/// `LOWERED` on, cases a CPU adapter runs on the stored im2col matrix (output pixels, C·T
+/// and O multiples of 4): padding beside dilation, and a stride whose windows miss the last
+/// input row.
 const CASES: &[Case] = &[
     ([1, 1, 5, 5], [1, 1, 1, 1], [1, 1], [0, 0], [1, 1]),
     ([2, 3, 7, 9], [4, 3, 5, 5], [1, 1], [2, 2], [1, 1]),
     ([3, 3, 9, 7], [5, 3, 3, 3], [2, 2], [1, 1], [1, 1]),
     ([2, 1, 11, 6], [3, 1, 3, 2], [2, 1], [0, 1], [2, 1]),
     ([4, 3, 20, 18], [130, 3, 3, 3], [1, 1], [0, 0], [1, 1]),
+    ([3, 4, 8, 9], [8, 4, 3, 2], [1, 1], [1, 0], [1, 2]),
+    ([2, 8, 11, 9], [12, 8, 2, 2], [2, 2], [0, 0], [1, 1]),
 ];
+const LOWERED: usize = 5;
+
+/// Checks that a CPU adapter ran case `index` the way `LOWERED` says.
+fn assert_path(index: usize, dispatches: &[&Dispatch]) {
+    if gpu().adapter_info().device_type == wgpu::DeviceType::Cpu {
+        let stored = dispatches.iter().any(|d| d.label().contains("im2col"));
+        assert_eq!(stored, index >= LOWERED, "case {index}: stored im2col");
+    }
+}
 
 fn shape_of(&(x, weight, stride, padding, dilation): &Case) -> ConvShape {
     ConvShape {
@@ -47,7 +63,7 @@ fn gamma(terms: usize, magnitude: f64) -> f64 {
 #[test]
 fn conv2d_forward_and_both_gradients_match_f64_at_awkward_shapes() {
     let mut rng = rng("conv2d");
-    for case in CASES {
+    for (index, case) in CASES.iter().enumerate() {
         let shape = shape_of(case);
         let (oh, ow) = shape.out();
         let [b, c, h, w] = shape.x;
@@ -83,8 +99,12 @@ fn conv2d_forward_and_both_gradients_match_f64_at_awkward_shapes() {
             conv2d_backward_input(gpu(), config, &gdy, &gw, None, &dx).expect("valid shapes");
         let weight_grad =
             conv2d_backward_weight(gpu(), config, &gx, &gdy, &dw, Some(&db)).expect("valid");
-        let mut all = vec![&forward, &input_grad];
-        all.extend(&weight_grad);
+        let all: Vec<&Dispatch> = forward
+            .iter()
+            .chain(&input_grad)
+            .chain(&weight_grad)
+            .collect();
+        assert_path(index, &all);
         run(&all);
 
         let (x, weight, bias, dy) = (f64s(&x), f64s(&weight), f64s(&bias), f64s(&dy));
@@ -116,52 +136,62 @@ fn conv2d_forward_and_both_gradients_match_f64_at_awkward_shapes() {
 #[test]
 fn conv2d_fuses_bias_and_relu_and_masks_the_input_gradient() {
     let mut rng = rng("conv2d fused");
-    let shape = shape_of(&CASES[2]);
-    let (oh, ow) = shape.out();
-    let [b, c, h, w] = shape.x;
-    let [o, _, kh, kw] = shape.weight;
-    let x = rng.uniform(b * c * h * w, -1.0, 1.0);
-    let weight = rng.uniform(o * c * kh * kw, -1.0, 1.0);
-    let bias = rng.uniform(o, -1.0, 1.0);
-    let dy = rng.uniform(b * o * oh * ow, -1.0, 1.0);
-    let y = poisoned(&[b, o, oh, ow]);
-    let dx = poisoned(&shape.x);
-    let (gx, gw) = (upload(&x, &shape.x), upload(&weight, &shape.weight));
-    let forward = conv2d_forward(
-        gpu(),
-        shape.config,
-        &gx,
-        &gw,
-        (Some(&upload(&bias, &[o])), Activation::Relu),
-        &y,
-    )
-    .expect("valid shapes");
-    // x plays the output of a fused ReLU: dx is zeroed wherever x ≤ 0.
-    let input_grad = conv2d_backward_input(
-        gpu(),
-        shape.config,
-        &upload(&dy, &[b, o, oh, ow]),
-        &gw,
-        Some((&gx, Activation::Relu)),
-        &dx,
-    )
-    .expect("valid shapes");
-    run(&[&forward, &input_grad]);
-    let (xf, wf) = (f64s(&x), f64s(&weight));
-    let pre = reference::conv2d(&shape, &xf, &wf, Some(&f64s(&bias)));
-    let mags = reference::conv2d(&shape, &abs(&xf), &abs(&wf), Some(&abs(&f64s(&bias))));
-    let want: Vec<f64> = pre.iter().map(|v| v.max(0.0)).collect();
-    assert_within("fused relu y", &read(&y), &want, |i| {
-        gamma(c * kh * kw + 1, mags[i])
-    });
-    let (dx_plain, _, _) = reference::conv2d_backward(&shape, &xf, &wf, &f64s(&dy));
-    let (mag_dx, _, _) = reference::conv2d_backward(&shape, &xf, &abs(&wf), &abs(&f64s(&dy)));
-    let want_dx: Vec<f64> = (0..dx_plain.len())
-        .map(|i| if xf[i] > 0.0 { dx_plain[i] } else { 0.0 })
-        .collect();
-    assert_within("masked dx", &read(&dx), &want_dx, |i| {
-        gamma(o * kh * kw, mag_dx[i].abs())
-    });
+    for index in [2, LOWERED] {
+        let shape = shape_of(&CASES[index]);
+        let (oh, ow) = shape.out();
+        let [b, c, h, w] = shape.x;
+        let [o, _, kh, kw] = shape.weight;
+        let x = rng.uniform(b * c * h * w, -1.0, 1.0);
+        let weight = rng.uniform(o * c * kh * kw, -1.0, 1.0);
+        let bias = rng.uniform(o, -1.0, 1.0);
+        let dy = rng.uniform(b * o * oh * ow, -1.0, 1.0);
+        let y = poisoned(&[b, o, oh, ow]);
+        let dx = poisoned(&shape.x);
+        let (gx, gw) = (upload(&x, &shape.x), upload(&weight, &shape.weight));
+        let forward = conv2d_forward(
+            gpu(),
+            shape.config,
+            &gx,
+            &gw,
+            (Some(&upload(&bias, &[o])), Activation::Relu),
+            &y,
+        )
+        .expect("valid shapes");
+        // x plays the output of a fused ReLU: dx is zeroed wherever x ≤ 0.
+        let input_grad = conv2d_backward_input(
+            gpu(),
+            shape.config,
+            &upload(&dy, &[b, o, oh, ow]),
+            &gw,
+            Some((&gx, Activation::Relu)),
+            &dx,
+        )
+        .expect("valid shapes");
+        let all: Vec<&Dispatch> = forward.iter().chain(&input_grad).collect();
+        assert_path(index, &all);
+        run(&all);
+        let (xf, wf) = (f64s(&x), f64s(&weight));
+        let pre = reference::conv2d(&shape, &xf, &wf, Some(&f64s(&bias)));
+        let mags = reference::conv2d(&shape, &abs(&xf), &abs(&wf), Some(&abs(&f64s(&bias))));
+        let want: Vec<f64> = pre.iter().map(|v| v.max(0.0)).collect();
+        assert_within(
+            &format!("fused relu y, case {index}"),
+            &read(&y),
+            &want,
+            |i| gamma(c * kh * kw + 1, mags[i]),
+        );
+        let (dx_plain, _, _) = reference::conv2d_backward(&shape, &xf, &wf, &f64s(&dy));
+        let (mag_dx, _, _) = reference::conv2d_backward(&shape, &xf, &abs(&wf), &abs(&f64s(&dy)));
+        let want_dx: Vec<f64> = (0..dx_plain.len())
+            .map(|i| if xf[i] > 0.0 { dx_plain[i] } else { 0.0 })
+            .collect();
+        assert_within(
+            &format!("masked dx, case {index}"),
+            &read(&dx),
+            &want_dx,
+            |i| gamma(o * kh * kw, mag_dx[i].abs()),
+        );
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::kernels::pool::{pool2d_backward, pool2d_forward};
 
 pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
     let (x, y) = (ctx.input(n, 0)?, ctx.out(n)?);
-    let dispatch = match ctx.graph.nodes[n.0].op {
+    Ok(match ctx.graph.nodes[n.0].op {
         // y[b, o] = act(Σ_c w[o, c] ⋆ x[b, c] + bias[o])
         Op::Conv2d {
             weight,
@@ -25,10 +25,9 @@ pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
             (bias.map(|b| &ctx.params[b.0]), activation),
             &y,
         )?,
-        Op::Pool2d(pool) => pool2d_forward(ctx.gpu, &pool, &x, &y)?,
+        Op::Pool2d(pool) => vec![pool2d_forward(ctx.gpu, &pool, &x, &y)?],
         _ => unreachable!("image::forward is only called for image ops"),
-    };
-    Ok(vec![dispatch])
+    })
 }
 
 pub(super) fn backward(
@@ -56,7 +55,7 @@ pub(super) fn backward(
             // dx = Σ_o w[o] ⋆ᵀ dy[b, o], times act'(x) when x's activation is fused
             if let Some(dx) = &sinks[0] {
                 let mask = pending_mask(ctx, node.inputs[0]).map(|a| (&x, a));
-                out.push(conv2d_backward_input(
+                out.extend(conv2d_backward_input(
                     ctx.gpu,
                     config,
                     dy,
