@@ -11,18 +11,24 @@
 
 struct PoolParams {
     planes: u32,
-    height: u32,
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
+
+// The window's geometry is compiled in (one pipeline per layer shape, not per batch size), so
+// every division below is by a constant: a multiply and a shift, where a division by a uniform
+// is a long instruction sequence on GPUs and scalar code on CPU adapters (as in conv.wgsl).
+override HEIGHT: u32 = 1u;
+override WIDTH: u32 = 1u;
+override OUT_HEIGHT: u32 = 1u;
+override OUT_WIDTH: u32 = 1u;
+override KERNEL_H: u32 = 1u;
+override KERNEL_W: u32 = 1u;
+override STRIDE_H: u32 = 1u;
+override STRIDE_W: u32 = 1u;
+override PAD_H: u32 = 0u;
+override PAD_W: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> params: PoolParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -40,8 +46,8 @@ fn window(start: u32, pad: u32, kernel: u32, size: u32) -> vec2<u32> {
     return vec2<u32>(lo, max(hi, lo));
 }
 
-fn rows_of(oy: u32) -> vec2<u32> { return window(oy * params.stride_h, params.pad_h, params.kernel_h, params.height); }
-fn cols_of(ox: u32) -> vec2<u32> { return window(ox * params.stride_w, params.pad_w, params.kernel_w, params.width); }
+fn rows_of(oy: u32) -> vec2<u32> { return window(oy * STRIDE_H, PAD_H, KERNEL_H, HEIGHT); }
+fn cols_of(ox: u32) -> vec2<u32> { return window(ox * STRIDE_W, PAD_W, KERNEL_W, WIDTH); }
 
 // The windows (first, last + 1) along one axis that cover input coordinate i.
 fn covering(i: u32, pad: u32, kernel: u32, stride: u32, outs: u32) -> vec2<u32> {
@@ -56,13 +62,13 @@ fn covering(i: u32, pad: u32, kernel: u32, stride: u32, outs: u32) -> vec2<u32> 
 fn argmax(base: u32, oy: u32, ox: u32) -> u32 {
     let rows = rows_of(oy);
     let cols = cols_of(ox);
-    var best = rows.x * params.width + cols.x;
+    var best = rows.x * WIDTH + cols.x;
     var best_value = x[base + best];
     for (var iy = rows.x; iy < rows.y; iy++) {
         for (var ix = cols.x; ix < cols.y; ix++) {
-            let v = x[base + iy * params.width + ix];
+            let v = x[base + iy * WIDTH + ix];
             if v > best_value || (v != v && best_value == best_value) {
-                best = iy * params.width + ix;
+                best = iy * WIDTH + ix;
                 best_value = v;
             }
         }
@@ -73,27 +79,27 @@ fn argmax(base: u32, oy: u32, ox: u32) -> u32 {
 @compute @workgroup_size(256)
 fn max_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    let per_plane = params.out_height * params.out_width;
+    let per_plane = OUT_HEIGHT * OUT_WIDTH;
     if i >= params.planes * per_plane { return; }
-    let base = (i / per_plane) * params.height * params.width;
+    let base = (i / per_plane) * HEIGHT * WIDTH;
     let p = i % per_plane;
-    out[i] = x[base + argmax(base, p / params.out_width, p % params.out_width)];
+    out[i] = x[base + argmax(base, p / OUT_WIDTH, p % OUT_WIDTH)];
 }
 
 @compute @workgroup_size(256)
 fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    let plane = params.height * params.width;
+    let plane = HEIGHT * WIDTH;
     if i >= params.planes * plane { return; }
     let base = (i / plane) * plane;
     let q = i % plane;
-    let ys = covering(q / params.width, params.pad_h, params.kernel_h, params.stride_h, params.out_height);
-    let xs = covering(q % params.width, params.pad_w, params.kernel_w, params.stride_w, params.out_width);
-    let dy_base = (i / plane) * params.out_height * params.out_width;
+    let ys = covering(q / WIDTH, PAD_H, KERNEL_H, STRIDE_H, OUT_HEIGHT);
+    let xs = covering(q % WIDTH, PAD_W, KERNEL_W, STRIDE_W, OUT_WIDTH);
+    let dy_base = (i / plane) * OUT_HEIGHT * OUT_WIDTH;
     var g = 0.0;
     for (var oy = ys.x; oy < ys.y; oy++) {
         for (var ox = xs.x; ox < xs.y; ox++) {
-            if argmax(base, oy, ox) == q { g += dy[dy_base + oy * params.out_width + ox]; }
+            if argmax(base, oy, ox) == q { g += dy[dy_base + oy * OUT_WIDTH + ox]; }
         }
     }
     out[i] = g;
@@ -102,31 +108,31 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 @compute @workgroup_size(256)
 fn avg_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    let per_plane = params.out_height * params.out_width;
+    let per_plane = OUT_HEIGHT * OUT_WIDTH;
     if i >= params.planes * per_plane { return; }
-    let base = (i / per_plane) * params.height * params.width;
+    let base = (i / per_plane) * HEIGHT * WIDTH;
     let p = i % per_plane;
-    let rows = rows_of(p / params.out_width);
-    let cols = cols_of(p % params.out_width);
+    let rows = rows_of(p / OUT_WIDTH);
+    let cols = cols_of(p % OUT_WIDTH);
     var sum = 0.0;
     for (var iy = rows.x; iy < rows.y; iy++) {
-        for (var ix = cols.x; ix < cols.y; ix++) { sum += x[base + iy * params.width + ix]; }
+        for (var ix = cols.x; ix < cols.y; ix++) { sum += x[base + iy * WIDTH + ix]; }
     }
-    out[i] = sum / f32(params.kernel_h * params.kernel_w);
+    out[i] = sum / f32(KERNEL_H * KERNEL_W);
 }
 
 @compute @workgroup_size(256)
 fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    let plane = params.height * params.width;
+    let plane = HEIGHT * WIDTH;
     if i >= params.planes * plane { return; }
     let q = i % plane;
-    let ys = covering(q / params.width, params.pad_h, params.kernel_h, params.stride_h, params.out_height);
-    let xs = covering(q % params.width, params.pad_w, params.kernel_w, params.stride_w, params.out_width);
-    let dy_base = (i / plane) * params.out_height * params.out_width;
+    let ys = covering(q / WIDTH, PAD_H, KERNEL_H, STRIDE_H, OUT_HEIGHT);
+    let xs = covering(q % WIDTH, PAD_W, KERNEL_W, STRIDE_W, OUT_WIDTH);
+    let dy_base = (i / plane) * OUT_HEIGHT * OUT_WIDTH;
     var g = 0.0;
     for (var oy = ys.x; oy < ys.y; oy++) {
-        for (var ox = xs.x; ox < xs.y; ox++) { g += dy[dy_base + oy * params.out_width + ox]; }
+        for (var ox = xs.x; ox < xs.y; ox++) { g += dy[dy_base + oy * OUT_WIDTH + ox]; }
     }
-    out[i] = g / f32(params.kernel_h * params.kernel_w);
+    out[i] = g / f32(KERNEL_H * KERNEL_W);
 }

@@ -32,17 +32,9 @@ static AVG_BACKWARD: KernelSpec = spec("avg_pool_backward");
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct PoolParams {
     pub(crate) planes: u32,
-    pub(crate) height: u32,
-    pub(crate) width: u32,
-    pub(crate) out_height: u32,
-    pub(crate) out_width: u32,
-    pub(crate) kernel_h: u32,
-    pub(crate) kernel_w: u32,
-    pub(crate) stride_h: u32,
-    pub(crate) stride_w: u32,
-    pub(crate) pad_h: u32,
-    pub(crate) pad_w: u32,
-    pub(crate) _pad: u32,
+    pub(crate) _pad0: u32,
+    pub(crate) _pad1: u32,
+    pub(crate) _pad2: u32,
 }
 
 /// Which pooling: the window's maximum, or its mean over the kernel's area (padding counts
@@ -85,8 +77,9 @@ impl Pool2d {
     }
 }
 
-/// The params for x `[B, C, H, W]`, after checking `y` is the pooled shape.
-fn params(pool: &Pool2d, x: &Tensor, y: &Tensor) -> Result<PoolParams> {
+/// The params and geometry (override constants) for x `[B, C, H, W]`, after checking `y` is
+/// the pooled shape.
+fn params(pool: &Pool2d, x: &Tensor, y: &Tensor) -> Result<(PoolParams, Vec<(&'static str, f64)>)> {
     let &[b, c, h, w] = x.shape() else {
         return Err(shape_error(
             "pool2d x (expects [B, C, H, W])",
@@ -102,32 +95,44 @@ fn params(pool: &Pool2d, x: &Tensor, y: &Tensor) -> Result<PoolParams> {
         ));
     };
     expect_shape("pool2d y", y, &[b, c, oh, ow])?;
-    Ok(PoolParams {
+    let geometry = [
+        ("HEIGHT", h),
+        ("WIDTH", w),
+        ("OUT_HEIGHT", oh),
+        ("OUT_WIDTH", ow),
+        ("KERNEL_H", pool.kernel[0]),
+        ("KERNEL_W", pool.kernel[1]),
+        ("STRIDE_H", pool.stride[0]),
+        ("STRIDE_W", pool.stride[1]),
+        ("PAD_H", pool.padding[0]),
+        ("PAD_W", pool.padding[1]),
+    ];
+    let params = PoolParams {
         planes: to_u32(b * c),
-        height: to_u32(h),
-        width: to_u32(w),
-        out_height: to_u32(oh),
-        out_width: to_u32(ow),
-        kernel_h: to_u32(pool.kernel[0]),
-        kernel_w: to_u32(pool.kernel[1]),
-        stride_h: to_u32(pool.stride[0]),
-        stride_w: to_u32(pool.stride[1]),
-        pad_h: to_u32(pool.padding[0]),
-        pad_w: to_u32(pool.padding[1]),
-        _pad: 0,
-    })
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    Ok((
+        params,
+        geometry
+            .into_iter()
+            .map(|(name, v)| (name, f64::from(to_u32(v))))
+            .collect(),
+    ))
 }
 
 /// `y[b, c, oy, ox]` = max (or mean) of x over window (oy, ox); x `[B, C, H, W]`.
 pub fn pool2d_forward(gpu: &Gpu, pool: &Pool2d, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
-    let uniform = gpu.uniform(&params(pool, x, y)?);
+    let (params, geometry) = params(pool, x, y)?;
+    let uniform = gpu.uniform(&params);
     let spec = match pool.kind {
         PoolKind::Max => &MAX_FORWARD,
         PoolKind::Avg => &AVG_FORWARD,
     };
     gpu.dispatch(
         spec,
-        &[],
+        &geometry,
         &[
             Bind::Uniform(&uniform),
             Bind::Tensor(x),
@@ -148,7 +153,8 @@ pub fn pool2d_backward(
     dy: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
-    let uniform = gpu.uniform(&params(pool, x, dy)?);
+    let (params, geometry) = params(pool, x, dy)?;
+    let uniform = gpu.uniform(&params);
     expect_shape("pool2d dx", dx, x.shape())?;
     // Average pooling does not read x, whose buffer may already hold dx.
     let (spec, source) = match pool.kind {
@@ -157,7 +163,7 @@ pub fn pool2d_backward(
     };
     gpu.dispatch(
         spec,
-        &[],
+        &geometry,
         &[
             Bind::Uniform(&uniform),
             Bind::Tensor(source),
