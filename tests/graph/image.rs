@@ -17,6 +17,8 @@ fn conv2d_gradients_at_awkward_geometries() {
         ([3, 5, 7], 2, [5, 5], [1, 1], [2, 2], [1, 1]),
         ([2, 7, 5], 3, [3, 3], [2, 2], [1, 1], [1, 1]),
         ([1, 7, 6], 2, [3, 2], [2, 1], [0, 1], [2, 1]),
+        // CPU adapters run this one over a stored im2col matrix (C·T, Ho·Wo and O multiples of 4).
+        ([4, 6, 5], 4, [3, 2], [1, 1], [0, 0], [1, 1]),
     ] {
         let config = Conv2dConfig {
             stride,
@@ -28,6 +30,21 @@ fn conv2d_gradients_at_awkward_geometries() {
         });
         check(&format!("conv2d {dims:?} k{kernel:?} {config:?}"), &g, 0);
     }
+}
+
+/// A conv whose input is a fused conv + ReLU, at a geometry CPU adapters run over a stored
+/// im2col matrix: its input gradient applies the ReLU's derivative after gathering the columns.
+#[test]
+fn a_conv_over_stored_columns_masks_its_input_gradient_by_a_fused_relu() {
+    let g = unary(&[2, 7, 6], Loss::Mse, |g, x| {
+        let h = g
+            .conv2d("0", x, 4, [3, 3], Conv2dConfig::default())
+            .expect("conv");
+        let h = g.relu(h).expect("relu");
+        g.conv2d("2", h, 4, [2, 3], Conv2dConfig::default())
+            .expect("conv")
+    });
+    check("conv over a fused conv + relu", &g, 0);
 }
 
 #[test]
