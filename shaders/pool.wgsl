@@ -105,6 +105,32 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     out[i] = g;
 }
 
+// Max pooling's backward where the windows tile the image (stride = kernel, no padding): one
+// thread per window (grid_1d(len(dy), 256)) writes each of its cells of dx, dy at the first
+// maximum and 0 elsewhere, and the last window of a row or column of windows also zeroes the
+// cells past it, which no window covers. A third of the gather's loads and stores per cell.
+@compute @workgroup_size(256)
+fn max_pool_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = thread_index(gid, groups);
+    let per_plane = OUT_HEIGHT * OUT_WIDTH;
+    if i >= params.planes * per_plane { return; }
+    let base = (i / per_plane) * HEIGHT * WIDTH;
+    let oy = (i % per_plane) / OUT_WIDTH;
+    let ox = (i % per_plane) % OUT_WIDTH;
+    let best = argmax(base, oy, ox);
+    let g = dy[i];
+    let y0 = oy * KERNEL_H;
+    let x0 = ox * KERNEL_W;
+    let y1 = select(y0 + KERNEL_H, HEIGHT, oy + 1u == OUT_HEIGHT);
+    let x1 = select(x0 + KERNEL_W, WIDTH, ox + 1u == OUT_WIDTH);
+    for (var iy = y0; iy < y1; iy++) {
+        for (var ix = x0; ix < x1; ix++) {
+            let q = iy * WIDTH + ix;
+            out[base + q] = select(0.0, g, q == best);
+        }
+    }
+}
+
 @compute @workgroup_size(256)
 fn avg_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);

@@ -25,6 +25,7 @@ const fn spec(entry: &'static str) -> KernelSpec {
 }
 static MAX_FORWARD: KernelSpec = spec("max_pool_forward");
 static MAX_BACKWARD: KernelSpec = spec("max_pool_backward");
+static MAX_BACKWARD_TILED: KernelSpec = spec("max_pool_backward_tiled");
 static AVG_FORWARD: KernelSpec = spec("avg_pool_forward");
 static AVG_BACKWARD: KernelSpec = spec("avg_pool_backward");
 
@@ -156,10 +157,13 @@ pub fn pool2d_backward(
     let (params, geometry) = params(pool, x, dy)?;
     let uniform = gpu.uniform(&params);
     expect_shape("pool2d dx", dx, x.shape())?;
-    // Average pooling does not read x, whose buffer may already hold dx.
-    let (spec, source) = match pool.kind {
-        PoolKind::Max => (&MAX_BACKWARD, x),
-        PoolKind::Avg => (&AVG_BACKWARD, dy),
+    // Average pooling does not read x, whose buffer may already hold dx. Windows that tile
+    // the image take a thread each, other windows a thread per input pixel.
+    let tiles = pool.stride == pool.kernel && pool.padding == [0, 0];
+    let (spec, source, threads) = match pool.kind {
+        PoolKind::Max if tiles => (&MAX_BACKWARD_TILED, x, dy.len()),
+        PoolKind::Max => (&MAX_BACKWARD, x, dx.len()),
+        PoolKind::Avg => (&AVG_BACKWARD, dy, dx.len()),
     };
     gpu.dispatch(
         spec,
@@ -170,6 +174,6 @@ pub fn pool2d_backward(
             Bind::Tensor(dy),
             Bind::Tensor(dx),
         ],
-        grid_1d(dx.len(), 256),
+        grid_1d(threads, 256),
     )
 }

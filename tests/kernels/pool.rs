@@ -7,13 +7,15 @@ use crate::common::*;
 type Case = ([usize; 4], [usize; 2], [usize; 2], [usize; 2]);
 
 /// Cases: MNIST's 2×2/2 on odd sizes, overlapping 3×3/1
-/// windows with padding 1, a 5×5 kernel with padding 2 and stride 2, and a 1×1 window.
+/// windows with padding 1, a 5×5 kernel with padding 2 and stride 2, a 1×1 window, windows
+/// with gaps between them, and 3×2 windows tiling all but the last row.
 const CASES: &[Case] = &[
     ([1, 1, 5, 7], [2, 2], [2, 2], [0, 0]),
     ([2, 3, 7, 6], [3, 3], [1, 1], [1, 1]),
     ([3, 1, 9, 11], [5, 5], [2, 2], [2, 2]),
     ([1, 3, 4, 3], [1, 1], [1, 1], [0, 0]),
     ([2, 2, 6, 9], [3, 2], [2, 3], [1, 0]),
+    ([2, 2, 7, 8], [3, 2], [3, 2], [0, 0]),
 ];
 
 #[test]
