@@ -203,9 +203,10 @@ fn conv_weight_grad_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
 // [C·T, B·P] (`im2col_store`), y' = w · col2 as [O, B·P], then y (`from_channel_major`, with
 // the bias and activation); the weight gradient is dy' · col2ᵀ, dy' = dy as [O, B·P]
 // (`to_channel_major`), its row sums the bias gradient; the input gradient is
-// dcol = wᵀ · dy' as [C·T, B·P], then dx (`col2im`). Needs P % 4 == 0: each thread moves four
-// pixels of one image as a vec4. params.m and n count the output's rows and columns, except
-// in `col2im` (m: dx's elements, n: B·P).
+// dcol = wᵀ · dy' as [C·T, B·P], then dx (`col2im`). C·T is padded to a multiple of 4 (rows of
+// zeros in col2, zero columns in w: `pad_weight`, `unpad_weight_grad`). Needs P % 4 == 0: each
+// thread moves four pixels of one image as a vec4. params.m and n count the output's rows and
+// columns (C·T padded), except in `col2im` (m: dx's elements, n: B·P).
 // Grid: grid_1d(m · n / 4, 64), `col2im` grid_1d(m, 64).
 // These entry points see bindings 1, 3 and 5 as vec4s where they move whole vec4s (an entry
 // point may use one variable per binding).
@@ -224,6 +225,10 @@ fn im2col_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let quads = params.n / 4u;
     if i >= params.m * quads { return; }
     let ct = i / quads;
+    if ct >= CHANNELS * taps() {
+        out4[i] = vec4<f32>(0.0);
+        return;
+    }
     let col = (i % quads) * 4u;
     let b = col / out_pixels();
     let p = col % out_pixels();
@@ -275,4 +280,24 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
     if GRAD_MASK { sum *= activate_grad(aux[i], ACT, params.slope); }
     out[i] = sum;
+}
+
+// w [O, C·T] as [O, params.n] (C·T padded with zero columns), into out.
+@compute @workgroup_size(64)
+fn pad_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = pass_index(gid, groups);
+    if i >= params.m * params.n { return; }
+    let j = i % params.n;
+    var w = 0.0;
+    if j < CHANNELS * taps() { w = weight[(i / params.n) * CHANNELS * taps() + j]; }
+    out[i] = w;
+}
+
+// dw [O, C·T] from the product's [O, params.n] (bound as x), into out.
+@compute @workgroup_size(64)
+fn unpad_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = pass_index(gid, groups);
+    let rows = CHANNELS * taps();
+    if i >= params.m * rows { return; }
+    out[i] = x[(i / rows) * params.n + i % rows];
 }

@@ -38,6 +38,8 @@ static IM2COL: KernelSpec = spec("im2col_store");
 static TO_CHANNEL_MAJOR: KernelSpec = spec("to_channel_major");
 static FROM_CHANNEL_MAJOR: KernelSpec = spec("from_channel_major");
 static COL2IM: KernelSpec = spec("col2im");
+static PAD_WEIGHT: KernelSpec = spec("pad_weight");
+static UNPAD_WEIGHT_GRAD: KernelSpec = spec("unpad_weight_grad");
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -147,12 +149,18 @@ impl Geometry {
         self.kernel[0] * self.kernel[1]
     }
 
-    /// Rows and columns of the stored im2col matrix: `[C·T, B·P]`.
+    /// Rows and columns of the stored im2col matrix: `[C·T, B·P]`, C·T padded with rows of
+    /// zeros to a multiple of 4 (the products' vec4s run along it).
     fn col_dims(&self) -> (usize, usize) {
         (
-            self.channels * self.taps(),
+            (self.channels * self.taps()).next_multiple_of(4),
             self.batch * self.out[0] * self.out[1],
         )
+    }
+
+    /// Whether the stored im2col matrix has rows of padding.
+    fn padded(&self) -> bool {
+        self.col_dims().0 != self.channels * self.taps()
     }
 
     /// Whether this layer runs lowered (see the shader): on CPU adapters, where every vec4
@@ -161,7 +169,6 @@ impl Geometry {
         let (rows, columns) = self.col_dims();
         gpu.is_cpu()
             && (self.out[0] * self.out[1]).is_multiple_of(4)
-            && rows.is_multiple_of(4)
             && self.out_channels.is_multiple_of(4)
             && 4 * (rows as u64) * (columns as u64) <= gpu.max_binding_bytes()
     }
@@ -340,9 +347,22 @@ fn channel_major(gpu: &Gpu, g: &Geometry, dy: &Tensor) -> Result<(Tensor, Dispat
     Ok((moved, fill))
 }
 
-/// The weight `[O, C, kh, kw]` as the matrix `[O, C·T]`.
-fn weight_matrix(g: &Geometry, weight: &Tensor) -> Result<Tensor> {
-    weight.view(0, &[g.out_channels, g.col_dims().0])
+/// The weight `[O, C, kh, kw]` as the matrix `[O, C·T]`, padded like the im2col matrix's
+/// rows: a view, or a new tensor and the pass that fills it.
+fn weight_matrix(gpu: &Gpu, g: &Geometry, weight: &Tensor) -> Result<(Tensor, Option<Dispatch>)> {
+    let (o, rows) = (g.out_channels, g.col_dims().0);
+    if !g.padded() {
+        return Ok((weight.view(0, &[o, rows])?, None));
+    }
+    let matrix = gpu.uninit(&[o, rows])?;
+    let fill = launch_pass(
+        gpu,
+        &PAD_WEIGHT,
+        (g, (o, rows), o * rows),
+        (false, false, Activation::Identity),
+        &Operands::pass(weight, weight, &matrix),
+    )?;
+    Ok((matrix, Some(fill)))
 }
 
 /// `y[b, o] = act(Σ_c w[o, c] ⋆ x[b, c] + bias[o])`, `⋆` the strided, padded, dilated
@@ -365,13 +385,9 @@ pub fn conv2d_forward(
         let (col, fill) = stored_im2col(gpu, &g, x)?;
         let (o, columns) = (g.out_channels, g.col_dims().1);
         let product = gpu.uninit(&[o, columns])?;
-        let mut out = vec![fill];
-        out.extend(Matmul::default().dispatches(
-            gpu,
-            &weight_matrix(&g, weight)?,
-            &col,
-            &product,
-        )?);
+        let (matrix, pad) = weight_matrix(gpu, &g, weight)?;
+        let mut out: Vec<Dispatch> = [Some(fill), pad].into_iter().flatten().collect();
+        out.extend(Matmul::default().dispatches(gpu, &matrix, &col, &product)?);
         out.push(launch_pass(
             gpu,
             &FROM_CHANNEL_MAJOR,
@@ -434,8 +450,9 @@ pub fn conv2d_backward_input(
             trans_a: true,
             ..Default::default()
         };
-        let mut out = vec![fill];
-        out.extend(product.dispatches(gpu, &weight_matrix(&g, weight)?, &moved, &dcol)?);
+        let (matrix, pad) = weight_matrix(gpu, &g, weight)?;
+        let mut out: Vec<Dispatch> = [Some(fill), pad].into_iter().flatten().collect();
+        out.extend(product.dispatches(gpu, &matrix, &moved, &dcol)?);
         out.push(launch_pass(
             gpu,
             &COL2IM,
@@ -505,7 +522,21 @@ pub fn conv2d_backward_weight(
             ..Default::default()
         };
         let mut out = vec![fill_col, fill_dy];
-        out.extend(product.dispatches(gpu, &moved, &col, &weight_matrix(&g, dweight)?)?);
+        let rows = g.col_dims().0;
+        if !g.padded() {
+            let matrix = dweight.view(0, &[g.out_channels, rows])?;
+            out.extend(product.dispatches(gpu, &moved, &col, &matrix)?);
+            return Ok(out);
+        }
+        let matrix = gpu.uninit(&[g.out_channels, rows])?;
+        out.extend(product.dispatches(gpu, &moved, &col, &matrix)?);
+        out.push(launch_pass(
+            gpu,
+            &UNPAD_WEIGHT_GRAD,
+            (&g, (g.out_channels, rows), dweight.len()),
+            (false, false, Activation::Identity),
+            &Operands::pass(&matrix, &matrix, dweight),
+        )?);
         return Ok(out);
     }
     let (m, n, k) = (

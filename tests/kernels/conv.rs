@@ -14,9 +14,9 @@ type Case = ([usize; 4], [usize; 4], [usize; 2], [usize; 2], [usize; 2]);
 /// Cases: a 1×1 kernel at batch 1, a 5×5 kernel with padding
 /// 2, stride 2 over odd heights and widths, unequal strides with dilation, and a layer of 130
 /// output channels (past one 128-row tile) whose weight gradient is split along its K. From
-/// `LOWERED` on, cases a CPU adapter runs on the stored im2col matrix (output pixels, C·T
-/// and O multiples of 4): padding beside dilation, and a stride whose windows miss the last
-/// input row.
+/// `LOWERED` on, cases a CPU adapter runs on the stored im2col matrix (output pixels and O
+/// multiples of 4): padding beside dilation, a stride whose windows miss the last input row,
+/// and C·T = 6, which the matrix pads to 8.
 const CASES: &[Case] = &[
     ([1, 1, 5, 5], [1, 1, 1, 1], [1, 1], [0, 0], [1, 1]),
     ([2, 3, 7, 9], [4, 3, 5, 5], [1, 1], [2, 2], [1, 1]),
@@ -25,6 +25,7 @@ const CASES: &[Case] = &[
     ([4, 3, 20, 18], [130, 3, 3, 3], [1, 1], [0, 0], [1, 1]),
     ([3, 4, 8, 9], [8, 4, 3, 2], [1, 1], [1, 0], [1, 2]),
     ([2, 8, 11, 9], [12, 8, 2, 2], [2, 2], [0, 0], [1, 1]),
+    ([2, 1, 8, 9], [4, 1, 3, 2], [1, 1], [0, 0], [1, 1]),
 ];
 const LOWERED: usize = 5;
 
