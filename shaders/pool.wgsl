@@ -3,11 +3,13 @@
 // oy·sh − ph .. + kh and columns ox·sw − pw .. + kw, padding never chosen as a max.
 // Legend: x [planes, H, W], y and dy [planes, Ho, Wo], dx [planes, H, W].
 // Backward kernels gather: one thread per input pixel adds the dy of every window that covers
-// it, in a fixed order, so results are the same every run and no atomics are needed. Max
-// pooling recomputes each window's argmax from x rather than storing it: the first maximum in
-// row-major window order wins, and a NaN wins over numbers, as in PyTorch.
+// it, in a fixed order, so results are the same every run and no atomics are needed (where
+// windows tile the image, `max_pool_backward_tiled` writes each window's cells instead: no cell
+// has two windows). Max pooling recomputes each window's argmax from x rather than storing
+// it: the first maximum in row-major window order wins, and a NaN wins over numbers, as in
+// PyTorch.
 // Bindings: 0 params (uniform), 1 x (read), 2 dy (read; x again in forward), 3 out (rw: y or dx).
-// Grid: grid_1d(len(out), 256).
+// Grid: grid_1d(len(out), 256); `max_pool_backward_tiled` grid_1d(len(dy), 256).
 
 struct PoolParams {
     planes: u32,
