@@ -62,3 +62,14 @@ fn activate_grad(x: f32, act: u32, slope: f32) -> f32 {
         default: { return 1.0; }
     }
 }
+
+// The two above on four values at once (an epilogue storing a vec4).
+fn activate4(v: vec4<f32>, act: u32, slope: f32) -> vec4<f32> {
+    return vec4<f32>(activate(v.x, act, slope), activate(v.y, act, slope),
+                     activate(v.z, act, slope), activate(v.w, act, slope));
+}
+
+fn activate_grad4(v: vec4<f32>, act: u32, slope: f32) -> vec4<f32> {
+    return vec4<f32>(activate_grad(v.x, act, slope), activate_grad(v.y, act, slope),
+                     activate_grad(v.z, act, slope), activate_grad(v.w, act, slope));
+}

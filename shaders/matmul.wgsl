@@ -299,14 +299,11 @@ fn direct_store4(row: u32, col: u32, v: vec4<f32>, bias: vec4<f32>) {
     let at = (base_c + row * params.n + col) / 4u;
     var x = v;
     if GRAD_MASK {
-        let pre = aux4[at];
-        x *= vec4<f32>(activate_grad(pre.x, ACT, params.slope), activate_grad(pre.y, ACT, params.slope),
-                       activate_grad(pre.z, ACT, params.slope), activate_grad(pre.w, ACT, params.slope));
+        x *= activate_grad4(aux4[at], ACT, params.slope);
     } else {
         if ACCUMULATE { x += c4[at]; }
         if HAS_BIAS { x += bias; }
-        x = vec4<f32>(activate(x.x, ACT, params.slope), activate(x.y, ACT, params.slope),
-                      activate(x.z, ACT, params.slope), activate(x.w, ACT, params.slope));
+        x = activate4(x, ACT, params.slope);
     }
     c4[at] = x;
 }
