@@ -77,6 +77,8 @@ fn b_runs_along_k() -> bool { return MODE == 2u; }
 
 fn taps() -> u32 { return KERNEL_H * KERNEL_W; }
 fn out_pixels() -> u32 { return OUT_HEIGHT * OUT_WIDTH; }
+// Rows of im2col (C·T) before the stored matrix's padding.
+fn col_rows() -> u32 { return CHANNELS * taps(); }
 
 // im2col[b, (c, t), p]: the input pixel tap t of output pixel p sees, 0 in the padding.
 fn im2col(b: u32, ct: u32, p: u32) -> f32 {
@@ -225,7 +227,7 @@ fn im2col_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let quads = params.n / 4u;
     if i >= params.m * quads { return; }
     let ct = i / quads;
-    if ct >= CHANNELS * taps() {
+    if ct >= col_rows() {
         out4[i] = vec4<f32>(0.0);
         return;
     }
@@ -259,8 +261,7 @@ fn from_channel_major(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let b = i / quads / OUT_CHANNELS;
     var v = x4[(o * params.n + b * out_pixels() + p) / 4u];
     if HAS_BIAS { v += vec4<f32>(aux[o]); }
-    out4[i] = vec4<f32>(activate(v.x, ACT, params.slope), activate(v.y, ACT, params.slope),
-                        activate(v.z, ACT, params.slope), activate(v.w, ACT, params.slope));
+    out4[i] = activate4(v, ACT, params.slope);
 }
 
 // dx[b, c, q] = Σ_t dcol[(c, t), (b, p)] over the taps t that output pixels p see q through
@@ -289,7 +290,7 @@ fn pad_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     if i >= params.m * params.n { return; }
     let j = i % params.n;
     var w = 0.0;
-    if j < CHANNELS * taps() { w = weight[(i / params.n) * CHANNELS * taps() + j]; }
+    if j < col_rows() { w = weight[(i / params.n) * col_rows() + j]; }
     out[i] = w;
 }
 
@@ -297,7 +298,7 @@ fn pad_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 @compute @workgroup_size(64)
 fn unpad_weight_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = pass_index(gid, groups);
-    let rows = CHANNELS * taps();
+    let rows = col_rows();
     if i >= params.m * rows { return; }
     out[i] = x[(i / rows) * params.n + i % rows];
 }

@@ -524,22 +524,24 @@ pub fn conv2d_backward_weight(
             row_sums: dbias,
             ..Default::default()
         };
+        // The product writes dw itself, or a padded matrix that a pass trims into it.
+        let (o, rows) = (g.out_channels, g.col_dims().0);
+        let matrix = if g.padded() {
+            gpu.uninit(&[o, rows])?
+        } else {
+            dweight.view(0, &[o, rows])?
+        };
         let mut out = vec![fill_col, fill_dy];
-        let rows = g.col_dims().0;
-        if !g.padded() {
-            let matrix = dweight.view(0, &[g.out_channels, rows])?;
-            out.extend(product.dispatches(gpu, &moved, &col, &matrix)?);
-            return Ok(out);
-        }
-        let matrix = gpu.uninit(&[g.out_channels, rows])?;
         out.extend(product.dispatches(gpu, &moved, &col, &matrix)?);
-        out.push(launch_pass(
-            gpu,
-            &UNPAD_WEIGHT_GRAD,
-            (&g, (g.out_channels, rows), dweight.len()),
-            (false, false, Activation::Identity),
-            &Operands::pass(&matrix, &matrix, dweight),
-        )?);
+        if g.padded() {
+            out.push(launch_pass(
+                gpu,
+                &UNPAD_WEIGHT_GRAD,
+                (&g, (o, rows), dweight.len()),
+                (false, false, Activation::Identity),
+                &Operands::pass(&matrix, &matrix, dweight),
+            )?);
+        }
         return Ok(out);
     }
     let (m, n, k) = (

@@ -90,8 +90,8 @@ pub enum Tile {
     /// 128×128, 8×8 per thread, staged through workgroup memory: large products.
     T128,
     /// 64×64, 32×8 per thread loaded straight from memory as vec4s, no workgroup memory: the
-    /// CPU adapters' kernel (see the shader for why). Only for shapes whose loads and stores are whole
-    /// vec4s ([`Matmul::direct_fits`]); others run `T64`.
+    /// CPU adapters' kernel (see the shader for why). Only for shapes whose loads and stores
+    /// are whole vec4s ([`Matmul::direct_fits`]); others run `T64`.
     Direct,
 }
 
