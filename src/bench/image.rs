@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::conv::{
     Conv2dConfig, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
+    stored_im2col_shape,
 };
 use crate::kernels::{Activation, MAX_SPLITS};
 
@@ -96,7 +97,18 @@ pub(super) fn bench_conv(gpu: &Gpu, rng: &mut StdRng, batch: usize) -> Result<Ve
         let samples = RefCell::new(StdRng::seed_from_u64(11));
         let pick = |n: usize| samples.borrow_mut().random_range(0..n);
         let flops = 2.0 * (b * o * p * p * c * 9) as f64;
-        let forward = conv2d_forward(gpu, config, &x_t, &w_t, (None, Activation::Identity), &y_t)?;
+        // The im2col matrix a CPU adapter stores, which the weight gradient reads as in training.
+        let columns = stored_im2col_shape(gpu, x_t.shape(), w_t.shape(), config)
+            .map(|shape| gpu.uninit(&shape))
+            .transpose()?;
+        let forward = conv2d_forward(
+            gpu,
+            config,
+            &x_t,
+            &w_t,
+            (None, Activation::Identity),
+            (&y_t, columns.as_ref()),
+        )?;
         let (seconds, clock) =
             checked_timing(gpu, &forward.iter().collect::<Vec<_>>(), &y_t, |got| {
                 for _ in 0..32 {
@@ -152,7 +164,8 @@ pub(super) fn bench_conv(gpu: &Gpu, rng: &mut StdRng, batch: usize) -> Result<Ve
             )?);
         }
 
-        let weight_grad = conv2d_backward_weight(gpu, config, &x_t, &dy_t, &dw_t, None)?;
+        let weight_grad =
+            conv2d_backward_weight(gpu, config, (&x_t, columns.as_ref()), &dy_t, &dw_t, None)?;
         let check = |got: &[f32]| {
             for _ in 0..8 {
                 let (oi, ci, ky, kx) = (pick(o), pick(c), pick(3), pick(3));

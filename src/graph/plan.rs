@@ -113,7 +113,7 @@ impl Plan {
             ));
         }
         let graph = &fuse::fuse(graph);
-        let tasks = schedule(graph, output, training);
+        let tasks = schedule(gpu, graph, (output, batch), training);
 
         let node = |n: NodeId| &graph.nodes[n.0];
         let (rows, cols) = ops::loss_rows(graph, output, batch);
@@ -130,7 +130,7 @@ impl Plan {
             .collect();
         let shape = |v: Value| match v {
             Value::Out(n) | Value::Grad(n) => node(n).shape(batch),
-            Value::Saved(n) => ops::saved_shape(graph, n, batch, training)
+            Value::Saved(n) => ops::saved_shape(gpu, graph, n, batch, training)
                 .expect("only nodes that save something read Saved"),
             Value::Partial(..) => target_shape(partial_targets[&v]),
             Value::Target => loss.target_shape(rows, cols),
@@ -308,7 +308,12 @@ impl Plan {
 }
 
 /// The tasks of one step with what each reads and writes.
-fn schedule(graph: &Graph, output: NodeId, training: bool) -> Vec<(Task, Uses)> {
+fn schedule(
+    gpu: &Gpu,
+    graph: &Graph,
+    (output, batch): (NodeId, usize),
+    training: bool,
+) -> Vec<(Task, Uses)> {
     let count = graph.nodes.len();
     // Nodes the output depends on.
     let mut live = vec![false; count];
@@ -337,7 +342,10 @@ fn schedule(graph: &Graph, output: NodeId, training: bool) -> Vec<(Task, Uses)> 
     let mut tasks: Vec<(Task, Uses)> = (0..count)
         .map(NodeId)
         .filter(|n| live[n.0])
-        .map(|n| (Task::Forward(n), ops::forward_uses(graph, n, training)))
+        .map(|n| {
+            let uses = ops::forward_uses(gpu, graph, (n, batch), training);
+            (Task::Forward(n), uses)
+        })
         .collect();
     tasks.push((Task::Loss, ops::loss_uses(graph, output)));
     if !training {
@@ -362,7 +370,7 @@ fn schedule(graph: &Graph, output: NodeId, training: bool) -> Vec<(Task, Uses)> 
         let mut sinks = vec![];
         let mut accumulates = vec![];
         let mut uses = Uses {
-            reads: ops::backward_reads(graph, n),
+            reads: ops::backward_reads(gpu, graph, (n, batch)),
             writes: vec![],
         };
         for (k, target) in targets.iter().enumerate() {

@@ -104,18 +104,14 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn of(x: &Tensor, weight: &Tensor, config: Conv2dConfig) -> Result<Self> {
-        let &[batch, channels, height, width] = x.shape() else {
-            return Err(shape_error(
-                "conv2d x (expects [B, C, H, W])",
-                x.shape(),
-                &[],
-            ));
+    fn of(x: &[usize], weight: &[usize], config: Conv2dConfig) -> Result<Self> {
+        let &[batch, channels, height, width] = x else {
+            return Err(shape_error("conv2d x (expects [B, C, H, W])", x, &[]));
         };
-        let &[out_channels, c, kh, kw] = weight.shape() else {
+        let &[out_channels, c, kh, kw] = weight else {
             return Err(shape_error(
                 "conv2d weight (expects [O, C, kh, kw])",
-                weight.shape(),
+                weight,
                 &[],
             ));
         };
@@ -135,8 +131,8 @@ impl Geometry {
             }),
             _ => Err(shape_error(
                 "conv2d (weight [O, C, kh, kw] vs x [B, C, H, W])",
-                weight.shape(),
-                x.shape(),
+                weight,
+                x,
             )),
         }
     }
@@ -165,9 +161,10 @@ impl Geometry {
 
     /// Whether this layer runs lowered (see the shader): on CPU adapters, where every vec4
     /// its passes and products move is whole and the im2col matrix fits one binding. Memory
-    /// for speed: the forward keeps an im2col matrix and y's `[O, B·P]` twin, the backward
-    /// two `[C·T, B·P]` matrices and two of dy (156 MB for the MNIST CNN's second conv at
-    /// batch 64, beside 9 MB of y).
+    /// for speed: the forward keeps an im2col matrix (which the weight gradient reads again
+    /// when the caller keeps it, as a graph does) and y's `[O, B·P]` twin, the backward a
+    /// `[C·T, B·P]` matrix and two of dy (114 MB for the MNIST CNN's second conv at batch
+    /// 64, beside 9 MB of y).
     fn lowered(&self, gpu: &Gpu) -> bool {
         let (rows, columns) = self.col_dims();
         gpu.is_cpu()
@@ -322,10 +319,32 @@ fn launch_pass(
     )
 }
 
-/// im2col of `x` as `[C·T, B·P]`, a new tensor, and the pass that fills it.
-fn stored_im2col(gpu: &Gpu, g: &Geometry, x: &Tensor) -> Result<(Tensor, Dispatch)> {
+/// The shape of the im2col matrix a Conv2d layer of these shapes stores on `gpu`, `[C·T, B·P]`
+/// (C·T padded to a multiple of 4), or `None` where it runs as an implicit GEMM and stores
+/// none. A caller that keeps the matrix from [`conv2d_forward`] to [`conv2d_backward_weight`]
+/// saves the weight gradient from building it again.
+pub fn stored_im2col_shape(
+    gpu: &Gpu,
+    x: &[usize],
+    weight: &[usize],
+    config: Conv2dConfig,
+) -> Option<[usize; 2]> {
+    let g = Geometry::of(x, weight, config).ok()?;
+    g.lowered(gpu).then(|| g.col_dims().into())
+}
+
+/// im2col of `x` as `[C·T, B·P]` in `into`, or in a new tensor, and the pass that fills it.
+fn stored_im2col(
+    gpu: &Gpu,
+    g: &Geometry,
+    x: &Tensor,
+    into: Option<&Tensor>,
+) -> Result<(Tensor, Dispatch)> {
     let (rows, columns) = g.col_dims();
-    let col = gpu.uninit(&[rows, columns])?;
+    let col = match into {
+        Some(col) => checked_columns(g, col)?,
+        None => gpu.uninit(&[rows, columns])?,
+    };
     let fill = launch_pass(
         gpu,
         &IM2COL,
@@ -334,6 +353,13 @@ fn stored_im2col(gpu: &Gpu, g: &Geometry, x: &Tensor) -> Result<(Tensor, Dispatc
         &Operands::pass(x, x, &col),
     )?;
     Ok((col, fill))
+}
+
+/// A caller's im2col matrix, checked against the layer's.
+fn checked_columns(g: &Geometry, col: &Tensor) -> Result<Tensor> {
+    let (rows, columns) = g.col_dims();
+    expect_shape("conv2d stored im2col matrix", col, &[rows, columns])?;
+    Ok(col.clone())
 }
 
 /// `dy` as `[O, B·P]`, a new tensor, and the pass that fills it.
@@ -370,22 +396,24 @@ fn weight_matrix(gpu: &Gpu, g: &Geometry, weight: &Tensor) -> Result<(Tensor, Op
 
 /// `y[b, o] = act(Σ_c w[o, c] ⋆ x[b, c] + bias[o])`, `⋆` the strided, padded, dilated
 /// cross-correlation of `nn.Conv2d`; x `[B, C, H, W]`, weight `[O, C, kh, kw]`, bias `[O]`,
-/// y `[B, O, Ho, Wo]`.
+/// y `[B, O, Ho, Wo]`. Where the layer stores an im2col matrix ([`stored_im2col_shape`]) it
+/// goes in `columns` when given (for [`conv2d_backward_weight`]); elsewhere `columns` is
+/// ignored.
 pub fn conv2d_forward(
     gpu: &Gpu,
     config: Conv2dConfig,
     x: &Tensor,
     weight: &Tensor,
     (bias, activation): (Option<&Tensor>, Activation),
-    y: &Tensor,
+    (y, columns): (&Tensor, Option<&Tensor>),
 ) -> Result<Vec<Dispatch>> {
-    let g = Geometry::of(x, weight, config)?;
+    let g = Geometry::of(x.shape(), weight.shape(), config)?;
     expect_shape("conv2d y", y, &g.y_shape())?;
     if let Some(bias) = bias {
         expect_shape("conv2d bias", bias, &[g.out_channels])?;
     }
     if g.lowered(gpu) {
-        let (col, fill) = stored_im2col(gpu, &g, x)?;
+        let (col, fill) = stored_im2col(gpu, &g, x, columns)?;
         let (o, columns) = (g.out_channels, g.col_dims().1);
         let product = gpu.uninit(&[o, columns])?;
         let (matrix, pad) = weight_matrix(gpu, &g, weight)?;
@@ -440,7 +468,7 @@ pub fn conv2d_backward_input(
     mask: Option<(&Tensor, Activation)>,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    let g = Geometry::of(dx, weight, config)?;
+    let g = Geometry::of(dx.shape(), weight.shape(), config)?;
     expect_shape("conv2d dy", dy, &g.y_shape())?;
     if let Some((pre, _)) = mask {
         expect_shape("conv2d mask", pre, dx.shape())?;
@@ -502,23 +530,33 @@ pub fn conv2d_backward_input(
 
 /// `dweight[o, c] = Σ_b dy[b, o] ⋆ x[b, c]` and `dbias[o] = Σ_{b,p} dy[b, o, p]`, both
 /// overwritten. The sum over B·Ho·Wo is split along K over many workgroups when the product
-/// itself has few (partials summed in a fixed order by a second kernel).
+/// itself has few (partials summed in a fixed order by a second kernel). `forward_columns`:
+/// the im2col matrix of x that [`conv2d_forward`] stored, where the layer stores one, which
+/// is then read instead of built again (`None` builds it; ignored where there is none).
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
     config: Conv2dConfig,
-    x: &Tensor,
+    (x, forward_columns): (&Tensor, Option<&Tensor>),
     dy: &Tensor,
     dweight: &Tensor,
     dbias: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
-    let g = Geometry::of(x, dweight, config)?;
+    let g = Geometry::of(x.shape(), dweight.shape(), config)?;
     expect_shape("conv2d dy", dy, &g.y_shape())?;
     if let Some(db) = dbias {
         expect_shape("conv2d dbias", db, &[g.out_channels])?;
     }
     if g.lowered(gpu) {
-        let (col, fill_col) = stored_im2col(gpu, &g, x)?;
         let (moved, fill_dy) = channel_major(gpu, &g, dy)?;
+        let mut out = vec![fill_dy];
+        let col = match forward_columns {
+            Some(col) => checked_columns(&g, col)?,
+            None => {
+                let (col, fill) = stored_im2col(gpu, &g, x, None)?;
+                out.push(fill);
+                col
+            }
+        };
         let product = Matmul {
             trans_b: true,
             row_sums: dbias,
@@ -531,7 +569,6 @@ pub fn conv2d_backward_weight(
         } else {
             dweight.view(0, &[o, rows])?
         };
-        let mut out = vec![fill_col, fill_dy];
         out.extend(product.dispatches(gpu, &moved, &col, &matrix)?);
         if g.padded() {
             out.push(launch_pass(

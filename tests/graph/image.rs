@@ -2,11 +2,13 @@
 //! small CNN whose Conv2d + ReLU pairs the fusion pass fuses, each against the f64 graph
 //! interpreter and finite differences (see `dag.rs` for the method and its bounds).
 
-use wgtrain::graph::Graph;
+use wgtrain::graph::{Graph, Mode, Weights};
 use wgtrain::kernels::conv::Conv2dConfig;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::kernels::norm::BatchNormConfig;
+use wgtrain::train::{TrainConfig, Trainer};
 
+use crate::common::gpu;
 use crate::dag::{check, unary};
 
 #[test]
@@ -32,19 +34,40 @@ fn conv2d_gradients_at_awkward_geometries() {
     }
 }
 
-/// A conv whose input is a fused conv + ReLU, at a geometry CPU adapters run over a stored
-/// im2col matrix: its input gradient applies the ReLU's derivative after gathering the columns.
-#[test]
-fn a_conv_over_stored_columns_masks_its_input_gradient_by_a_fused_relu() {
-    let g = unary(&[2, 7, 6], Loss::Mse, |g, x| {
+/// Two convs that CPU adapters run over stored im2col matrices: a conv + ReLU, then a conv.
+fn two_stored_convs() -> Graph {
+    unary(&[2, 7, 6], Loss::Mse, |g, x| {
         let h = g
             .conv2d("0", x, 4, [3, 3], Conv2dConfig::default())
             .expect("conv");
         let h = g.relu(h).expect("relu");
         g.conv2d("2", h, 4, [2, 3], Conv2dConfig::default())
             .expect("conv")
-    });
-    check("conv over a fused conv + relu", &g, 0);
+    })
+}
+
+/// A conv whose input is a fused conv + ReLU, at a geometry CPU adapters run over a stored
+/// im2col matrix: its input gradient applies the ReLU's derivative after gathering the columns.
+#[test]
+fn a_conv_over_stored_columns_masks_its_input_gradient_by_a_fused_relu() {
+    check("conv over a fused conv + relu", &two_stored_convs(), 0);
+}
+
+/// The weight gradient reads the im2col matrix its forward stored (the layer's saved value)
+/// instead of building it again: one im2col pass per layer in a training step, none more.
+#[test]
+fn a_training_step_builds_each_stored_im2col_matrix_once() {
+    let graph = two_stored_convs();
+    let weights = Weights::init(gpu(), &graph, 0).expect("weights");
+    let mut trainer = Trainer::new(gpu(), graph, weights, TrainConfig::default()).expect("trainer");
+    let plan = trainer.plan(3, Mode::Train).expect("plan");
+    let builds = plan
+        .labels()
+        .iter()
+        .filter(|l| l.contains("im2col"))
+        .count();
+    let cpu = gpu().adapter_info().device_type == wgpu::DeviceType::Cpu;
+    assert_eq!(builds, if cpu { 2 } else { 0 }, "{:?}", plan.labels());
 }
 
 #[test]

@@ -1,5 +1,6 @@
 use wgtrain::kernels::conv::{
     Conv2dConfig, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
+    stored_im2col_shape,
 };
 use wgtrain::kernels::{Activation, MAX_SPLITS};
 use wgtrain::reference::{self, ConvShape};
@@ -29,11 +30,16 @@ const CASES: &[Case] = &[
 ];
 const LOWERED: usize = 5;
 
-/// Checks that a CPU adapter ran case `index` the way `LOWERED` says.
-fn assert_path(index: usize, dispatches: &[&Dispatch]) {
+/// Checks that a CPU adapter ran case `index` the way `LOWERED` says: lowered cases build
+/// the im2col matrix `builds` times, the others never.
+fn assert_path(index: usize, builds: usize, dispatches: &[&Dispatch]) {
     if gpu().adapter_info().device_type == wgpu::DeviceType::Cpu {
-        let stored = dispatches.iter().any(|d| d.label().contains("im2col"));
-        assert_eq!(stored, index >= LOWERED, "case {index}: stored im2col");
+        let stored = dispatches
+            .iter()
+            .filter(|d| d.label().contains("im2col"))
+            .count();
+        let want = if index >= LOWERED { builds } else { 0 };
+        assert_eq!(stored, want, "case {index}: im2col passes");
     }
 }
 
@@ -87,25 +93,32 @@ fn conv2d_forward_and_both_gradients_match_f64_at_awkward_shapes() {
             poisoned(&[o]),
         );
         let config = shape.config;
+        // Even cases keep the forward's im2col matrix (poisoned until the forward fills it)
+        // for the weight gradient, as a graph does; odd ones let each build its own.
+        let keep = index % 2 == 0;
+        let columns = stored_im2col_shape(gpu(), &shape.x, &shape.weight, config)
+            .filter(|_| keep)
+            .map(|shape| poisoned(&shape));
         let forward = conv2d_forward(
             gpu(),
             config,
             &gx,
             &gw,
             (Some(&gb), Activation::Identity),
-            &y,
+            (&y, columns.as_ref()),
         )
         .expect("valid shapes");
         let input_grad =
             conv2d_backward_input(gpu(), config, &gdy, &gw, None, &dx).expect("valid shapes");
         let weight_grad =
-            conv2d_backward_weight(gpu(), config, &gx, &gdy, &dw, Some(&db)).expect("valid");
+            conv2d_backward_weight(gpu(), config, (&gx, columns.as_ref()), &gdy, &dw, Some(&db))
+                .expect("valid");
         let all: Vec<&Dispatch> = forward
             .iter()
             .chain(&input_grad)
             .chain(&weight_grad)
             .collect();
-        assert_path(index, &all);
+        assert_path(index, if keep { 1 } else { 2 }, &all);
         run(&all);
 
         let (x, weight, bias, dy) = (f64s(&x), f64s(&weight), f64s(&bias), f64s(&dy));
@@ -155,7 +168,7 @@ fn conv2d_fuses_bias_and_relu_and_masks_the_input_gradient() {
             &gx,
             &gw,
             (Some(&upload(&bias, &[o])), Activation::Relu),
-            &y,
+            (&y, None),
         )
         .expect("valid shapes");
         // x plays the output of a fused ReLU: dx is zeroed wherever x ≤ 0.
@@ -169,7 +182,7 @@ fn conv2d_fuses_bias_and_relu_and_masks_the_input_gradient() {
         )
         .expect("valid shapes");
         let all: Vec<&Dispatch> = forward.iter().chain(&input_grad).collect();
-        assert_path(index, &all);
+        assert_path(index, 1, &all);
         run(&all);
         let (xf, wf) = (f64s(&x), f64s(&weight));
         let pre = reference::conv2d(&shape, &xf, &wf, Some(&f64s(&bias)));
@@ -205,7 +218,14 @@ fn conv2d_refuses_mismatched_shapes() {
         ([1, 2, 4, 4], "kernel larger than the image"),
     ] {
         let w = upload(&vec![0.0; weight.iter().product()], &weight);
-        let result = conv2d_forward(gpu(), config, &x, &w, (None, Activation::Identity), &y);
+        let result = conv2d_forward(
+            gpu(),
+            config,
+            &x,
+            &w,
+            (None, Activation::Identity),
+            (&y, None),
+        );
         assert!(result.is_err(), "{why}: accepted");
     }
     let zero_stride = Conv2dConfig {
@@ -213,6 +233,42 @@ fn conv2d_refuses_mismatched_shapes() {
         ..config
     };
     let w = upload(&[0.0; 18], &[1, 2, 3, 3]);
-    let result = conv2d_forward(gpu(), zero_stride, &x, &w, (None, Activation::Identity), &y);
+    let result = conv2d_forward(
+        gpu(),
+        zero_stride,
+        &x,
+        &w,
+        (None, Activation::Identity),
+        (&y, None),
+    );
     assert!(result.is_err(), "stride 0 accepted");
+    // A kept im2col matrix of the wrong shape, where the layer stores one.
+    let shape = shape_of(&CASES[LOWERED]);
+    if let Some([rows, columns]) = stored_im2col_shape(gpu(), &shape.x, &shape.weight, shape.config)
+    {
+        let (o, (oh, ow)) = (shape.weight[0], shape.out());
+        let x = poisoned(&shape.x);
+        let w = poisoned(&shape.weight);
+        let y = poisoned(&[shape.x[0], o, oh, ow]);
+        let wrong = poisoned(&[rows, columns + 1]);
+        let forward = conv2d_forward(
+            gpu(),
+            shape.config,
+            &x,
+            &w,
+            (None, Activation::Identity),
+            (&y, Some(&wrong)),
+        );
+        assert!(
+            forward.is_err(),
+            "a forward into a wrong im2col matrix accepted"
+        );
+        let dw = poisoned(&shape.weight);
+        let weight_grad =
+            conv2d_backward_weight(gpu(), shape.config, (&x, Some(&wrong)), &y, &dw, None);
+        assert!(
+            weight_grad.is_err(),
+            "a weight gradient over a wrong im2col matrix accepted"
+        );
+    }
 }

@@ -23,7 +23,7 @@ pub(super) fn forward(ctx: &Ctx<'_>, n: NodeId) -> Result<Vec<Dispatch>> {
             &x,
             &ctx.params[weight.0],
             (bias.map(|b| &ctx.params[b.0]), activation),
-            &y,
+            (&y, ctx.values.get(&Value::Saved(n))),
         )?,
         Op::Pool2d(pool) => vec![pool2d_forward(ctx.gpu, &pool, &x, &y)?],
         _ => unreachable!("image::forward is only called for image ops"),
@@ -49,8 +49,14 @@ pub(super) fn backward(
             // dweight[o, c] = Σ_b dy[b, o] ⋆ x[b, c]; dbias[o] = Σ_{b, p} dy[b, o, p]
             let dweight = param_sink(sinks, 1);
             let dbias = bias.and(sinks.get(2).and_then(Option::as_ref));
+            let columns = ctx.values.get(&Value::Saved(n));
             out.extend(conv2d_backward_weight(
-                ctx.gpu, config, &x, dy, dweight, dbias,
+                ctx.gpu,
+                config,
+                (&x, columns),
+                dy,
+                dweight,
+                dbias,
             )?);
             // dx = Σ_o w[o] ⋆ᵀ dy[b, o], times act'(x) when x's activation is fused
             if let Some(dx) = &sinks[0] {

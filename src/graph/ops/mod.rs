@@ -28,8 +28,8 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::graph::{Graph, NodeId, Op, ParamId};
-use crate::kernels::loss;
 use crate::kernels::pool::{Pool2d, PoolKind};
+use crate::kernels::{conv, loss};
 
 /// A value the plan allocates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,8 +157,9 @@ pub(crate) fn owned_params(op: &Op) -> Vec<ParamId> {
     }
 }
 
-/// Shape of what node `n` keeps in `Saved(n)`, if anything.
+/// Shape of what node `n` keeps in `Saved(n)` on `gpu`, if anything.
 pub(crate) fn saved_shape(
+    gpu: &Gpu,
     graph: &Graph,
     n: NodeId,
     batch: usize,
@@ -166,6 +167,15 @@ pub(crate) fn saved_shape(
 ) -> Option<Vec<usize>> {
     let node = &graph.nodes[n.0];
     match node.op {
+        // The im2col matrix of x that the forward builds where it stores one (CPU adapters),
+        // which the weight gradient reads.
+        Op::Conv2d { weight, config, .. } if training => conv::stored_im2col_shape(
+            gpu,
+            &graph.nodes[node.inputs[0].0].shape(batch),
+            &graph.params[weight.0].shape,
+            config,
+        )
+        .map(Vec::from),
         Op::BatchNorm { .. } if training => Some(vec![2, node.dims[0]]),
         Op::LayerNorm { .. } => {
             let c = node.dims[node.dims.len() - 1];
@@ -180,8 +190,13 @@ pub(crate) fn saved_shape(
     }
 }
 
-/// Reads and writes of node `n`'s forward.
-pub(crate) fn forward_uses(graph: &Graph, n: NodeId, training: bool) -> Uses {
+/// Reads and writes of node `n`'s forward at `batch` on `gpu`.
+pub(crate) fn forward_uses(
+    gpu: &Gpu,
+    graph: &Graph,
+    (n, batch): (NodeId, usize),
+    training: bool,
+) -> Uses {
     let node = &graph.nodes[n.0];
     if matches!(
         node.op,
@@ -197,7 +212,7 @@ pub(crate) fn forward_uses(graph: &Graph, n: NodeId, training: bool) -> Uses {
             .collect(),
         writes: vec![Value::Out(n)],
     };
-    if saved_shape(graph, n, 1, training).is_some() && !matches!(node.op, Op::Mul) {
+    if saved_shape(gpu, graph, n, batch, training).is_some() && !matches!(node.op, Op::Mul) {
         uses.writes.push(Value::Saved(n));
     }
     uses
@@ -225,8 +240,8 @@ pub(crate) fn forward(ctx: &Ctx<'_>, n: NodeId, training: bool) -> Result<Vec<Di
     }
 }
 
-/// Values node `n`'s backward reads besides its gradient slots' sinks.
-pub(crate) fn backward_reads(graph: &Graph, n: NodeId) -> Vec<Value> {
+/// Values node `n`'s backward reads at `batch` on `gpu`, besides its gradient slots' sinks.
+pub(crate) fn backward_reads(gpu: &Gpu, graph: &Graph, (n, batch): (NodeId, usize)) -> Vec<Value> {
     let node = &graph.nodes[n.0];
     let mut reads = vec![Value::Grad(n)];
     let out_of = |k: usize| out_value(graph, node.inputs[k]);
@@ -253,7 +268,9 @@ pub(crate) fn backward_reads(graph: &Graph, n: NodeId) -> Vec<Value> {
         _ => vec![],
     };
     reads.extend(extra.into_iter().flatten());
-    if matches!(node.op, Op::Mul) && saved_shape(graph, n, 1, true).is_some() {
+    if matches!(node.op, Op::Mul | Op::Conv2d { .. })
+        && saved_shape(gpu, graph, n, batch, true).is_some()
+    {
         reads.push(Value::Saved(n));
     }
     reads
