@@ -169,7 +169,7 @@ fn matmul_split_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // split stores its partials a float at a time): `Matmul::direct_fits`. Rows and columns past
 // C's edge load clamped addresses and are never stored. On GPUs the tiled kernels' shared
 // staging wins.
-// Grid: (ceil(N' / 64), ceil(M / 64), z), N' as for the tiled kernels.
+// Grid: (ceil(N / 64), ceil(M / 64), z); split, N' as for the tiled kernels in place of N.
 //
 // SHARED_LANES, when not 0, is the subgroup size of an adapter whose subgroups are runs of
 // consecutive threads (a CPU driver's SIMD lanes): the 8 threads of a row of the workgroup are
@@ -266,8 +266,10 @@ fn a_block(row: u32, k: u32, j0: u32, mine: vec4<f32>, first_lane: u32) -> mat4x
 // The four rows' sums over this block's k .. k + 4.
 fn row_sum(a: mat4x4<f32>) -> vec4<f32> { return a[0] + a[1] + a[2] + a[3]; }
 
-// Four rows of a thread's block: column r of each matrix is row + r. Under ROW_SUMS, C's
-// column N holds the rows' sums, as the tiled kernels' column of ones would give.
+// Four rows of a thread's block: column r of each matrix is row + r. Under ROW_SUMS a split
+// product's partials hold the rows' sums in column N, as the tiled kernels' column of ones
+// would give; unsplit, the thread whose columns hold C's last one writes them to row_sums,
+// so that no workgroup column is launched for them alone.
 fn store_rows(row: u32, col: u32, left: mat4x4<f32>, right: mat4x4<f32>, sums: vec4<f32>,
               bias: mat2x4<f32>) {
     direct_store4(row, col, with_sum(left[0], col, sums.x), bias[0]);
@@ -278,6 +280,13 @@ fn store_rows(row: u32, col: u32, left: mat4x4<f32>, right: mat4x4<f32>, sums: v
     direct_store4(row + 2u, col + 4u, with_sum(right[2], col + 4u, sums.z), bias[1]);
     direct_store4(row + 3u, col, with_sum(left[3], col, sums.w), bias[0]);
     direct_store4(row + 3u, col + 4u, with_sum(right[3], col + 4u, sums.w), bias[1]);
+    let last = params.n - 1u;
+    if ROW_SUMS && !SPLIT_K && col <= last && last < col + 8u {
+        if row < params.m { row_sums[row] = sums.x; }
+        if row + 1u < params.m { row_sums[row + 1u] = sums.y; }
+        if row + 2u < params.m { row_sums[row + 2u] = sums.z; }
+        if row + 3u < params.m { row_sums[row + 3u] = sums.w; }
+    }
 }
 
 // bias[col .. col + 4] (N % 4 == 0; clamped past N, where nothing is stored), or zeros where
@@ -293,9 +302,7 @@ fn direct_store4(row: u32, col: u32, v: vec4<f32>, bias: vec4<f32>) {
         store_partial4(row, col, v);
         return;
     }
-    if row >= params.m { return; }
-    if ROW_SUMS && col == params.n { row_sums[row] = v.x; }
-    if col >= params.n { return; }
+    if row >= params.m || col >= params.n { return; }
     let at = (base_c + row * params.n + col) / 4u;
     var x = v;
     if GRAD_MASK {
@@ -308,9 +315,10 @@ fn direct_store4(row: u32, col: u32, v: vec4<f32>, bias: vec4<f32>) {
     c4[at] = x;
 }
 
-// Columns col .. col + 4 of a row, with the row's sum in column N if that is among them.
+// Columns col .. col + 4 of a row, with the row's sum in column N if that is among them (split
+// partials only).
 fn with_sum(v: vec4<f32>, col: u32, sum: f32) -> vec4<f32> {
-    if !ROW_SUMS { return v; }
+    if !ROW_SUMS || !SPLIT_K { return v; }
     return select(v, vec4<f32>(sum), col + vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(params.n));
 }
 

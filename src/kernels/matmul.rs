@@ -313,15 +313,17 @@ impl Matmul<'_> {
             self.setup(gpu, (m, n, k), operands, k_chunk, split.is_some())?;
         let tile = self.tile_for(gpu, (m, n, k), split.is_some())?;
         constants.extend(tile.constants());
-        // Row sums ride as an extra column of ones.
-        let columns = n + usize::from(self.row_sums.is_some());
+        // Row sums ride as an extra column of ones, but for an unsplit `direct`, which
+        // stores them from the threads holding C's last column.
+        let direct = tile == Tile::Direct;
+        let sums_column = self.row_sums.is_some() && !(direct && split.is_none());
+        let columns = n + usize::from(sums_column);
         let groups = [
             to_u32(columns.div_ceil(tile.cols())),
             to_u32(m.div_ceil(tile.rows())),
             to_u32(split.map_or(batch, |s| s.0)),
         ];
         let spare = gpu.stand_ins()?;
-        let direct = tile == Tile::Direct;
         let shared_lanes = if direct {
             gpu.cpu_subgroup_size()
         } else {

@@ -6,8 +6,10 @@ use crate::common::*;
 
 /// (m, n, k): single elements, odd sizes, sizes just past the 64-wide tile and 16-deep slice,
 /// one product above 2¹⁶ outputs, shapes `direct` takes (K a multiple of 4, and M or N too
-/// for some transposes) that are not multiples of its 8×8 blocks or 64-wide tile, and a long
-/// K (the conv benchmark's, where a staging loop once went wrong on lavapipe).
+/// for some transposes) that are not multiples of its 8×8 blocks or 64-wide tile, two whose
+/// N is a whole number of its tiles (where its row sums leave the grid: M = 14, short of a
+/// vec4 of rows, untransposed; M = 20 transposed), and a long K (the conv benchmark's, where
+/// a staging loop once went wrong on lavapipe).
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (3, 5, 7),
@@ -17,6 +19,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (4, 1, 4),
     (12, 20, 8),
     (68, 132, 36),
+    (14, 128, 8),
+    (20, 128, 12),
     (32, 9, 43264),
 ];
 
