@@ -8,12 +8,17 @@
 // has two windows). Max pooling recomputes each window's argmax from x rather than storing
 // it: the first maximum in row-major window order wins, and a NaN wins over numbers, as in
 // PyTorch.
+// GRAD_MASK (max pooling's backward): x is the output of an activation ACT fused into the layer
+// before (a Conv2d or Linear epilogue), and dx is also multiplied by ACT'(x), its derivative
+// read off its output (activation.wgsl's `activate_grad`), as the activation's own backward
+// would have done: the fusion pass lets a ReLU before a max pool ride in the product.
 // Bindings: 0 params (uniform), 1 x (read), 2 dy (read; x again in forward), 3 out (rw: y or dx).
 // Grid: grid_1d(len(out), 256); `max_pool_backward_tiled` grid_1d(len(dy), 256).
 
 struct PoolParams {
     planes: u32,
-    _pad0: u32,
+    // The fused activation's slope (GRAD_MASK).
+    slope: f32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -31,11 +36,19 @@ override STRIDE_H: u32 = 1u;
 override STRIDE_W: u32 = 1u;
 override PAD_H: u32 = 0u;
 override PAD_W: u32 = 0u;
+override GRAD_MASK: bool = false;
+override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> params: PoolParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// A max pooling gradient g reaching x[at], times the fused activation's derivative there.
+fn masked(g: f32, at: u32) -> f32 {
+    if !GRAD_MASK { return g; }
+    return g * activate_grad(x[at], ACT, params.slope);
+}
 
 fn thread_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.y * groups.x * 256u + gid.x;
@@ -104,7 +117,7 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
             if argmax(base, oy, ox) == q { g += dy[dy_base + oy * OUT_WIDTH + ox]; }
         }
     }
-    out[i] = g;
+    out[i] = masked(g, i);
 }
 
 // Max pooling's backward where the windows tile the image (stride = kernel, no padding): one
@@ -120,7 +133,7 @@ fn max_pool_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>, @built
     let oy = (i % per_plane) / OUT_WIDTH;
     let ox = (i % per_plane) % OUT_WIDTH;
     let best = argmax(base, oy, ox);
-    let g = dy[i];
+    let g = masked(dy[i], base + best);
     let y0 = oy * KERNEL_H;
     let x0 = ox * KERNEL_W;
     let y1 = select(y0 + KERNEL_H, HEIGHT, oy + 1u == OUT_HEIGHT);

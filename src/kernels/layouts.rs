@@ -113,7 +113,7 @@ fn rust_params_structs_match_their_wgsl_layouts() {
             size_of::<PoolParams>(),
             vec![
                 offset_of!(PoolParams, planes),
-                offset_of!(PoolParams, _pad0),
+                offset_of!(PoolParams, slope),
                 offset_of!(PoolParams, _pad1),
                 offset_of!(PoolParams, _pad2),
             ],

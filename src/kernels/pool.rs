@@ -1,13 +1,13 @@
 //! Launchers for `shaders/pool.wgsl`: MaxPool2d and AvgPool2d over NCHW images.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{expect_shape, shape_error, to_u32};
+use crate::kernels::{Activation, expect_shape, shape_error, to_u32, with_activations};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "pool",
-    source: || include_str!("../../shaders/pool.wgsl").to_string(),
+    source: || with_activations(include_str!("../../shaders/pool.wgsl")),
 };
 
 const BINDINGS: &[Access] = &[
@@ -33,7 +33,7 @@ static AVG_BACKWARD: KernelSpec = spec("avg_pool_backward");
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct PoolParams {
     pub(crate) planes: u32,
-    pub(crate) _pad0: u32,
+    pub(crate) slope: f32,
     pub(crate) _pad1: u32,
     pub(crate) _pad2: u32,
 }
@@ -110,7 +110,7 @@ fn params(pool: &Pool2d, x: &Tensor, y: &Tensor) -> Result<(PoolParams, Vec<(&'s
     ];
     let params = PoolParams {
         planes: to_u32(b * c),
-        _pad0: 0,
+        slope: 0.0,
         _pad1: 0,
         _pad2: 0,
     };
@@ -146,17 +146,30 @@ pub fn pool2d_forward(gpu: &Gpu, pool: &Pool2d, x: &Tensor, y: &Tensor) -> Resul
 
 /// `dx`: each window's `dy` goes to its max (first in row-major order on ties), or spreads
 /// evenly over its kernel area; overwritten. x is the forward's input: max pooling reads it,
-/// average pooling only its shape.
+/// average pooling only its shape. `mask`: x is the output of this activation fused into the
+/// layer before, whose derivative (read off x) max pooling then applies to dx; average
+/// pooling, which may find dx in x's buffer, refuses it.
 pub fn pool2d_backward(
     gpu: &Gpu,
     pool: &Pool2d,
-    x: &Tensor,
+    (x, mask): (&Tensor, Option<Activation>),
     dy: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
-    let (params, geometry) = params(pool, x, dy)?;
-    let uniform = gpu.uniform(&params);
+    let (mut params, mut geometry) = params(pool, x, dy)?;
     expect_shape("pool2d dx", dx, x.shape())?;
+    if let Some(activation) = mask {
+        if pool.kind == PoolKind::Avg {
+            return Err(Error::InvalidArgument(
+                "average pooling's backward cannot apply an activation's mask: it does not \
+                 read its input"
+                    .into(),
+            ));
+        }
+        params.slope = activation.slope();
+        geometry.extend([("GRAD_MASK", 1.0), ("ACT", f64::from(activation.code()))]);
+    }
+    let uniform = gpu.uniform(&params);
     // Average pooling does not read x, whose buffer may already hold dx. Windows that tile
     // the image take a thread each, other windows a thread per input pixel.
     let tiles = pool.stride == pool.kernel && pool.padding == [0, 0];

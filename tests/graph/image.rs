@@ -122,6 +122,21 @@ fn a_small_cnn_with_fused_conv_relu_matches_finite_differences() {
     check("small cnn", &small_cnn(2, 9), 0);
 }
 
+/// The fusion pass takes a ReLU into the product before it wherever every consumer can apply
+/// its derivative, a max pool included: of the small CNN's three ReLUs only the one before a
+/// dropout still runs on its own, forward and backward.
+#[test]
+fn relus_before_convs_and_max_pools_ride_in_the_products() {
+    let graph = small_cnn(2, 9);
+    let weights = Weights::init(gpu(), &graph, 0).expect("weights");
+    let mut trainer = Trainer::new(gpu(), graph, weights, TrainConfig::default()).expect("trainer");
+    let labels = trainer.plan(4, Mode::Train).expect("plan").labels();
+    for pass in ["activation_forward", "activation_backward"] {
+        let count = labels.iter().filter(|&&l| l == pass).count();
+        assert_eq!(count, 1, "{pass} in {labels:?}");
+    }
+}
+
 #[test]
 fn conv2d_and_pooling_refuse_shapes_pytorch_refuses() {
     let mut g = Graph::new();

@@ -1,3 +1,4 @@
+use wgtrain::kernels::Activation;
 use wgtrain::kernels::pool::{Pool2d, PoolKind, pool2d_backward, pool2d_forward};
 use wgtrain::reference;
 
@@ -18,11 +19,32 @@ const CASES: &[Case] = &[
     ([2, 2, 7, 8], [3, 2], [3, 2], [0, 0]),
 ];
 
+/// The activations a max pool's backward may apply for the layer before (x being their output),
+/// and their derivative at x.
+const MASKS: [Option<Activation>; 3] = [
+    None,
+    Some(Activation::Relu),
+    Some(Activation::LeakyRelu(0.1)),
+];
+
+fn derivative(mask: Option<Activation>, x: f64) -> f64 {
+    match mask {
+        None => 1.0,
+        Some(_) if x > 0.0 => 1.0,
+        Some(Activation::LeakyRelu(slope)) => f64::from(slope),
+        Some(_) => 0.0,
+    }
+}
+
 #[test]
 fn pooling_matches_f64_and_routes_gradients_to_the_first_maximum() {
     let mut rng = rng("pool2d");
     for &(x_shape, kernel, stride, padding) in CASES {
-        for kind in [PoolKind::Max, PoolKind::Avg] {
+        let kinds = MASKS
+            .map(|mask| (PoolKind::Max, mask))
+            .into_iter()
+            .chain([(PoolKind::Avg, None)]);
+        for (kind, mask) in kinds {
             let pool = Pool2d {
                 kind,
                 kernel,
@@ -42,13 +64,19 @@ fn pooling_matches_f64_and_routes_gradients_to_the_first_maximum() {
             let (y, dx) = (poisoned(&[b, c, oh, ow]), poisoned(&x_shape));
             let gx = upload(&x, &x_shape);
             let forward = pool2d_forward(gpu(), &pool, &gx, &y).expect("valid shapes");
-            let backward = pool2d_backward(gpu(), &pool, &gx, &upload(&dy, &[b, c, oh, ow]), &dx)
-                .expect("valid shapes");
+            let gdy = upload(&dy, &[b, c, oh, ow]);
+            let backward =
+                pool2d_backward(gpu(), &pool, (&gx, mask), &gdy, &dx).expect("valid shapes");
             run(&[&forward, &backward]);
             let (xf, dyf) = (f64s(&x), f64s(&dy));
-            let what = format!("{kind:?} {x_shape:?} k{kernel:?} s{stride:?} p{padding:?}");
+            let what =
+                format!("{kind:?} {mask:?} {x_shape:?} k{kernel:?} s{stride:?} p{padding:?}");
             let want_y = reference::pool2d(&pool, &xf, b * c, (h, w));
-            let want_dx = reference::pool2d_backward(&pool, &xf, &dyf, b * c, (h, w));
+            let want_dx: Vec<f64> = reference::pool2d_backward(&pool, &xf, &dyf, b * c, (h, w))
+                .iter()
+                .zip(&xf)
+                .map(|(g, &x)| g * derivative(mask, x))
+                .collect();
             let area = (kernel[0] * kernel[1]) as f64;
             // Max: a copy, exact. Avg: a sum of ≤ kh·kw small integers is exact in f32, and
             // the one division may be off by 2.5 ulp (WGSL's accuracy for `/`, which NVIDIA's
@@ -56,10 +84,11 @@ fn pooling_matches_f64_and_routes_gradients_to_the_first_maximum() {
             assert_within(&format!("y {what}"), &read(&y), &want_y, |i| {
                 5.0 * U * want_y[i].abs()
             });
-            // dx sums ≤ kh·kw window gradients (each divided by the area for Avg).
+            // dx sums ≤ kh·kw window gradients (each divided by the area for Avg), then a
+            // mask's slope may round once more.
             let windows = (kernel[0].div_ceil(stride[0]) * kernel[1].div_ceil(stride[1])) as f64;
             assert_within(&format!("dx {what}"), &read(&dx), &want_dx, |_| {
-                (windows + 1.0) * U * windows.max(area)
+                (windows + 2.0) * U * windows.max(area)
             });
         }
     }
@@ -82,7 +111,7 @@ fn max_pool_backward_sends_a_tied_window_to_its_first_maximum() {
     let backward = pool2d_backward(
         gpu(),
         &pool,
-        &upload(&[1.0, 1.0, 0.0, 1.0], &[1, 1, 2, 2]),
+        (&upload(&[1.0, 1.0, 0.0, 1.0], &[1, 1, 2, 2]), None),
         &upload(&[1.0], &[1, 1, 1, 1]),
         &dx,
     )
@@ -114,4 +143,14 @@ fn pooling_refuses_windows_pytorch_refuses() {
     };
     let x = upload(&[0.0; 16], &[1, 1, 4, 4]);
     assert!(pool2d_forward(gpu(), &pool, &x, &poisoned(&[1, 1, 1, 1])).is_err());
+    // Average pooling's backward does not read x, so it cannot apply a fused activation's
+    // derivative there.
+    let pool = Pool2d {
+        kernel: [2, 2],
+        stride: [2, 2],
+        ..pool
+    };
+    let (dy, dx) = (poisoned(&[1, 1, 2, 2]), poisoned(&[1, 1, 4, 4]));
+    let masked = pool2d_backward(gpu(), &pool, (&x, Some(Activation::Relu)), &dy, &dx);
+    assert!(masked.is_err(), "average pooling accepted a mask");
 }

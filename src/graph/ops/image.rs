@@ -73,7 +73,8 @@ pub(super) fn backward(
         }
         Op::Pool2d(pool) => {
             if let Some(dx) = &sinks[0] {
-                out.push(pool2d_backward(ctx.gpu, &pool, &x, dy, dx)?);
+                let mask = pending_mask(ctx, node.inputs[0]);
+                out.push(pool2d_backward(ctx.gpu, &pool, (&x, mask), dy, dx)?);
             }
         }
         _ => unreachable!("image::backward is only called for image ops"),
