@@ -33,7 +33,7 @@ use wgtrain::nn::models::mnist_cnn;
 use wgtrain::optim::{Optimizer, Schedule};
 use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
 use wgtrain::train::say;
-use wgtrain::train::{ClassificationMetrics, EpochProgress, TrainConfig, Trainer};
+use wgtrain::train::{ClassificationMetrics, EpochProgress, TrainConfig, Trainer, steps_per_epoch};
 use wgtrain::{Gpu, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
@@ -129,8 +129,7 @@ fn run(mut args: Args, comm: &Arc<dyn Communicator>) -> Result<()> {
         args.rotate,
         args.scale
     ));
-    // Steps per epoch: each of the ranks takes its share of the rows.
-    let steps = train.rows.div_ceil(comm.size()).div_ceil(args.batch_size);
+    let steps = steps_per_epoch(train.rows, comm.size(), args.batch_size);
     let schedule = match args.schedule {
         Lr::Constant => Schedule::Constant,
         Lr::Cosine => Schedule::Cosine {

@@ -9,7 +9,7 @@ use wgtrain::kernels::Activation;
 use wgtrain::kernels::loss::Loss;
 use wgtrain::nn::Sequential;
 use wgtrain::train::checkpoint::{self, Architecture, TrainingState};
-use wgtrain::train::{TrainConfig, Trainer};
+use wgtrain::train::{TrainConfig, Trainer, steps_per_epoch};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -213,6 +213,33 @@ fn a_mid_epoch_checkpoint_resumes_with_another_number_of_ranks_at_the_same_rows(
             }
             (Err(error), None) => assert!(error.to_string().contains("divides 6"), "{error}"),
             (result, _) => panic!("{ranks} ranks: {result:?}"),
+        }
+    }
+}
+
+/// `steps_per_epoch`, which the CLI and the examples size schedules with before a trainer
+/// exists, counts the batches the trainer then runs, on any number of ranks.
+#[test]
+fn steps_per_epoch_counts_each_ranks_batches() {
+    let model = Sequential::mlp(3, &[4], 2, Activation::Relu, 0.0, false);
+    for ranks in 1..=4 {
+        for batch_size in [1, 3, 7] {
+            let config = TrainConfig {
+                batch_size,
+                ..TrainConfig::default()
+            };
+            let mut trainer = Trainer::for_model(common::gpu(), &model, Loss::CrossEntropy, config)
+                .expect("trainer");
+            trainer
+                .set_communicator(Arc::new(Ranks(ranks)))
+                .expect("the same weights");
+            for rows in [1, 10, 23] {
+                assert_eq!(
+                    trainer.epoch_batches(rows).len(),
+                    steps_per_epoch(rows, ranks, batch_size),
+                    "{rows} rows, {ranks} ranks, batch {batch_size}"
+                );
+            }
         }
     }
 }

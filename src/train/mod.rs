@@ -642,7 +642,8 @@ impl Trainer {
     }
 
     /// The batches of one epoch over `rows` rows, as `(offset, size)`: the last one partial.
-    /// A data-parallel trainer's are those of its rank's shard.
+    /// A data-parallel trainer's are those of its rank's shard; there are
+    /// [`steps_per_epoch`] of them.
     pub fn epoch_batches(&self, rows: usize) -> Vec<(usize, usize)> {
         let rows = self.shard().rows(rows);
         let bs = self.config.batch_size;
@@ -878,6 +879,14 @@ impl Trainer {
             outputs,
         })
     }
+}
+
+/// Steps in one epoch over `rows` rows at `batch` rows a step, on each of `ranks` data-parallel
+/// ranks: each takes ⌈rows / ranks⌉ rows (PyTorch's `DistributedSampler`), its last batch
+/// partial. What [`Trainer::epoch_batches`] counts, for a schedule sized before the trainer
+/// exists.
+pub fn steps_per_epoch(rows: usize, ranks: usize, batch: usize) -> usize {
+    Shard { rank: 0, ranks }.rows(rows).div_ceil(batch.max(1))
 }
 
 /// One line to stdout. A closed or full stdout (`wgtrain train ... | head -1`) drops the line

@@ -11,7 +11,7 @@ use wgtrain::nn::Sequential;
 use wgtrain::optim::Optimizer;
 use wgtrain::train::checkpoint::{self, Architecture, RunSettings, TrainingState};
 use wgtrain::train::say;
-use wgtrain::train::{EpochProgress, TrainConfig, Trainer, plot_curves};
+use wgtrain::train::{EpochProgress, TrainConfig, Trainer, plot_curves, steps_per_epoch};
 use wgtrain::{Error, Gpu, Result};
 
 use crate::commands::{
@@ -182,22 +182,20 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
     }
 
     // What the run is: the checkpoint's when resuming, the flags' otherwise.
+    let epoch_steps = |batch| steps_per_epoch(train.rows, comm.size(), batch) as u64;
     let run = match saved_state.as_ref().and_then(|t| t.run.clone()) {
         Some(run) => run,
         None => RunSettings {
             batch_size: args.batch_size,
             l1: args.l1,
             clip_norm: args.clip_norm,
-            schedule: schedule_of(
-                args,
-                train.rows.div_ceil(comm.size()).div_ceil(args.batch_size) as u64,
-            ),
+            schedule: schedule_of(args, epoch_steps(args.batch_size)),
             warmup_steps: args.warmup,
             shuffle: !args.no_shuffle,
             param_groups: vec![],
         },
     };
-    let steps_per_epoch = train.rows.div_ceil(comm.size()).div_ceil(run.batch_size) as u64;
+    let steps_per_epoch = epoch_steps(run.batch_size);
     if (args.epochs as u64)
         .checked_mul(steps_per_epoch)
         .is_none_or(|s| s > u64::from(u32::MAX))
