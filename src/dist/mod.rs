@@ -176,10 +176,27 @@ pub fn run_as_rank(
         }
     };
     crate::train::set_quiet(comm.rank() != 0);
-    match job(&comm) {
+    let result = job(&comm);
+    exit_code(Some(&*comm), result)
+}
+
+/// How a process (one rank of a job, or alone) ends after `result`: success; an interrupted
+/// run's 128 + signal, said once (by rank 0); or an error, said on stderr, which on one of
+/// several ranks ends every rank with this one's message (the others would wait for it in
+/// their next collective).
+pub fn exit_code(comm: Option<&dyn Communicator>, result: Result<()>) -> std::process::ExitCode {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) if comm.size() > 1 => comm.abort(&format!("error: {error}")),
+        Err(Error::Interrupted { signal, detail }) => {
+            if comm.is_none_or(|c| c.rank() == 0) {
+                crate::train::warn(format_args!("interrupted by signal {signal}: {detail}"));
+            }
+            std::process::ExitCode::from(128 + signal as u8)
+        }
         Err(error) => {
+            if let Some(comm) = comm.filter(|c| c.size() > 1) {
+                comm.abort(&format!("error: {error}"));
+            }
             crate::train::warn(format_args!("error: {error}"));
             std::process::ExitCode::FAILURE
         }

@@ -302,23 +302,5 @@ fn main() -> ExitCode {
         }),
         (result, _) => result,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(wgtrain::Error::Interrupted { signal, detail }) => {
-            // Data-parallel ranks stop together; rank 0, the one that writes, says where.
-            if comm.as_ref().is_none_or(|c| c.rank() == 0) {
-                wgtrain::train::warn(format_args!("interrupted by signal {signal}: {detail}"));
-            }
-            ExitCode::from(128 + signal as u8)
-        }
-        Err(error) => {
-            // A data-parallel rank that fails alone ends the job: the others would wait for
-            // it in their next collective.
-            if let Some(comm) = comm.filter(|c| c.size() > 1) {
-                comm.abort(&format!("error: {error}"));
-            }
-            wgtrain::train::warn(format_args!("error: {error}"));
-            ExitCode::FAILURE
-        }
-    }
+    wgtrain::dist::exit_code(comm.as_deref(), result)
 }
