@@ -23,19 +23,7 @@ struct PoolParams {
     _pad2: u32,
 }
 
-// The window's geometry is compiled in (one pipeline per layer shape, not per batch size), so
-// every division below is by a constant: a multiply and a shift, where a division by a uniform
-// is a long instruction sequence on GPUs and scalar code on CPU adapters (as in conv.wgsl).
-override HEIGHT: u32 = 1u;
-override WIDTH: u32 = 1u;
-override OUT_HEIGHT: u32 = 1u;
-override OUT_WIDTH: u32 = 1u;
-override KERNEL_H: u32 = 1u;
-override KERNEL_W: u32 = 1u;
-override STRIDE_H: u32 = 1u;
-override STRIDE_W: u32 = 1u;
-override PAD_H: u32 = 0u;
-override PAD_W: u32 = 0u;
+// The window's geometry: window.wgsl (prepended).
 override GRAD_MASK: bool = false;
 override ACT: u32 = 0u;
 

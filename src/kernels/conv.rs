@@ -7,12 +7,13 @@ use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::matmul::{Matmul, Tile};
 use crate::kernels::{
-    Activation, auto_splits, expect_shape, k_slices, shape_error, to_u32, with_gemm_tiles,
+    Activation, auto_splits, expect_shape, k_slices, shape_error, to_u32, window_constants,
+    with_gemm_tiles, with_window,
 };
 
 pub(crate) static SHADER: Shader = Shader {
     name: "conv",
-    source: || with_gemm_tiles(include_str!("../../shaders/conv.wgsl")),
+    source: || with_window(&with_gemm_tiles(include_str!("../../shaders/conv.wgsl"))),
 };
 
 const BINDINGS: &[Access] = &[
@@ -190,25 +191,21 @@ impl Geometry {
     /// The geometry as the shader's override constants.
     fn constants(&self) -> Vec<(&'static str, f64)> {
         let c = &self.config;
-        [
-            ("CHANNELS", self.channels),
-            ("HEIGHT", self.height),
-            ("WIDTH", self.width),
-            ("OUT_CHANNELS", self.out_channels),
-            ("OUT_HEIGHT", self.out[0]),
-            ("OUT_WIDTH", self.out[1]),
-            ("KERNEL_H", self.kernel[0]),
-            ("KERNEL_W", self.kernel[1]),
-            ("STRIDE_H", c.stride[0]),
-            ("STRIDE_W", c.stride[1]),
-            ("PAD_H", c.padding[0]),
-            ("PAD_W", c.padding[1]),
-            ("DILATION_H", c.dilation[0]),
-            ("DILATION_W", c.dilation[1]),
-        ]
-        .into_iter()
-        .map(|(name, v)| (name, f64::from(to_u32(v))))
-        .collect()
+        let mut constants = window_constants(
+            [self.height, self.width],
+            self.out,
+            (self.kernel, c.stride, c.padding),
+        );
+        constants.extend(
+            [
+                ("CHANNELS", self.channels),
+                ("OUT_CHANNELS", self.out_channels),
+                ("DILATION_H", c.dilation[0]),
+                ("DILATION_W", c.dilation[1]),
+            ]
+            .map(|(name, v)| (name, f64::from(to_u32(v)))),
+        );
+        constants
     }
 }
 

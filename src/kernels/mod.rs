@@ -29,6 +29,7 @@ use crate::gpu::kernel::Shader;
 
 const ACTIVATION_WGSL: &str = include_str!("../../shaders/activation.wgsl");
 const GEMM_TILES_WGSL: &str = include_str!("../../shaders/gemm_tiles.wgsl");
+const WINDOW_WGSL: &str = include_str!("../../shaders/window.wgsl");
 
 /// Split-K products (matmul, conv2d's weight gradient) aim for this many workgroups: enough
 /// to fill a large GPU (132 SMs on an H100) twice over, where an unsplit product with a small
@@ -188,6 +189,35 @@ fn with_activations(family: &str) -> String {
 /// A GEMM family: the activations, the family's addressing, then the shared tiled kernels.
 fn with_gemm_tiles(family: &str) -> String {
     format!("{}\n{GEMM_TILES_WGSL}", with_activations(family))
+}
+
+/// Prepends window.wgsl's geometry declarations to an image family's WGSL.
+fn with_window(family: &str) -> String {
+    format!("{WINDOW_WGSL}\n{family}")
+}
+
+/// window.wgsl's override constants: input and output `[rows, columns]`, and the window's
+/// kernel, stride and padding.
+fn window_constants(
+    input: [usize; 2],
+    output: [usize; 2],
+    (kernel, stride, padding): ([usize; 2], [usize; 2], [usize; 2]),
+) -> Vec<(&'static str, f64)> {
+    [
+        ("HEIGHT", input[0]),
+        ("WIDTH", input[1]),
+        ("OUT_HEIGHT", output[0]),
+        ("OUT_WIDTH", output[1]),
+        ("KERNEL_H", kernel[0]),
+        ("KERNEL_W", kernel[1]),
+        ("STRIDE_H", stride[0]),
+        ("STRIDE_W", stride[1]),
+        ("PAD_H", padding[0]),
+        ("PAD_W", padding[1]),
+    ]
+    .into_iter()
+    .map(|(name, v)| (name, f64::from(to_u32(v))))
+    .collect()
 }
 
 fn shape_error(op: &str, left: &[usize], right: &[usize]) -> Error {

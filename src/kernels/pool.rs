@@ -3,11 +3,13 @@
 use crate::error::{Error, Result};
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
-use crate::kernels::{Activation, expect_shape, shape_error, to_u32, with_activations};
+use crate::kernels::{
+    Activation, expect_shape, shape_error, to_u32, window_constants, with_activations, with_window,
+};
 
 pub(crate) static SHADER: Shader = Shader {
     name: "pool",
-    source: || with_activations(include_str!("../../shaders/pool.wgsl")),
+    source: || with_window(&with_activations(include_str!("../../shaders/pool.wgsl"))),
 };
 
 const BINDINGS: &[Access] = &[
@@ -96,31 +98,14 @@ fn params(pool: &Pool2d, x: &Tensor, y: &Tensor) -> Result<(PoolParams, Vec<(&'s
         ));
     };
     expect_shape("pool2d y", y, &[b, c, oh, ow])?;
-    let geometry = [
-        ("HEIGHT", h),
-        ("WIDTH", w),
-        ("OUT_HEIGHT", oh),
-        ("OUT_WIDTH", ow),
-        ("KERNEL_H", pool.kernel[0]),
-        ("KERNEL_W", pool.kernel[1]),
-        ("STRIDE_H", pool.stride[0]),
-        ("STRIDE_W", pool.stride[1]),
-        ("PAD_H", pool.padding[0]),
-        ("PAD_W", pool.padding[1]),
-    ];
+    let geometry = window_constants([h, w], [oh, ow], (pool.kernel, pool.stride, pool.padding));
     let params = PoolParams {
         planes: to_u32(b * c),
         slope: 0.0,
         _pad1: 0,
         _pad2: 0,
     };
-    Ok((
-        params,
-        geometry
-            .into_iter()
-            .map(|(name, v)| (name, f64::from(to_u32(v))))
-            .collect(),
-    ))
+    Ok((params, geometry))
 }
 
 /// `y[b, c, oy, ox]` = max (or mean) of x over window (oy, ox); x `[B, C, H, W]`.
