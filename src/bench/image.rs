@@ -160,7 +160,13 @@ pub(super) fn bench_conv(gpu: &Gpu, rng: &mut StdRng, batch: usize) -> Result<Ve
                 flops,
                 seconds,
                 clock,
-                (c, b * p * p, o * 9),
+                // The product a CPU adapter runs over the stored matrix (then col2im), or
+                // the implicit GEMM's, with as many multiply-adds.
+                if columns.is_some() {
+                    (c * 9, b * p * p, o)
+                } else {
+                    (c, b * p * p, o * 9)
+                },
             )?);
         }
 
