@@ -164,7 +164,7 @@ impl Geometry {
     /// its passes and products move is whole and the im2col matrix fits one binding. Memory
     /// for speed: the forward keeps an im2col matrix (which the weight gradient reads again
     /// when the caller keeps it, as a graph does) and y's `[O, B·P]` twin, the backward a
-    /// `[C·T, B·P]` matrix and two of dy (114 MB for the MNIST CNN's second conv at batch
+    /// `[C·T, B·P]` matrix and two of dy (113 MB for the MNIST CNN's second conv at batch
     /// 64, beside 9 MB of y).
     fn lowered(&self, gpu: &Gpu) -> bool {
         let (rows, columns) = self.col_dims();
