@@ -611,7 +611,9 @@ fn mlp_bench(
 /// BENCH.md's mlp-bench: 784 → 1024 → ReLU → 1024 → ReLU → 10, cross-entropy, Adam, 64
 /// resident batches (fewer when 64 would not fit one binding), 10 warm-up steps, then ≥ 200
 /// timed steps (fewer when a step takes over 10 ms), wall clock from the first submit to the
-/// last loss read back; shorter by `Length` on CPU adapters and in quick mode.
+/// last loss read back; shorter by `Length` on CPU adapters and in quick mode. Timed steps
+/// that take over a second in all come in chunks of about a second, alternating with fit's,
+/// and each rate sums its chunks' wall clock.
 ///
 /// Training steps per second of `graph` (one f32 input of 784 features, 10 classes) with Adam
 /// on device-resident random data, two ways: `run_steps` (the benchmark's loop, one loss
@@ -662,27 +664,45 @@ fn bench_training_step(
     } else {
         200
     };
-    // Data-parallel ranks must take the same steps: rank 0's timing decides for all.
-    let steps = comm.all_gather_u64(steps as u64)?[0] as usize;
-    let timed = Instant::now();
-    let before = trainer.averaging_time();
-    trainer.run_steps(&data, batch, steps)?;
-    let seconds = timed.elapsed().as_secs_f64();
-    let steps_per_second = steps as f64 / seconds;
-    let after = trainer.averaging_time();
-    let (copies, collectives) = (
-        (after.copies - before.copies) / steps as f64,
-        (after.collectives - before.collectives) / steps as f64,
-    );
-    // The same number of steps (rounded up to whole epochs) through fit, after one warm epoch.
+    // The same number of steps through fit, after one warm epoch. The two alternate in
+    // chunks of about a second, so that an adapter whose speed drifts (a CPU shared with other
+    // work: lavapipe's rate swings 2× minute to minute) times both under the same conditions;
+    // fit walks shuffled epochs in order as a training loop does, reading every loss.
     trainer.fit_epoch(&data, 0, &mut |_| {})?;
     let per_epoch = trainer.epoch_batches(rows).len();
-    let epochs = steps.div_ceil(per_epoch);
-    let timed = Instant::now();
-    for epoch in 1..=epochs {
-        trainer.fit_epoch(&data, epoch, &mut |_| {})?;
+    let chunk = ((1.0 / per_step) as usize).clamp(1, steps);
+    // Data-parallel ranks must take the same steps: rank 0's timing decides for all.
+    let steps = comm.all_gather_u64(steps as u64)?[0] as usize;
+    let chunk = comm.all_gather_u64(chunk as u64)?[0] as usize;
+    let before = trainer.averaging_time();
+    let (mut run_seconds, mut fit_seconds) = (0.0, 0.0);
+    let (mut epoch, mut next) = (1, 0);
+    let mut done = 0;
+    while done < steps {
+        let n = chunk.min(steps - done);
+        let timed = Instant::now();
+        trainer.run_steps(&data, batch, n)?;
+        run_seconds += timed.elapsed().as_secs_f64();
+        let timed = Instant::now();
+        let mut left = n;
+        while left > 0 {
+            let take = left.min(per_epoch - next);
+            trainer.fit_batches(&data, epoch, next..next + take, &mut |_| {})?;
+            (left, next) = (left - take, next + take);
+            if next == per_epoch {
+                (epoch, next) = (epoch + 1, 0);
+            }
+        }
+        fit_seconds += timed.elapsed().as_secs_f64();
+        done += n;
     }
-    let fit_per_second = (epochs * per_epoch) as f64 / timed.elapsed().as_secs_f64();
+    let steps_per_second = steps as f64 / run_seconds;
+    let fit_per_second = steps as f64 / fit_seconds;
+    let after = trainer.averaging_time();
+    let (copies, collectives) = (
+        (after.copies - before.copies) / (2 * steps) as f64,
+        (after.collectives - before.collectives) / (2 * steps) as f64,
+    );
     let [run_name, fit_name] = names;
     let per_rank = match ranks {
         1 => String::new(),
@@ -700,8 +720,7 @@ fn bench_training_step(
         Measurement {
             name: fit_name,
             params: format!(
-                "b{batch}{per_rank} ({} steps in shuffled epochs, every loss read)",
-                epochs * per_epoch
+                "b{batch}{per_rank} ({steps} steps in shuffled epochs, every loss read)"
             ),
             figure: fit_per_second,
             unit: "steps/s",
