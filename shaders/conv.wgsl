@@ -62,6 +62,10 @@ fn begin_workgroup(z: u32) -> vec2<u32> {
 fn a_runs_along_m() -> bool { return false; }
 fn b_runs_along_k() -> bool { return MODE == 2u; }
 
+// Im2col addressing has no vector loads: the tiles gather each vec4 element by element.
+fn load_a4(row: u32, k: u32, k_end: u32) -> vec4<f32> { return gather_a4(row, k, k_end); }
+fn load_b4(k: u32, col: u32, k_end: u32) -> vec4<f32> { return gather_b4(k, col, k_end); }
+
 fn taps() -> u32 { return KERNEL_H * KERNEL_W; }
 fn out_pixels() -> u32 { return OUT_HEIGHT * OUT_WIDTH; }
 // Rows of im2col (C·T) before the stored matrix's padding.

@@ -5,6 +5,13 @@
 //                                            returns its K range [x, y)
 //   fn load_a(row: u32, k: u32) -> f32       op(A)[row, k], 0 past M (k is always in range)
 //   fn load_b(k: u32, col: u32) -> f32       op(B)[k, col], 0 past N
+//   fn load_a4(row: u32, k: u32, k_end: u32) -> vec4<f32>  four consecutive stored elements
+//                                            of A from (row, k) on: rows row..+4 where A runs
+//                                            along M, else k..+4; 0 past M and past k_end
+//                                            (`gather_a4` below where the family has no
+//                                            vector loads)
+//   fn load_b4(k: u32, col: u32, k_end: u32) -> vec4<f32>  likewise for B: k..+4 where B runs
+//                                            along K, else columns col..+4
 //   fn store4(row: u32, col: u32, v: vec4<f32>)  the epilogue of C[row, col .. col + 4]
 //   fn a_runs_along_m() -> bool              A's consecutive addresses run along M (else K)
 //   fn b_runs_along_k() -> bool              B's consecutive addresses run along K (else N)
@@ -13,31 +20,101 @@
 // Grid: (ceil(N / 64), ceil(M / TILE_ROWS), z) workgroups of 16 × TILE_ROWS / 4 threads for
 // `tiled_64` (each thread a 4×4 block of C), (ceil(N / 128), ceil(M / 128), z) for `tiled_128`
 // (8×8).
+//
+// Both kernels are software-pipelined: each thread loads its share of the next slice of K into
+// registers before multiplying the current one, and stores it into the other half of a
+// double-buffered workgroup tile afterwards, so the loads' latency hides behind the
+// arithmetic and one barrier per slice suffices (the half written in slice s was last read in
+// slice s − 1, which every thread finished before that slice's barrier). At small batches,
+// where a product is a few workgroups walking a long K, that latency is most of the time.
 
-fn staged_a(row: u32, k: u32, k_end: u32) -> f32 {
-    if k >= k_end { return 0.0; }
-    return load_a(row, k);
+fn gather_a4(row: u32, k: u32, k_end: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if a_runs_along_m() {
+            if k < k_end { v[j] = load_a(row + j, k); }
+        } else if k + j < k_end {
+            v[j] = load_a(row, k + j);
+        }
+    }
+    return v;
 }
 
-fn staged_b(k: u32, col: u32, k_end: u32) -> f32 {
-    if k >= k_end { return 0.0; }
-    return load_b(k, col);
+fn gather_b4(k: u32, col: u32, k_end: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if b_runs_along_k() {
+            if k + j < k_end { v[j] = load_b(k + j, col); }
+        } else if k < k_end {
+            v[j] = load_b(k, col + j);
+        }
+    }
+    return v;
 }
 
 // 64×64 tile of C per workgroup (32×64 when TILE_ROWS is 32: twice the workgroups for the
-// small products of a small batch), 16-deep slices of K: at most 2 × 16 × 64 floats = 8 KiB of
-// workgroup memory, inside WebGPU's default 16 KiB, so every adapter runs it. Tiles are stored
+// small products of a small batch), 16-deep slices of K: 2 halves × 2 × 16 × 64 floats = 16 KiB
+// of workgroup memory, WebGPU's default limit, so every adapter runs it. Tiles are stored
 // K-major as vec4s so one load fetches a thread's four rows (or columns) of the slice.
 const TILE: u32 = 64u;
 const DEPTH: u32 = 16u;
 override TILE_ROWS: u32 = 64u;
-var<workgroup> tile_a: array<vec4<f32>, 256>; // [kk][row / 4], TILE_ROWS / 4 used per kk
-var<workgroup> tile_b: array<vec4<f32>, 256>; // [kk][col / 4]
+var<workgroup> tile_a: array<vec4<f32>, 512>; // [half][kk][row / 4], TILE_ROWS / 4 per kk
+var<workgroup> tile_b: array<vec4<f32>, 512>; // [half][kk][col / 4]
+
+// Each thread's share of one slice: TILE_ROWS × DEPTH / 4 quads of A over 4 · TILE_ROWS
+// threads is one each; B's 256 quads are one or two.
+struct Slice64 {
+    a: vec4<f32>,
+    b0: vec4<f32>,
+    b1: vec4<f32>,
+}
+
+fn load_slice_64(thread: u32, row0: u32, col0: u32, k0: u32, k_end: u32) -> Slice64 {
+    let quads = TILE_ROWS / 4u;
+    var s: Slice64;
+    if a_runs_along_m() {
+        s.a = load_a4(row0 + (thread % quads) * 4u, k0 + thread / quads, k_end);
+    } else {
+        s.a = load_a4(row0 + thread / 4u, k0 + (thread % 4u) * 4u, k_end);
+    }
+    s.b0 = load_quad_b_64(thread, col0, k0, k_end);
+    if TILE_ROWS == 32u { s.b1 = load_quad_b_64(thread + 128u, col0, k0, k_end); }
+    return s;
+}
+
+fn load_quad_b_64(e: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {
+    if b_runs_along_k() { return load_b4(k0 + (e % 4u) * 4u, col0 + e / 4u, k_end); }
+    return load_b4(k0 + e / 16u, col0 + (e % 16u) * 4u, k_end);
+}
+
+// Into the half of the tiles that starts at `base`.
+fn stage_slice_64(thread: u32, base: u32, s: Slice64) {
+    let quads = TILE_ROWS / 4u;
+    if a_runs_along_m() {
+        tile_a[base + (thread / quads) * quads + thread % quads] = s.a;
+    } else {
+        let r = thread / 4u;
+        let kk = (thread % 4u) * 4u;
+        for (var j = 0u; j < 4u; j++) { tile_a[base + (kk + j) * quads + r / 4u][r % 4u] = s.a[j]; }
+    }
+    stage_quad_b_64(thread, base, s.b0);
+    if TILE_ROWS == 32u { stage_quad_b_64(thread + 128u, base, s.b1); }
+}
+
+fn stage_quad_b_64(e: u32, base: u32, v: vec4<f32>) {
+    if b_runs_along_k() {
+        let col = e / 4u;
+        let kb = (e % 4u) * 4u;
+        for (var j = 0u; j < 4u; j++) { tile_b[base + (kb + j) * 16u + col / 4u][col % 4u] = v[j]; }
+    } else {
+        tile_b[base + e] = v;
+    }
+}
 
 @compute @workgroup_size(16, TILE_ROWS / 4u)
 fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let k_range = begin_workgroup(wid.z);
-    let threads = 4u * TILE_ROWS;
     let quads = TILE_ROWS / 4u;
     let thread = lid.y * 16u + lid.x;
     let row0 = wid.y * TILE_ROWS;
@@ -47,35 +124,27 @@ fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
-    for (var k0 = k_range.x; k0 < k_range.y; k0 += DEPTH) {
-        // Each thread stages DEPTH · TILE_ROWS / threads = 4 elements of A's tile and
-        // DEPTH · TILE / threads (4 or 8) of B's. Consecutive threads read consecutive
-        // addresses of the stored layout, so global loads coalesce. The trip counts are the
-        // same for every thread (lavapipe gave wrong results at long K when each thread's
-        // loop started at its own index).
-        for (var i = 0u; i < 4u; i++) {
-            let e = thread + i * threads;
-            var r: u32; var kk: u32;
-            if a_runs_along_m() { kk = e / TILE_ROWS; r = e % TILE_ROWS; } else { r = e / DEPTH; kk = e % DEPTH; }
-            tile_a[kk * quads + r / 4u][r % 4u] = staged_a(row0 + r, k0 + kk, k_range.y);
-        }
-        for (var i = 0u; i < DEPTH * TILE / threads; i++) {
-            let e = thread + i * threads;
-            var col: u32; var kb: u32;
-            if b_runs_along_k() { col = e / DEPTH; kb = e % DEPTH; } else { kb = e / TILE; col = e % TILE; }
-            tile_b[kb * 16u + col / 4u][col % 4u] = staged_b(k0 + kb, col0 + col, k_range.y);
-        }
-        workgroupBarrier();
+    // The trip counts are the same for every thread (lavapipe gave wrong results at long K
+    // when each thread's loop started at its own index).
+    let slices = (k_range.y - k_range.x + DEPTH - 1u) / DEPTH;
+    var next = load_slice_64(thread, row0, col0, k_range.x, k_range.y);
+    stage_slice_64(thread, 0u, next);
+    workgroupBarrier();
+    for (var s = 0u; s < slices; s++) {
+        let base = (s % 2u) * 256u;
+        let more = s + 1u < slices;
+        if more { next = load_slice_64(thread, row0, col0, k_range.x + (s + 1u) * DEPTH, k_range.y); }
         // Written as fma: GPU compilers fuse `acc += a * b` themselves, CPU drivers do not
         // (2x the instructions on lavapipe).
         for (var kk = 0u; kk < DEPTH; kk++) {
-            let av = tile_a[kk * quads + lid.y];
-            let bv = tile_b[kk * 16u + lid.x];
+            let av = tile_a[base + kk * quads + lid.y];
+            let bv = tile_b[base + kk * 16u + lid.x];
             acc0 = fma(vec4(av.x), bv, acc0);
             acc1 = fma(vec4(av.y), bv, acc1);
             acc2 = fma(vec4(av.z), bv, acc2);
             acc3 = fma(vec4(av.w), bv, acc3);
         }
+        if more { stage_slice_64(thread, 256u - base, next); }
         workgroupBarrier();
     }
 
@@ -87,16 +156,45 @@ fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
     store4(row + 3u, col, acc3);
 }
 
-// The large-tile variant: 128×128 of C per workgroup, 16-deep slices of K (2 × 16 × 128 floats
-// = 16 KiB of workgroup memory, WebGPU's default limit exactly), each of the 256
+// The large-tile variant: 128×128 of C per workgroup, 8-deep slices of K (2 halves × 2 × 8 ×
+// 128 floats = 16 KiB of workgroup memory, WebGPU's default limit exactly), each of the 256
 // threads an 8×8 block held in 16 named vec4 accumulators (arrays of accumulators spill on
 // some drivers; named registers do not). Per step of K a thread loads 4 vec4s from workgroup
 // memory for 64 multiply-adds, four times the 64×64 kernel's ratio. A thread's rows are
 // ty·4..+4 and 64 + ty·4..+4, its columns likewise, so each half-tile is read contiguously.
+// Each thread stages one quad of A and one of B per slice.
 const BIG: u32 = 128u;
-const BIG_DEPTH: u32 = 16u;
-var<workgroup> big_a: array<vec4<f32>, 512>; // [kk][row / 4], 16 × 32
-var<workgroup> big_b: array<vec4<f32>, 512>; // [kk][col / 4], 16 × 32
+const BIG_DEPTH: u32 = 8u;
+var<workgroup> big_a: array<vec4<f32>, 512>; // [half][kk][row / 4], 2 × 8 × 32
+var<workgroup> big_b: array<vec4<f32>, 512>; // [half][kk][col / 4], 2 × 8 × 32
+
+fn load_quad_a_128(thread: u32, row0: u32, k0: u32, k_end: u32) -> vec4<f32> {
+    if a_runs_along_m() { return load_a4(row0 + (thread % 32u) * 4u, k0 + thread / 32u, k_end); }
+    return load_a4(row0 + thread / 2u, k0 + (thread % 2u) * 4u, k_end);
+}
+
+fn load_quad_b_128(thread: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {
+    if b_runs_along_k() { return load_b4(k0 + (thread % 2u) * 4u, col0 + thread / 2u, k_end); }
+    return load_b4(k0 + thread / 32u, col0 + (thread % 32u) * 4u, k_end);
+}
+
+// Into the half of the tiles that starts at `base`.
+fn stage_128(thread: u32, base: u32, a: vec4<f32>, b: vec4<f32>) {
+    if a_runs_along_m() {
+        big_a[base + thread] = a;
+    } else {
+        let r = thread / 2u;
+        let kk = (thread % 2u) * 4u;
+        for (var j = 0u; j < 4u; j++) { big_a[base + (kk + j) * 32u + r / 4u][r % 4u] = a[j]; }
+    }
+    if b_runs_along_k() {
+        let col = thread / 2u;
+        let kb = (thread % 2u) * 4u;
+        for (var j = 0u; j < 4u; j++) { big_b[base + (kb + j) * 32u + col / 4u][col % 4u] = b[j]; }
+    } else {
+        big_b[base + thread] = b;
+    }
+}
 
 @compute @workgroup_size(16, 16)
 fn tiled_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -113,22 +211,24 @@ fn tiled_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     var c60 = vec4<f32>(0.0); var c61 = vec4<f32>(0.0);
     var c70 = vec4<f32>(0.0); var c71 = vec4<f32>(0.0);
 
-    for (var k0 = k_range.x; k0 < k_range.y; k0 += BIG_DEPTH) {
-        for (var i = 0u; i < 8u; i++) {
-            let e = thread + i * 256u;
-            var r: u32; var kk: u32;
-            if a_runs_along_m() { kk = e / BIG; r = e % BIG; } else { r = e / BIG_DEPTH; kk = e % BIG_DEPTH; }
-            big_a[kk * 32u + r / 4u][r % 4u] = staged_a(row0 + r, k0 + kk, k_range.y);
-            var col: u32; var kb: u32;
-            if b_runs_along_k() { col = e / BIG_DEPTH; kb = e % BIG_DEPTH; } else { kb = e / BIG; col = e % BIG; }
-            big_b[kb * 32u + col / 4u][col % 4u] = staged_b(k0 + kb, col0 + col, k_range.y);
+    let slices = (k_range.y - k_range.x + BIG_DEPTH - 1u) / BIG_DEPTH;
+    var next_a = load_quad_a_128(thread, row0, k_range.x, k_range.y);
+    var next_b = load_quad_b_128(thread, col0, k_range.x, k_range.y);
+    stage_128(thread, 0u, next_a, next_b);
+    workgroupBarrier();
+    for (var s = 0u; s < slices; s++) {
+        let base = (s % 2u) * 256u;
+        let more = s + 1u < slices;
+        if more {
+            let k0 = k_range.x + (s + 1u) * BIG_DEPTH;
+            next_a = load_quad_a_128(thread, row0, k0, k_range.y);
+            next_b = load_quad_b_128(thread, col0, k0, k_range.y);
         }
-        workgroupBarrier();
         for (var kk = 0u; kk < BIG_DEPTH; kk++) {
-            let a0 = big_a[kk * 32u + lid.y];
-            let a1 = big_a[kk * 32u + 16u + lid.y];
-            let b0 = big_b[kk * 32u + lid.x];
-            let b1 = big_b[kk * 32u + 16u + lid.x];
+            let a0 = big_a[base + kk * 32u + lid.y];
+            let a1 = big_a[base + kk * 32u + 16u + lid.y];
+            let b0 = big_b[base + kk * 32u + lid.x];
+            let b1 = big_b[base + kk * 32u + 16u + lid.x];
             c00 = fma(vec4(a0.x), b0, c00); c01 = fma(vec4(a0.x), b1, c01);
             c10 = fma(vec4(a0.y), b0, c10); c11 = fma(vec4(a0.y), b1, c11);
             c20 = fma(vec4(a0.z), b0, c20); c21 = fma(vec4(a0.z), b1, c21);
@@ -138,6 +238,7 @@ fn tiled_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
             c60 = fma(vec4(a1.z), b0, c60); c61 = fma(vec4(a1.z), b1, c61);
             c70 = fma(vec4(a1.w), b0, c70); c71 = fma(vec4(a1.w), b1, c71);
         }
+        if more { stage_128(thread, 256u - base, next_a, next_b); }
         workgroupBarrier();
     }
 

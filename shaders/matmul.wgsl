@@ -10,7 +10,8 @@
 // Bindings: 0 params (uniform), 1 a (read, M·K), 2 b (read, K·N), 3 bias (read, N; or aux,
 //           M·N), 4 c (read_write, M·N), 5 row_sums (read_write, M; c again when unused),
 //           6 partial (read_write, splits·M·N' under SPLIT_K; c again otherwise), 7 and 8
-//           a and b again as vec4s (`direct` only; stand-ins otherwise). `direct` also sees
+//           a and b again as vec4s (for `direct`, and for the tiled kernels under VEC_A and
+//           VEC_B; stand-ins otherwise). `direct` also sees
 //           bindings 3 and 4 as vec4s (`aux4`, `c4`): an entry point may not use two variables
 //           of one binding, and it uses only these.
 // Batched: workgroup z is the batch index; A, B and C (and aux under GRAD_MASK) start
@@ -43,6 +44,10 @@ override GRAD_MASK: bool = false;
 override ROW_SUMS: bool = false;
 override SPLIT_K: bool = false;
 override ACT: u32 = 0u;
+// A's (B's) stored rows are whole vec4s and a4 (b4) is bound to it: the tiled kernels stage
+// it a vec4 at a time (see load_a4).
+override VEC_A: bool = false;
+override VEC_B: bool = false;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -89,6 +94,24 @@ fn load_b(kk: u32, col: u32) -> f32 {
     if col >= params.n { return 0.0; }
     if TRANS_B { return b[base_b + col * params.k + kk]; }
     return b[base_b + kk * params.n + col];
+}
+
+// With VEC_A a stored row's length is a multiple of 4, and so is every split's K range, so
+// each vec4 lies wholly inside or wholly outside the operand.
+fn load_a4(row: u32, kk: u32, k_end: u32) -> vec4<f32> {
+    if !VEC_A { return gather_a4(row, kk, k_end); }
+    if row >= params.m || kk >= k_end { return vec4<f32>(0.0); }
+    if TRANS_A { return a4[(base_a + kk * params.m + row) / 4u]; }
+    return a4[(base_a + row * params.k + kk) / 4u];
+}
+
+fn load_b4(kk: u32, col: u32, k_end: u32) -> vec4<f32> {
+    if !VEC_B { return gather_b4(kk, col, k_end); }
+    if kk >= k_end { return vec4<f32>(0.0); }
+    if ROW_SUMS && col == params.n { return select(vec4<f32>(1.0, 0.0, 0.0, 0.0), vec4<f32>(1.0), TRANS_B); }
+    if col >= params.n { return vec4<f32>(0.0); }
+    if TRANS_B { return b4[(base_b + col * params.k + kk) / 4u]; }
+    return b4[(base_b + kk * params.n + col) / 4u];
 }
 
 fn columns() -> u32 { return params.n + select(0u, 1u, ROW_SUMS); }

@@ -13,6 +13,11 @@ use crate::gpu::{Gpu, Tensor};
 pub(crate) struct Shader {
     pub name: &'static str,
     pub source: fn() -> String,
+    /// Compiled without naga's bounds checks and loop bounds: only for families whose every
+    /// workgroup-array index is in range by construction and whose every loop ends (storage
+    /// buffers stay guarded by the driver's robust buffer access, which wgpu requires). The
+    /// clamps and loop counters cost the matmul tiles' inner loops on GPUs (BENCH.md: 15%).
+    pub trusted: bool,
 }
 
 /// How a kernel sees one binding; binding `i` of the list is `@binding(i)`.
@@ -288,6 +293,7 @@ impl Gpu {
     ) -> Result<Arc<CompiledKernel>> {
         self.compile_module(
             (Arc::from(spec.shader.name), spec.shader.source),
+            spec.shader.trusted,
             spec.entry,
             spec.bindings,
             constants,
@@ -298,6 +304,7 @@ impl Gpu {
     fn compile_module(
         &self,
         (key, source): (Arc<str>, impl FnOnce() -> String),
+        trusted: bool,
         entry: &str,
         bindings: &[Access],
         constants: &[(&'static str, f64)],
@@ -326,10 +333,21 @@ impl Gpu {
             .modules
             .entry(Arc::clone(&key))
             .or_insert_with(|| {
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let descriptor = wgpu::ShaderModuleDescriptor {
                     label: Some(label),
                     source: wgpu::ShaderSource::Wgsl(source().into()),
-                })
+                };
+                if !trusted {
+                    return device.create_shader_module(descriptor);
+                }
+                let checks = wgpu::ShaderRuntimeChecks {
+                    bounds_checks: false,
+                    force_loop_bounding: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                };
+                // SAFETY: only `Shader`s marked trusted come here, whose indices and loops
+                // are bounded by construction (see `Shader::trusted`).
+                unsafe { device.create_shader_module_trusted(descriptor, checks) }
             })
             .clone();
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
@@ -449,6 +467,7 @@ impl Gpu {
         let source = kernel.source;
         let compiled = self.compile_module(
             (Arc::clone(source), || source.to_string()),
+            false,
             kernel.entry,
             kernel.bindings,
             &[],
@@ -549,6 +568,7 @@ mod tests {
              @compute @workgroup_size(1) fn fill() { out[0] = SCALE; }"
                 .into()
         },
+        trusted: false,
     };
     static FILL: KernelSpec = KernelSpec {
         shader: &SHADER,

@@ -20,6 +20,7 @@ pub(crate) static SHADER_32: Shader = Shader {
             include_str!("../../shaders/attention.wgsl")
         )
     },
+    trusted: false,
 };
 pub(crate) static SHADER_64: Shader = Shader {
     name: "attention64",
@@ -29,6 +30,7 @@ pub(crate) static SHADER_64: Shader = Shader {
             include_str!("../../shaders/attention.wgsl")
         )
     },
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[

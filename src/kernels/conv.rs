@@ -14,6 +14,7 @@ use crate::kernels::{
 pub(crate) static SHADER: Shader = Shader {
     name: "conv",
     source: || with_window(&with_gemm_tiles(include_str!("../../shaders/conv.wgsl"))),
+    trusted: true,
 };
 
 const BINDINGS: &[Access] = &[

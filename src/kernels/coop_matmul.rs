@@ -28,6 +28,7 @@ use crate::kernels::to_u32;
 pub(crate) static SHADER: Shader = Shader {
     name: "coop_matmul",
     source: || include_str!("../../shaders/coop_matmul.wgsl").to_string(),
+    trusted: false,
 };
 
 static COOP_64: KernelSpec = KernelSpec {

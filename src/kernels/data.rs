@@ -9,6 +9,7 @@ use crate::kernels::{expect_shape, matrix_dims, to_u32};
 pub(crate) static SHADER: Shader = Shader {
     name: "data",
     source: || include_str!("../../shaders/data.wgsl").to_string(),
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[

@@ -22,6 +22,7 @@ fn act_grad(v: Vec, code: u32, slope: f32) -> Vec {
 }",
         )
     },
+    trusted: false,
 };
 
 /// The same kernels one f32 at a time, for other lengths.
@@ -34,6 +35,7 @@ fn act(v: Vec, code: u32, slope: f32) -> Vec { return activate(v, code, slope); 
 fn act_grad(v: Vec, code: u32, slope: f32) -> Vec { return activate_grad(v, code, slope); }",
         )
     },
+    trusted: false,
 };
 
 fn source(width: &str) -> String {

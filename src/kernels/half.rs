@@ -9,6 +9,7 @@ use crate::kernels::{expect_shape, matrix_dims, to_u32};
 pub(crate) static SHADER: Shader = Shader {
     name: "half",
     source: || include_str!("../../shaders/half.wgsl").to_string(),
+    trusted: false,
 };
 
 static TO_F16_PADDED: KernelSpec = KernelSpec {

@@ -9,6 +9,7 @@ use crate::kernels::{expect_shape, matrix_dims, to_u32};
 pub(crate) static SHADER: Shader = Shader {
     name: "layernorm",
     source: || include_str!("../../shaders/layernorm.wgsl").to_string(),
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[

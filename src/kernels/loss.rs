@@ -8,6 +8,7 @@ use crate::kernels::{expect_shape, matrix_dims, reduce, to_u32, with_activations
 pub(crate) static SHADER: Shader = Shader {
     name: "loss",
     source: || with_activations(include_str!("../../shaders/loss.wgsl")),
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[

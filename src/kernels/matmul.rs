@@ -11,6 +11,7 @@ use crate::kernels::{
 pub(crate) static SHADER: Shader = Shader {
     name: "matmul",
     source: || source("fn lane_value(v: vec4<f32>, lane: u32) -> vec4<f32> { return v; }"),
+    trusted: true,
 };
 
 /// The same kernels where `direct` may pass values between subgroup lanes (adapters with
@@ -22,6 +23,7 @@ static SUBGROUP_SHADER: Shader = Shader {
             "fn lane_value(v: vec4<f32>, lane: u32) -> vec4<f32> { return subgroupShuffle(v, lane); }",
         )
     },
+    trusted: true,
 };
 
 fn source(lane_value: &str) -> String {
@@ -241,7 +243,7 @@ impl Matmul<'_> {
         let sum = gpu.dispatch(
             &SPLIT_SUM,
             &constants,
-            &self.bindings(&params, (a, b, c), Some(&partial), false, &spare),
+            &self.bindings(&params, (a, b, c), Some(&partial), (false, false), &spare),
             grid_1d(m * columns.div_ceil(4), 64),
         )?;
         Ok(vec![products, sum])
@@ -299,6 +301,14 @@ impl Matmul<'_> {
         k % 4 == 0 && (!self.trans_a || m % 4 == 0) && (n % 4 == 0 || (self.trans_b && split))
     }
 
+    /// Whether A's and B's stored rows are whole vec4s (their lengths multiples of 4; a split's
+    /// K range is a multiple of 16, so it cuts none).
+    fn whole_vec4_rows(&self, (m, n, k): (usize, usize, usize)) -> (bool, bool) {
+        let a_row = if self.trans_a { m } else { k };
+        let b_row = if self.trans_b { k } else { n };
+        (a_row % 4 == 0, b_row % 4 == 0)
+    }
+
     /// The tiled kernel over `batch` products, or over `splits` slices of K into `partial`.
     fn launch(
         &self,
@@ -332,6 +342,14 @@ impl Matmul<'_> {
         if let Some(lanes) = shared_lanes {
             constants.push(("SHARED_LANES", f64::from(lanes)));
         }
+        // `direct` always loads vec4s; the tiled kernels where an operand's stored rows are.
+        let vectors = if direct {
+            (true, true)
+        } else {
+            self.whole_vec4_rows((m, n, k))
+        };
+        constants.push(("VEC_A", f64::from(u8::from(vectors.0))));
+        constants.push(("VEC_B", f64::from(u8::from(vectors.1))));
         gpu.dispatch(
             match tile {
                 Tile::T128 => &TILED_128,
@@ -340,19 +358,19 @@ impl Matmul<'_> {
                 Tile::T32 | Tile::T64 | Tile::Auto => &TILED,
             },
             &constants,
-            &self.bindings(&params, operands, split.map(|s| s.2), direct, &spare),
+            &self.bindings(&params, operands, split.map(|s| s.2), vectors, &spare),
             groups,
         )
     }
 
     /// The nine bindings of every entry point (see the shader); unused ones (no row sums, no
-    /// split, not `direct`) get the `spare` stand-ins.
+    /// split, an operand not read as vec4s) get the `spare` stand-ins.
     fn bindings<'t>(
         &self,
         params: &'t wgpu::Buffer,
         (a, b, c): (&'t Tensor, &'t Tensor, &'t Tensor),
         partial: Option<&'t Tensor>,
-        direct: bool,
+        (vec_a, vec_b): (bool, bool),
         spare: &'t [Tensor; 4],
     ) -> [Bind<'t>; 9]
     where
@@ -371,8 +389,8 @@ impl Matmul<'_> {
             Bind::Tensor(c),
             Bind::Tensor(self.row_sums.unwrap_or(&spare[0])),
             Bind::Tensor(partial.unwrap_or(&spare[1])),
-            Bind::Tensor(if direct { a } else { &spare[2] }),
-            Bind::Tensor(if direct { b } else { &spare[3] }),
+            Bind::Tensor(if vec_a { a } else { &spare[2] }),
+            Bind::Tensor(if vec_b { b } else { &spare[3] }),
         ]
     }
 

@@ -9,6 +9,7 @@ use crate::kernels::{expect_shape, shape_error, to_u32};
 pub(crate) static SHADER: Shader = Shader {
     name: "norm",
     source: || include_str!("../../shaders/norm.wgsl").to_string(),
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[

@@ -11,12 +11,14 @@ use crate::optim::Optimizer;
 pub(crate) static SHADER: Shader = Shader {
     name: "optim",
     source: || source("vec4<f32>"),
+    trusted: false,
 };
 
 /// The same updates one f32 at a time, for other lengths.
 pub(crate) static SCALAR_SHADER: Shader = Shader {
     name: "optim_scalar",
     source: || source("f32"),
+    trusted: false,
 };
 
 fn source(element: &str) -> String {

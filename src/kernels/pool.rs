@@ -10,6 +10,7 @@ use crate::kernels::{
 pub(crate) static SHADER: Shader = Shader {
     name: "pool",
     source: || with_window(&with_activations(include_str!("../../shaders/pool.wgsl"))),
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[

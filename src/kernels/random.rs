@@ -16,6 +16,7 @@ pub(crate) static SHADER: Shader = Shader {
         ]
         .concat()
     },
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[

@@ -15,6 +15,7 @@ pub(crate) static SHADER: Shader = Shader {
         ]
         .concat()
     },
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[Access::Uniform, Access::Read, Access::ReadWrite];

@@ -9,6 +9,7 @@ use crate::kernels::{expect_same_len, matrix_dims, to_u32};
 pub(crate) static SHADER: Shader = Shader {
     name: "softmax",
     source: || include_str!("../../shaders/softmax.wgsl").to_string(),
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[

@@ -9,6 +9,7 @@ use crate::kernels::{expect_same_len, shape_error, to_u32};
 pub(crate) static SHADER: Shader = Shader {
     name: "tensor",
     source: || include_str!("../../shaders/tensor.wgsl").to_string(),
+    trusted: false,
 };
 
 const BINDINGS: &[Access] = &[
