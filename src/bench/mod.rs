@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::data::{Dataset, DeviceDataset};
 use crate::dist::Communicator;
 use crate::error::{Error, Result};
-use crate::gpu::{Clock, Dispatch, Gpu, Tensor, median, time_pass};
+use crate::gpu::{Clock, Dispatch, Gpu, Tensor, Warmup, median, time_pass};
 use crate::graph::Weights;
 use crate::kernels::coop_matmul::CoopMatmul;
 use crate::kernels::loss::Loss;
@@ -334,7 +334,12 @@ fn checked_timing(
     check(&gpu.read(out)?)?;
     let once = start.elapsed().as_secs_f64();
     let reps = if once > 1.0 { 3 } else { 10 };
-    time_pass(gpu, if once > 1.0 { 0 } else { 2 }, reps, &|pass| {
+    let warmup = if once > 1.0 {
+        Warmup::Passes(0)
+    } else {
+        Warmup::Clocks(2)
+    };
+    time_pass(gpu, warmup, reps, &|pass| {
         for dispatch in dispatches {
             dispatch.record(pass, 0);
         }
@@ -421,7 +426,7 @@ fn bench_dispatch(gpu: &Gpu) -> Result<Vec<Measurement>> {
     let x = gpu.tensor(&[1.0; 64], &[64])?;
     let y = gpu.zeros(&[64])?;
     let tiny = elementwise::scale(gpu, 2.0, &x, &y)?;
-    let (seconds, clock) = time_pass(gpu, 1, 5, &|pass| {
+    let (seconds, clock) = time_pass(gpu, Warmup::Clocks(1), 5, &|pass| {
         for _ in 0..1000 {
             tiny.record(pass, 0);
         }
@@ -818,15 +823,15 @@ fn profile_step(gpu: &Gpu, model: ProfiledModel, batch: usize) -> Result<()> {
     let mut rows: Vec<(String, f64)> = vec![];
     let (plan, optimizer) = trainer.step_dispatches(batch)?;
     for (i, dispatch) in plan.dispatches().iter().enumerate() {
-        let (seconds, _) = time_pass(gpu, 1, 5, &|pass| dispatch.record(pass, 0))?;
+        let (seconds, _) = time_pass(gpu, Warmup::Clocks(1), 5, &|pass| dispatch.record(pass, 0))?;
         rows.push((format!("{i:>2} {}", dispatch.label()), seconds));
     }
-    let (seconds, _) = time_pass(gpu, 1, 5, &|pass| optimizer.record(pass, 0))?;
+    let (seconds, _) = time_pass(gpu, Warmup::Clocks(1), 5, &|pass| optimizer.record(pass, 0))?;
     rows.push(("optimizer update".into(), seconds));
     let total: f64 = rows.iter().map(|r| r.1).sum();
     // The same dispatches back to back in one pass: what the sum leaves out (barriers, cold
     // caches between kernels) is the difference.
-    let (together, _) = time_pass(gpu, 1, 5, &|pass| {
+    let (together, _) = time_pass(gpu, Warmup::Clocks(1), 5, &|pass| {
         plan.record(pass, 0);
         optimizer.record(pass, 0);
     })?;

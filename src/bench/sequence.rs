@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 
 use super::{Measurement, check_matmul, checked_timing, uniform};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, time_pass};
+use crate::gpu::{Gpu, Warmup, time_pass};
 use crate::graph::Mode;
 use crate::kernels::layernorm::{LayerNormTensors, layernorm_forward};
 use crate::kernels::matmul::Matmul;
@@ -169,7 +169,7 @@ pub(super) fn bench_attention_step(
         // Sums of ≤ T products of O(1) values through exp: 1e-4 absolute is ~100 u of slack,
         // while a wrong mask, head or row is off by O(0.1).
         close("attention", &got[..t * c], &want, 1e-4)?;
-        let (s, clock) = time_pass(gpu, 2, 10, &|pass| plan.record(pass, 0))?;
+        let (s, clock) = time_pass(gpu, Warmup::Clocks(2), 10, &|pass| plan.record(pass, 0))?;
         seconds.push(s);
         out.push(Measurement {
             name: "attention-step",

@@ -16,5 +16,5 @@ pub use pool::PoolStats;
 pub use readback::{PendingRead, ReadbackStats};
 pub use tensor::Tensor;
 #[cfg(not(target_arch = "wasm32"))]
-pub use timer::time_pass;
+pub use timer::{CLOCK_WARMUP, Warmup, time_pass};
 pub use timer::{Clock, median};

@@ -3,7 +3,11 @@
 //! warm-up, so one slow repetition does not move the figure.
 
 #[cfg(not(target_arch = "wasm32"))]
-use {crate::error::Result, crate::gpu::Gpu, std::time::Instant};
+use {
+    crate::error::Result,
+    crate::gpu::Gpu,
+    std::time::{Duration, Instant},
+};
 
 /// How a figure was timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,12 +28,27 @@ impl Clock {
     }
 }
 
+/// Untimed passes before the timed ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Warmup {
+    /// This many passes: enough for caches and pipelines, and quick (the autotune's choice).
+    Passes(usize),
+    /// At least that many passes, and on GPUs repeated for at least [`CLOCK_WARMUP`]: a GPU
+    /// lowers its clocks within a second of idling and a few passes do not raise them again
+    /// (an H200 went from 1980 to 765 MHz while the host checked a benchmark's result, and the
+    /// next memory-bound figure came out at half its bandwidth). The benchmarks' choice.
+    Clocks(usize),
+}
+
+/// How long [`Warmup::Clocks`] keeps a GPU busy before timing.
+pub const CLOCK_WARMUP: Duration = Duration::from_millis(300);
+
 /// Median seconds of one compute pass filled by `record`, over `reps` repetitions after
-/// `warmup` untimed ones.
+/// the `warmup`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn time_pass(
     gpu: &Gpu,
-    warmup: usize,
+    warmup: Warmup,
     reps: usize,
     record: &dyn Fn(&mut wgpu::ComputePass<'_>),
 ) -> Result<(f64, Clock)> {
@@ -49,8 +68,21 @@ pub fn time_pass(
         }
         encoder
     };
-    gpu.queue().submit([run(warmup, None).finish()]);
-    gpu.wait()?;
+    let start = Instant::now();
+    let (mut passes, until) = match warmup {
+        Warmup::Passes(n) => (n, Duration::ZERO),
+        Warmup::Clocks(n) if gpu.is_cpu() => (n, Duration::ZERO),
+        Warmup::Clocks(n) => (n.max(1), CLOCK_WARMUP),
+    };
+    loop {
+        gpu.queue().submit([run(passes, None).finish()]);
+        gpu.wait()?;
+        if start.elapsed() >= until {
+            break;
+        }
+        // Doubling reaches the duration in a few submissions whatever one pass costs.
+        passes = (passes * 2).min(4096);
+    }
     let reps = reps.max(1);
     if !gpu.has_timestamps() {
         let mut times = Vec::with_capacity(reps);

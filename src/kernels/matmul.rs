@@ -650,11 +650,12 @@ impl Gpu {
                 ..Default::default()
             };
             let dispatches = op.dispatches(self, &a, &b, &c)?;
-            let (seconds, _) = crate::gpu::time_pass(self, 1, 3, &|pass| {
-                for dispatch in &dispatches {
-                    dispatch.record(pass, 0);
-                }
-            })?;
+            let (seconds, _) =
+                crate::gpu::time_pass(self, crate::gpu::Warmup::Passes(1), 3, &|pass| {
+                    for dispatch in &dispatches {
+                        dispatch.record(pass, 0);
+                    }
+                })?;
             if seconds < best.0 {
                 best = (seconds, tile);
             }

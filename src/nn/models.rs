@@ -250,7 +250,10 @@ pub fn time_attention(gpu: &Gpu, config: &GptConfig, batch: usize) -> Result<(f6
         let graph = attention_graph(shape, fused)?;
         let mut trainer = Trainer::for_graph(gpu, graph, TrainConfig::default())?;
         let plan = trainer.plan(batch, Mode::Train)?;
-        *time = crate::gpu::time_pass(gpu, 1, 5, &|pass| plan.record(pass, 0))?.0;
+        *time = crate::gpu::time_pass(gpu, crate::gpu::Warmup::Passes(1), 5, &|pass| {
+            plan.record(pass, 0)
+        })?
+        .0;
     }
     Ok((seconds[0], seconds[1]))
 }
