@@ -29,6 +29,7 @@ impl Clock {
 }
 
 /// Untimed passes before the timed ones.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Warmup {
     /// This many passes: enough for caches and pipelines, and quick (the autotune's choice).
@@ -41,6 +42,7 @@ pub enum Warmup {
 }
 
 /// How long [`Warmup::Clocks`] keeps a GPU busy before timing.
+#[cfg(not(target_arch = "wasm32"))]
 pub const CLOCK_WARMUP: Duration = Duration::from_millis(300);
 
 /// Median seconds of one compute pass filled by `record`, over `reps` repetitions after
