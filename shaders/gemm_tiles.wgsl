@@ -52,15 +52,33 @@ fn gather_b4(k: u32, col: u32, k_end: u32) -> vec4<f32> {
     return v;
 }
 
+// Both kernels' staged slices, double-buffered: A's two halves, then B's from B_AT on (each
+// half K-major, as vec4s of four consecutive rows or columns). 16 KiB, WebGPU's default limit.
+var<workgroup> staged: array<vec4<f32>, 1024>;
+const B_AT: u32 = 512u;
+
+// Stores quad `e` of a slice at `at` (the half's start in `staged`). A quad that runs along the
+// tile's rows or columns is stored as it is (quad e of the slice is vec4 e of the half); one
+// that runs along K (`along_k`) is spread over four k, `per_line` quads making one row or
+// column of the slice, `stride` vec4s apart from one k to the next.
+fn stage_quad(at: u32, e: u32, along_k: bool, per_line: u32, stride: u32, v: vec4<f32>) {
+    if !along_k {
+        staged[at + e] = v;
+        return;
+    }
+    let line = e / per_line;
+    let k = (e % per_line) * 4u;
+    for (var j = 0u; j < 4u; j++) { staged[at + (k + j) * stride + line / 4u][line % 4u] = v[j]; }
+}
+
 // 64×64 tile of C per workgroup (32×64 when TILE_ROWS is 32: twice the workgroups for the
 // small products of a small batch), 16-deep slices of K: 2 halves × 2 × 16 × 64 floats = 16 KiB
 // of workgroup memory, WebGPU's default limit, so every adapter runs it. Tiles are stored
-// K-major as vec4s so one load fetches a thread's four rows (or columns) of the slice.
+// K-major as vec4s so one load fetches a thread's four rows (or columns) of the slice: A's
+// half [kk][row / 4] (TILE_ROWS / 4 per kk), B's [kk][col / 4].
 const TILE: u32 = 64u;
 const DEPTH: u32 = 16u;
 override TILE_ROWS: u32 = 64u;
-var<workgroup> tile_a: array<vec4<f32>, 512>; // [half][kk][row / 4], TILE_ROWS / 4 per kk
-var<workgroup> tile_b: array<vec4<f32>, 512>; // [half][kk][col / 4]
 
 // Each thread's share of one slice: TILE_ROWS × DEPTH / 4 quads of A over 4 · TILE_ROWS
 // threads is one each; B's 256 quads are one or two.
@@ -90,26 +108,9 @@ fn load_quad_b_64(e: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {
 
 // Into the half of the tiles that starts at `base`.
 fn stage_slice_64(thread: u32, base: u32, s: Slice64) {
-    let quads = TILE_ROWS / 4u;
-    if a_runs_along_m() {
-        tile_a[base + (thread / quads) * quads + thread % quads] = s.a;
-    } else {
-        let r = thread / 4u;
-        let kk = (thread % 4u) * 4u;
-        for (var j = 0u; j < 4u; j++) { tile_a[base + (kk + j) * quads + r / 4u][r % 4u] = s.a[j]; }
-    }
-    stage_quad_b_64(thread, base, s.b0);
-    if TILE_ROWS == 32u { stage_quad_b_64(thread + 128u, base, s.b1); }
-}
-
-fn stage_quad_b_64(e: u32, base: u32, v: vec4<f32>) {
-    if b_runs_along_k() {
-        let col = e / 4u;
-        let kb = (e % 4u) * 4u;
-        for (var j = 0u; j < 4u; j++) { tile_b[base + (kb + j) * 16u + col / 4u][col % 4u] = v[j]; }
-    } else {
-        tile_b[base + e] = v;
-    }
+    stage_quad(base, thread, !a_runs_along_m(), 4u, TILE_ROWS / 4u, s.a);
+    stage_quad(B_AT + base, thread, b_runs_along_k(), 4u, 16u, s.b0);
+    if TILE_ROWS == 32u { stage_quad(B_AT + base, thread + 128u, b_runs_along_k(), 4u, 16u, s.b1); }
 }
 
 @compute @workgroup_size(16, TILE_ROWS / 4u)
@@ -137,8 +138,8 @@ fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
         // Written as fma: GPU compilers fuse `acc += a * b` themselves, CPU drivers do not
         // (2x the instructions on lavapipe).
         for (var kk = 0u; kk < DEPTH; kk++) {
-            let av = tile_a[base + kk * quads + lid.y];
-            let bv = tile_b[base + kk * 16u + lid.x];
+            let av = staged[base + kk * quads + lid.y];
+            let bv = staged[B_AT + base + kk * 16u + lid.x];
             acc0 = fma(vec4(av.x), bv, acc0);
             acc1 = fma(vec4(av.y), bv, acc1);
             acc2 = fma(vec4(av.z), bv, acc2);
@@ -165,8 +166,6 @@ fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
 // Each thread stages one quad of A and one of B per slice.
 const BIG: u32 = 128u;
 const BIG_DEPTH: u32 = 8u;
-var<workgroup> big_a: array<vec4<f32>, 512>; // [half][kk][row / 4], 2 × 8 × 32
-var<workgroup> big_b: array<vec4<f32>, 512>; // [half][kk][col / 4], 2 × 8 × 32
 
 fn load_quad_a_128(thread: u32, row0: u32, k0: u32, k_end: u32) -> vec4<f32> {
     if a_runs_along_m() { return load_a4(row0 + (thread % 32u) * 4u, k0 + thread / 32u, k_end); }
@@ -178,22 +177,10 @@ fn load_quad_b_128(thread: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {
     return load_b4(k0 + thread / 32u, col0 + (thread % 32u) * 4u, k_end);
 }
 
-// Into the half of the tiles that starts at `base`.
+// Into the half of the tiles that starts at `base` (each half [kk][row or col / 4], 8 × 32).
 fn stage_128(thread: u32, base: u32, a: vec4<f32>, b: vec4<f32>) {
-    if a_runs_along_m() {
-        big_a[base + thread] = a;
-    } else {
-        let r = thread / 2u;
-        let kk = (thread % 2u) * 4u;
-        for (var j = 0u; j < 4u; j++) { big_a[base + (kk + j) * 32u + r / 4u][r % 4u] = a[j]; }
-    }
-    if b_runs_along_k() {
-        let col = thread / 2u;
-        let kb = (thread % 2u) * 4u;
-        for (var j = 0u; j < 4u; j++) { big_b[base + (kb + j) * 32u + col / 4u][col % 4u] = b[j]; }
-    } else {
-        big_b[base + thread] = b;
-    }
+    stage_quad(base, thread, !a_runs_along_m(), 2u, 32u, a);
+    stage_quad(B_AT + base, thread, b_runs_along_k(), 2u, 32u, b);
 }
 
 @compute @workgroup_size(16, 16)
@@ -225,10 +212,10 @@ fn tiled_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
             next_b = load_quad_b_128(thread, col0, k0, k_range.y);
         }
         for (var kk = 0u; kk < BIG_DEPTH; kk++) {
-            let a0 = big_a[base + kk * 32u + lid.y];
-            let a1 = big_a[base + kk * 32u + 16u + lid.y];
-            let b0 = big_b[base + kk * 32u + lid.x];
-            let b1 = big_b[base + kk * 32u + 16u + lid.x];
+            let a0 = staged[base + kk * 32u + lid.y];
+            let a1 = staged[base + kk * 32u + 16u + lid.y];
+            let b0 = staged[B_AT + base + kk * 32u + lid.x];
+            let b1 = staged[B_AT + base + kk * 32u + 16u + lid.x];
             c00 = fma(vec4(a0.x), b0, c00); c01 = fma(vec4(a0.x), b1, c01);
             c10 = fma(vec4(a0.y), b0, c10); c11 = fma(vec4(a0.y), b1, c11);
             c20 = fma(vec4(a0.z), b0, c20); c21 = fma(vec4(a0.z), b1, c21);
