@@ -3,7 +3,7 @@
 # run: at each batch size wgtrain (`bench --mlp`, run_steps and fit), then Burn (STEPS timed
 # steps after WARMUP, its autotune included in the warm-up), then the ratios. The peer is built
 # once into $PEER_CACHE (about 30 minutes on 2 cores) and reused. The table goes to stdout and
-# to bench/results/compare-<adapter>-<date>.md.
+# to bench/results/compare-<adapter>-<date>.md (-2, -3, ... for later runs that day).
 #   BATCHES="64 256 1024" STEPS=30 WARMUP=5 bench/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +48,12 @@ done
 date=$(date +%F)
 slug=$(echo "$adapter" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '-' | sed 's/--*/-/g; s/-$//' | cut -c1-40)
 report=bench/results/compare-$slug-$date.md
+# A second run the same day gets its own file (-2, -3, ...) rather than replacing the first.
+n=1
+while [ -e "$report" ]; do
+  n=$((n + 1))
+  report=bench/results/compare-$slug-$date-$n.md
+done
 {
   echo "# mlp-bench: wgtrain beside Burn 0.22.1, one run of bench/compare.sh"
   echo
