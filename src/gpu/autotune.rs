@@ -3,7 +3,9 @@
 //! A missing, unreadable or foreign file is the same as an empty one, and a cache that cannot
 //! be written costs a warning, never a run: the autotune just times again next time.
 
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value};
@@ -38,11 +40,16 @@ pub(crate) fn default_path() -> Option<PathBuf> {
     Some(dir.join("autotune.json"))
 }
 
-/// The adapter as the cache knows it: a new driver is a new adapter, and a new wgtrain (whose
-/// kernels, or whose way of timing them, may have changed) times again.
+/// The adapter and kernels as the cache knows them: a new driver is a new adapter, and a
+/// wgtrain whose version or whose matmul WGSL differs (the version stays the same from one
+/// commit to the next, while the tiles' speeds change) times again.
 pub(crate) fn adapter_key(info: &wgpu::AdapterInfo) -> String {
+    key_with_kernels(info, kernels_fingerprint())
+}
+
+fn key_with_kernels(info: &wgpu::AdapterInfo, kernels: u64) -> String {
     format!(
-        "{} | {:?} | {:04x}:{:04x} | {} {} | wgtrain {}",
+        "{} | {:?} | {:04x}:{:04x} | {} {} | wgtrain {} kernels {kernels:016x}",
         info.name,
         info.backend,
         info.vendor,
@@ -51,6 +58,16 @@ pub(crate) fn adapter_key(info: &wgpu::AdapterInfo) -> String {
         info.driver_info,
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// A hash of the matmul module's WGSL, the tiles included; computed once per process.
+fn kernels_fingerprint() -> u64 {
+    static FINGERPRINT: OnceLock<u64> = OnceLock::new();
+    *FINGERPRINT.get_or_init(|| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (crate::kernels::matmul::SHADER.source)().hash(&mut hasher);
+        hasher.finish()
+    })
 }
 
 fn class_key(&(m, n, k, (ta, tb)): &MatmulClass) -> String {
@@ -150,6 +167,37 @@ mod tests {
                 "{garbage:?}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn choices_made_with_other_kernels_are_timed_again() {
+        let dir = std::env::temp_dir().join(format!("wgtrain-kernels-{}", std::process::id()));
+        let path = dir.join("autotune.json");
+        let info = wgpu::AdapterInfo {
+            name: "gpu".into(),
+            vendor: 0x10de,
+            device: 0x2335,
+            device_type: wgpu::DeviceType::DiscreteGpu,
+            device_pci_bus_id: String::new(),
+            driver: "driver".into(),
+            driver_info: "1.0".into(),
+            backend: wgpu::Backend::Vulkan,
+            subgroup_min_size: 32,
+            subgroup_max_size: 32,
+            transient_saves_memory: None,
+            limit_bucket: None,
+        };
+        let class = (64, 1024, 1024, (false, true));
+        let older = key_with_kernels(&info, kernels_fingerprint() ^ 1);
+        record(&path, &older, &class, Tile::T128).expect("written");
+        assert_eq!(lookup(&path, &older, &class), Some(Tile::T128));
+        assert_eq!(lookup(&path, &adapter_key(&info), &class), None);
+        assert_eq!(
+            adapter_key(&info),
+            adapter_key(&info),
+            "one fingerprint per process"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
