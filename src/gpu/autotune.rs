@@ -1,5 +1,6 @@
 //! The matmul autotune's choices on disk, so that a second run starts at full speed: one JSON
-//! file of tiles keyed by adapter (name, backend, driver, driver version) and shape class.
+//! file of tiles keyed by adapter (name, backend, driver, driver version), wgtrain version and
+//! matmul WGSL, and shape class.
 //! A missing, unreadable or foreign file is the same as an empty one, and a cache that cannot
 //! be written costs a warning, never a run: the autotune just times again next time.
 

@@ -243,9 +243,9 @@ impl Gpu {
         self.inner.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Where the matmul autotune keeps its choices across runs, keyed by adapter, driver and
-    /// shape (see `gpu::autotune` for the default place); `None` times every shape again
-    /// in every run.
+    /// Where the matmul autotune keeps its choices across runs, keyed by adapter, driver,
+    /// kernel source and shape (see `gpu::autotune` for the default place); `None` times every
+    /// shape again in every run.
     pub fn set_autotune_cache(&self, path: Option<std::path::PathBuf>) {
         if let Ok(mut cache) = self.inner.autotune_cache.lock() {
             *cache = path;
