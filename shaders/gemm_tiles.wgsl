@@ -57,18 +57,37 @@ fn gather_b4(k: u32, col: u32, k_end: u32) -> vec4<f32> {
 var<workgroup> staged: array<vec4<f32>, 1024>;
 const B_AT: u32 = 512u;
 
-// Stores quad `e` of a slice at `at` (the half's start in `staged`). A quad that runs along the
-// tile's rows or columns is stored as it is (quad e of the slice is vec4 e of the half); one
-// that runs along K (`along_k`) is spread over four k, `per_line` quads making one row or
-// column of the slice, `stride` vec4s apart from one k to the next.
+// Where quad `e` of a slice lies: its first row (A) or column (B) within the tile, and its
+// first k within the slice. A quad that runs along K (`along_k`) is one of `per_line` making a
+// row or column of the slice; the others lie `stride` quads to a k, in the order stage_quad
+// stores them, so loading and staging agree by construction.
+fn quad_origin(e: u32, along_k: bool, per_line: u32, stride: u32) -> vec2<u32> {
+    if along_k { return vec2<u32>(e / per_line, (e % per_line) * 4u); }
+    return vec2<u32>((e % stride) * 4u, e / stride);
+}
+
+// Quad `e` of A's slice from (row0, k0) on, and of B's from (k0, col0) on.
+fn load_quad_a(e: u32, row0: u32, k0: u32, k_end: u32, per_line: u32, stride: u32) -> vec4<f32> {
+    let at = quad_origin(e, !a_runs_along_m(), per_line, stride);
+    return load_a4(row0 + at.x, k0 + at.y, k_end);
+}
+
+fn load_quad_b(e: u32, col0: u32, k0: u32, k_end: u32, per_line: u32, stride: u32) -> vec4<f32> {
+    let at = quad_origin(e, b_runs_along_k(), per_line, stride);
+    return load_b4(k0 + at.y, col0 + at.x, k_end);
+}
+
+// Stores quad `e` of a slice at `at` (the half's start in `staged`), K-major: a quad that runs
+// along the tile's rows or columns is stored as it is (quad e of the slice is vec4 e of the
+// half); one that runs along K is spread over its four k.
 fn stage_quad(at: u32, e: u32, along_k: bool, per_line: u32, stride: u32, v: vec4<f32>) {
     if !along_k {
         staged[at + e] = v;
         return;
     }
-    let line = e / per_line;
-    let k = (e % per_line) * 4u;
-    for (var j = 0u; j < 4u; j++) { staged[at + (k + j) * stride + line / 4u][line % 4u] = v[j]; }
+    let origin = quad_origin(e, true, per_line, stride);
+    let line = origin.x;
+    for (var j = 0u; j < 4u; j++) { staged[at + (origin.y + j) * stride + line / 4u][line % 4u] = v[j]; }
 }
 
 // 64×64 tile of C per workgroup (32×64 when TILE_ROWS is 32: twice the workgroups for the
@@ -89,21 +108,11 @@ struct Slice64 {
 }
 
 fn load_slice_64(thread: u32, row0: u32, col0: u32, k0: u32, k_end: u32) -> Slice64 {
-    let quads = TILE_ROWS / 4u;
     var s: Slice64;
-    if a_runs_along_m() {
-        s.a = load_a4(row0 + (thread % quads) * 4u, k0 + thread / quads, k_end);
-    } else {
-        s.a = load_a4(row0 + thread / 4u, k0 + (thread % 4u) * 4u, k_end);
-    }
-    s.b0 = load_quad_b_64(thread, col0, k0, k_end);
-    if TILE_ROWS == 32u { s.b1 = load_quad_b_64(thread + 128u, col0, k0, k_end); }
+    s.a = load_quad_a(thread, row0, k0, k_end, 4u, TILE_ROWS / 4u);
+    s.b0 = load_quad_b(thread, col0, k0, k_end, 4u, 16u);
+    if TILE_ROWS == 32u { s.b1 = load_quad_b(thread + 128u, col0, k0, k_end, 4u, 16u); }
     return s;
-}
-
-fn load_quad_b_64(e: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {
-    if b_runs_along_k() { return load_b4(k0 + (e % 4u) * 4u, col0 + e / 4u, k_end); }
-    return load_b4(k0 + e / 16u, col0 + (e % 16u) * 4u, k_end);
 }
 
 // Into the half of the tiles that starts at `base`.
@@ -167,16 +176,6 @@ fn tiled_64(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
 const BIG: u32 = 128u;
 const BIG_DEPTH: u32 = 8u;
 
-fn load_quad_a_128(thread: u32, row0: u32, k0: u32, k_end: u32) -> vec4<f32> {
-    if a_runs_along_m() { return load_a4(row0 + (thread % 32u) * 4u, k0 + thread / 32u, k_end); }
-    return load_a4(row0 + thread / 2u, k0 + (thread % 2u) * 4u, k_end);
-}
-
-fn load_quad_b_128(thread: u32, col0: u32, k0: u32, k_end: u32) -> vec4<f32> {
-    if b_runs_along_k() { return load_b4(k0 + (thread % 2u) * 4u, col0 + thread / 2u, k_end); }
-    return load_b4(k0 + thread / 32u, col0 + (thread % 32u) * 4u, k_end);
-}
-
 // Into the half of the tiles that starts at `base` (each half [kk][row or col / 4], 8 × 32).
 fn stage_128(thread: u32, base: u32, a: vec4<f32>, b: vec4<f32>) {
     stage_quad(base, thread, !a_runs_along_m(), 2u, 32u, a);
@@ -199,8 +198,8 @@ fn tiled_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     var c70 = vec4<f32>(0.0); var c71 = vec4<f32>(0.0);
 
     let slices = (k_range.y - k_range.x + BIG_DEPTH - 1u) / BIG_DEPTH;
-    var next_a = load_quad_a_128(thread, row0, k_range.x, k_range.y);
-    var next_b = load_quad_b_128(thread, col0, k_range.x, k_range.y);
+    var next_a = load_quad_a(thread, row0, k_range.x, k_range.y, 2u, 32u);
+    var next_b = load_quad_b(thread, col0, k_range.x, k_range.y, 2u, 32u);
     stage_128(thread, 0u, next_a, next_b);
     workgroupBarrier();
     for (var s = 0u; s < slices; s++) {
@@ -208,8 +207,8 @@ fn tiled_128(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
         let more = s + 1u < slices;
         if more {
             let k0 = k_range.x + (s + 1u) * BIG_DEPTH;
-            next_a = load_quad_a_128(thread, row0, k0, k_range.y);
-            next_b = load_quad_b_128(thread, col0, k0, k_range.y);
+            next_a = load_quad_a(thread, row0, k0, k_range.y, 2u, 32u);
+            next_b = load_quad_b(thread, col0, k0, k_range.y, 2u, 32u);
         }
         for (var kk = 0u; kk < BIG_DEPTH; kk++) {
             let a0 = staged[base + kk * 32u + lid.y];
