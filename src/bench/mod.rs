@@ -333,11 +333,11 @@ fn checked_timing(
     gpu.run(dispatches)?;
     check(&gpu.read(out)?)?;
     let once = start.elapsed().as_secs_f64();
-    let reps = if once > 1.0 { 3 } else { 10 };
-    let warmup = if once > 1.0 {
-        Warmup::Passes(0)
+    // A run of over a second has warmed everything already.
+    let (warmup, reps) = if once > 1.0 {
+        (Warmup::Passes(0), 3)
     } else {
-        Warmup::Clocks(2)
+        (Warmup::Clocks(2), 10)
     };
     time_pass(gpu, warmup, reps, &|pass| {
         for dispatch in dispatches {
