@@ -19,22 +19,13 @@ const CASES: &[Case] = &[
     ([2, 2, 7, 8], [3, 2], [3, 2], [0, 0]),
 ];
 
-/// The activations a max pool's backward may apply for the layer before (x being their output),
-/// and their derivative at x.
+/// The activations a max pool's backward may apply for the layer before (x being their output).
+/// Both keep their input's sign, so `grad_f64` at x is their derivative at the input.
 const MASKS: [Option<Activation>; 3] = [
     None,
     Some(Activation::Relu),
     Some(Activation::LeakyRelu(0.1)),
 ];
-
-fn derivative(mask: Option<Activation>, x: f64) -> f64 {
-    match mask {
-        None => 1.0,
-        Some(_) if x > 0.0 => 1.0,
-        Some(Activation::LeakyRelu(slope)) => f64::from(slope),
-        Some(_) => 0.0,
-    }
-}
 
 #[test]
 fn pooling_matches_f64_and_routes_gradients_to_the_first_maximum() {
@@ -75,7 +66,7 @@ fn pooling_matches_f64_and_routes_gradients_to_the_first_maximum() {
             let want_dx: Vec<f64> = reference::pool2d_backward(&pool, &xf, &dyf, b * c, (h, w))
                 .iter()
                 .zip(&xf)
-                .map(|(g, &x)| g * derivative(mask, x))
+                .map(|(g, &x)| g * mask.map_or(1.0, |a| a.grad_f64(x)))
                 .collect();
             let area = (kernel[0] * kernel[1]) as f64;
             // Max: a copy, exact. Avg: a sum of ≤ kh·kw small integers is exact in f32, and
