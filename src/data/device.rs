@@ -29,9 +29,18 @@ pub struct DeviceDataset {
     pub(crate) classes: usize,
     pub(crate) image: Option<(usize, usize)>,
     pub(crate) storage: Storage,
+    orders: Mutex<Orders>,
+}
+
+/// Which standard order is on the GPU, and one drawn ahead of its use.
+#[derive(Debug, Default)]
+struct Orders {
     /// The standard order last set, so an epoch split into several calls (checkpoints every
     /// few steps) shuffles and uploads its order once; `None` after a caller's own order.
-    order_key: Mutex<Option<(OrderKey, Shard)>>,
+    current: Option<(OrderKey, Shard)>,
+    /// The next epoch's order, drawn while the GPU runs this epoch's last steps, so that the
+    /// next epoch's first submission waits on an upload only, not on a shuffle.
+    drawn: Option<((OrderKey, Shard), Vec<u32>)>,
 }
 
 /// Which of several data-parallel ranks reads the order: rank `rank` of `ranks` takes every
@@ -147,7 +156,10 @@ impl DeviceDataset {
             classes: data.classes(),
             image: data.image,
             storage,
-            order_key: Mutex::new(Some((OrderKey::Identity, Shard::WHOLE))),
+            orders: Mutex::new(Orders {
+                current: Some((OrderKey::Identity, Shard::WHOLE)),
+                drawn: None,
+            }),
         }
     }
 
@@ -175,32 +187,39 @@ impl DeviceDataset {
     /// Sets the order the next pass visits rows in.
     pub fn set_order(&self, gpu: &Gpu, order: &[u32]) -> Result<()> {
         self.write_order(gpu, order)?;
-        *self.order_key()? = None;
+        self.orders()?.current = None;
         Ok(())
     }
 
-    /// Makes `key`'s order (`shard`'s part of it) current, computing and uploading it only if
-    /// it is not already.
+    /// Makes `key`'s order (`shard`'s part of it) current, drawing and uploading it only if
+    /// it is not already (and drawing it only if [`DeviceDataset::draw_ahead`] has not).
     pub(crate) fn use_order(&self, gpu: &Gpu, key: OrderKey, shard: Shard) -> Result<()> {
-        if *self.order_key()? == Some((key, shard)) {
+        let mut orders = self.orders()?;
+        if orders.current == Some((key, shard)) {
             return Ok(());
         }
-        let mut order: Vec<u32> = (0..self.rows as u32).collect();
-        if let OrderKey::Shuffled { seed, epoch } = key {
-            order.shuffle(&mut StdRng::seed_from_u64(
-                seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            ));
-        }
-        if shard != Shard::WHOLE {
-            order = shard.take(&order);
-        }
+        let order = match orders.drawn.take() {
+            Some((drawn, order)) if drawn == (key, shard) => order,
+            _ => draw_order(self.rows, key, shard),
+        };
         self.write_order(gpu, &order)?;
-        *self.order_key()? = Some((key, shard));
+        orders.current = Some((key, shard));
         Ok(())
     }
 
-    fn order_key(&self) -> Result<std::sync::MutexGuard<'_, Option<(OrderKey, Shard)>>> {
-        self.order_key
+    /// Draws `key`'s order on the host for a later [`DeviceDataset::use_order`], without
+    /// touching the GPU's copy: what runs now still reads the current order.
+    pub(crate) fn draw_ahead(&self, key: OrderKey, shard: Shard) -> Result<()> {
+        let mut orders = self.orders()?;
+        let wanted = Some((key, shard));
+        if orders.current != wanted && orders.drawn.as_ref().map(|(k, _)| *k) != wanted {
+            orders.drawn = Some(((key, shard), draw_order(self.rows, key, shard)));
+        }
+        Ok(())
+    }
+
+    fn orders(&self) -> Result<std::sync::MutexGuard<'_, Orders>> {
+        self.orders
             .lock()
             .map_err(|_| Error::InvalidArgument("dataset order poisoned".into()))
     }
@@ -242,6 +261,20 @@ impl DeviceDataset {
         }
         Ok((x, y))
     }
+}
+
+/// `shard`'s part of `key`'s order of `rows` rows.
+fn draw_order(rows: usize, key: OrderKey, shard: Shard) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..rows as u32).collect();
+    if let OrderKey::Shuffled { seed, epoch } = key {
+        order.shuffle(&mut StdRng::seed_from_u64(
+            seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ));
+    }
+    if shard != Shard::WHOLE {
+        order = shard.take(&order);
+    }
+    order
 }
 
 #[cfg(test)]

@@ -75,7 +75,8 @@ pub struct TrainConfig {
     pub shuffle: bool,
     /// Seeds initialisation, shuffling, dropout and augmentation.
     pub seed: u64,
-    /// Steps recorded into one submission; the host waits for none of them.
+    /// The most steps recorded into one submission (a loop's first submissions hold 1, 4, ...
+    /// to get the GPU going sooner); the host waits for none of them.
     pub steps_per_submit: usize,
     /// Random image shifts of up to ± this many pixels (0: none); needs image rows.
     pub augment_shift: u32,
@@ -725,19 +726,38 @@ impl Trainer {
         let batches = all.get(range.clone()).ok_or_else(|| {
             Error::InvalidArgument(format!("batches {range:?} of an epoch of {}", all.len()))
         })?;
-        let chunks: Vec<&[(usize, usize)]> = batches.chunks(self.steps_per_submit(data)).collect();
+        let mut rest = batches;
+        let chunks: Vec<&[(usize, usize)]> =
+            submission_sizes(batches.len(), self.steps_per_submit(data))
+                .into_iter()
+                .map(|size| {
+                    let (chunk, after) = rest.split_at(size);
+                    rest = after;
+                    chunk
+                })
+                .collect();
         let sizes: Vec<Vec<usize>> = chunks
             .iter()
             .map(|chunk| chunk.iter().map(|&(_, b)| b).collect())
             .collect();
-        let total = self
-            .pipelined(
-                epoch,
-                &sizes,
-                &mut |trainer, i| trainer.submit_steps(data, chunks[i]),
-                on_step,
-            )
-            .await?;
+        let next_order = match order {
+            OrderKey::Shuffled { seed, epoch } if range.end == all.len() => {
+                Some(OrderKey::Shuffled {
+                    seed,
+                    epoch: epoch + 1,
+                })
+            }
+            _ => None,
+        };
+        let mut submit = |trainer: &mut Self, i: usize| {
+            trainer.submit_steps(data, chunks[i])?;
+            // The GPU has the epoch's last steps: the host draws the next epoch's order.
+            match next_order {
+                Some(next) if i + 1 == chunks.len() => data.draw_ahead(next, trainer.shard()),
+                _ => Ok(()),
+            }
+        };
+        let total = self.pipelined(epoch, &sizes, &mut submit, on_step).await?;
         Ok((total, batches.iter().map(|&(_, b)| b).sum()))
     }
 
@@ -750,9 +770,11 @@ impl Trainer {
             .map(|s| ((s % per_epoch) * batch, batch))
             .collect();
         let mut last = 0;
-        for chunk in all.chunks(self.steps_per_submit(data)) {
+        let mut rest = &all[..];
+        for size in submission_sizes(steps, self.steps_per_submit(data)) {
+            let (chunk, after) = rest.split_at(size);
             self.submit_steps(data, chunk)?;
-            last = chunk.len();
+            (rest, last) = (after, size);
         }
         let bytes = self
             .gpu
@@ -881,6 +903,24 @@ impl Trainer {
     }
 }
 
+/// How a loop of `steps` training steps splits into submissions: 1, 4, 16, ... steps, up to
+/// `most` at a time. A loop starts with the GPU idle (the call before drained it to read its
+/// last losses): a one-step first submission sets it going after one step's recording rather
+/// than a whole submission's, and each later one is recorded while the GPU runs those before.
+/// Growing fourfold rather than twofold costs a loop of 16-step submissions two extra
+/// submissions rather than four, which a host-bound loop (a tiny model) pays for in full.
+pub(crate) fn submission_sizes(steps: usize, most: usize) -> Vec<usize> {
+    let most = most.max(1);
+    let (mut sizes, mut done, mut next) = (vec![], 0, 1);
+    while done < steps {
+        let size = next.min(most).min(steps - done);
+        sizes.push(size);
+        done += size;
+        next = (4 * next).min(most);
+    }
+    sizes
+}
+
 /// Steps in one epoch over `rows` rows at `batch` rows a step, on each of `ranks` data-parallel
 /// ranks: each takes ⌈rows / ranks⌉ rows (PyTorch's `DistributedSampler`), its last batch
 /// partial. What [`Trainer::epoch_batches`] counts, for a schedule sized before the trainer
@@ -910,4 +950,31 @@ static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new
 pub fn warn(line: impl std::fmt::Display) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::submission_sizes;
+
+    /// Every step is submitted once, in submissions of 1, 4, 16, ... steps up to `most`, only
+    /// the last cut short.
+    #[test]
+    fn submissions_ramp_up_to_the_most_steps_each() {
+        for most in 0..=20 {
+            for steps in 0..100 {
+                let sizes = submission_sizes(steps, most);
+                assert_eq!(sizes.iter().sum::<usize>(), steps, "{steps} steps, {most}");
+                let mut ramp = 1;
+                for (k, &size) in sizes.iter().enumerate() {
+                    let full = ramp.min(most.max(1));
+                    if k + 1 < sizes.len() {
+                        assert_eq!(size, full, "{steps} steps, most {most}: {sizes:?}");
+                    } else {
+                        assert!((1..=full).contains(&size), "{steps}, {most}: {sizes:?}");
+                    }
+                    ramp = ramp.saturating_mul(4);
+                }
+            }
+        }
+    }
 }

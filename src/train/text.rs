@@ -36,9 +36,9 @@ impl Trainer {
         self.prepare_blocks(tokens, batch, Mode::Train)?;
         self.prepare_loss_copy(batch)?;
         let per_submit = self.config.steps_per_submit.max(1);
-        let chunks: Vec<Vec<usize>> = (0..steps)
-            .step_by(per_submit)
-            .map(|first| vec![batch; per_submit.min(steps - first)])
+        let chunks: Vec<Vec<usize>> = submission_sizes(steps, per_submit)
+            .into_iter()
+            .map(|size| vec![batch; size])
             .collect();
         let mut submit = |trainer: &mut Self, i: usize| {
             let (count, first) = (chunks[i].len(), trainer.step + 1);

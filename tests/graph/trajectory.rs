@@ -99,7 +99,8 @@ fn fifty_steps_match_an_f64_implementation_for_every_optimizer() {
 #[test]
 fn several_steps_in_one_submission_report_each_steps_own_loss() {
     let mut rng = rng("loss ring");
-    let (rows, batch) = (70, 16); // 5 steps, the last of 6 rows, all in one submission
+    // 5 steps, submitted 1 and then 4 at a time: the last, of 6 rows, in slot 3 of the ring.
+    let (rows, batch) = (70, 16);
     let x = rng.uniform(rows * 4, -1.0, 1.0);
     let labels = rng.below(rows, 3);
     let model = Sequential::mlp(4, &[8], 3, Activation::Relu, 0.0, false);
@@ -305,4 +306,39 @@ fn a_parameter_group_naming_a_missing_parameter_is_refused() {
         panic!("1.weight is a Tanh's: it has none");
     };
     assert!(err.to_string().contains("1.weight"), "{err}");
+}
+
+/// An epoch's order depends on (seed, epoch) alone: drawn ahead while the epoch before ran,
+/// or when the epoch starts (a fresh upload of the same data has none drawn), the losses
+/// come out bit for bit the same, after a skipped epoch too.
+#[test]
+fn an_epoch_drawn_ahead_visits_its_own_order() {
+    let mut rng = rng("orders drawn ahead");
+    let (rows, batch) = (50, 8);
+    let data = wgtrain::data::Dataset::classification(
+        rng.uniform(rows * 4, -1.0, 1.0),
+        4,
+        rng.below(rows, 3).iter().map(|&l| l as u32).collect(),
+    )
+    .expect("dataset");
+    let model = Sequential::mlp(4, &[8], 3, Activation::Relu, 0.0, false);
+    let config = TrainConfig {
+        batch_size: batch,
+        seed: 3,
+        ..TrainConfig::default()
+    };
+    let trainer =
+        || Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config.clone()).expect("trainer");
+    let upload = || wgtrain::data::DeviceDataset::upload(gpu(), &data).expect("upload");
+    let (mut ahead, mut fresh, kept) = (trainer(), trainer(), upload());
+    for epoch in [0, 1, 3] {
+        let (mut want, mut got) = (vec![], vec![]);
+        fresh
+            .fit_epoch(&upload(), epoch, &mut |log| want.push(log.loss))
+            .expect("epoch");
+        ahead
+            .fit_epoch(&kept, epoch, &mut |log| got.push(log.loss))
+            .expect("epoch");
+        assert_eq!(got, want, "epoch {epoch}");
+    }
 }
