@@ -2,6 +2,7 @@
 //! resume), then epochs with progress, checkpoints, step logs, metrics and plots.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wgtrain::data::{Dataset, DeviceDataset, Split, Standardizer, mnist_files};
 use wgtrain::dist::Communicator;
@@ -21,8 +22,14 @@ use crate::commands::{
 use crate::flags::{activation, check_train_paths, hidden_layers, loss_of, schedule_of, validate};
 use crate::{LossArg, TrainArgs, signals};
 
-/// Batches trained between two looks at the signal flag: two default submissions.
-const SIGNAL_POLL_BATCHES: usize = 32;
+/// Batches trained before the first look at the signal flag: two default submissions.
+const FIRST_PIECE_BATCHES: usize = 32;
+
+/// How long later pieces train between looks at the signal flag. Each look waits for the
+/// piece's last loss, and the GPU idles from then until the next piece's first submission
+/// (about a millisecond on an H200, where 32 batches of the mlp-bench take 5 ms): pieces this
+/// long make that cost a fraction of a percent and still stop a run within a second.
+const SIGNAL_POLL_SECONDS: f64 = 0.25;
 
 /// Trains as rank `comm.rank()` of `comm.size()` (1 without `mpirun`): rank 0 alone reports
 /// and writes files.
@@ -286,6 +293,7 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
     };
     let mut best_val = (f64::INFINITY, 0);
     let mut stopped_by = None;
+    let mut piece_batches = FIRST_PIECE_BATCHES;
     'epochs: for epoch in start_epoch..args.epochs {
         let mut progress = EpochProgress::new(epoch, args.epochs, batches);
         let (mut loss_rows, mut rows) = (0.0, 0);
@@ -297,9 +305,11 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
         };
         for start in (first..batches).step_by(segment.max(1)) {
             let end = (start + segment).min(batches);
-            // Pieces of a few submissions, so a signal is noticed within a few steps.
-            for piece in (start..end).step_by(SIGNAL_POLL_BATCHES) {
-                let piece_end = (piece + SIGNAL_POLL_BATCHES).min(end);
+            // Pieces of about SIGNAL_POLL_SECONDS, so a signal is noticed soon.
+            let mut piece = start;
+            while piece < end {
+                let piece_end = (piece + piece_batches).min(end);
+                let timed = Instant::now();
                 let (sum, n) =
                     trainer.fit_batches(&train_data, epoch, piece..piece_end, &mut |step| {
                         progress.step(step);
@@ -319,6 +329,11 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
                         }
                     })?;
                 (loss_rows, rows) = (loss_rows + sum, rows + n);
+                // Rank 0's pace sizes the next piece for all, so the ranks look together.
+                let pace = timed.elapsed().as_secs_f64() / (piece_end - piece) as f64;
+                let wanted = (SIGNAL_POLL_SECONDS / pace.max(1e-9)) as u64;
+                piece_batches = comm.all_gather_u64(wanted.max(1))?[0] as usize;
+                piece = piece_end;
                 // Data-parallel ranks stop together, at the first look after any of them saw
                 // a signal: one that stopped alone would leave the others waiting for it.
                 let seen = signals::received().map_or(0, |signal| signal as u64 + 1);
