@@ -57,11 +57,24 @@ impl Readbacks {
 impl Gpu {
     /// Starts copying `bytes` bytes at `offset` of `buffer` to the host; returns at once.
     pub fn start_read(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> PendingRead {
-        let staging = self.staging_buffer(bytes);
-        let mut encoder = self
+        let encoder = self
             .inner
             .device
             .create_command_encoder(&Default::default());
+        self.submit_and_read(encoder, buffer, offset, bytes)
+    }
+
+    /// Submits `encoder` with the copy of [`Gpu::start_read`] appended, so that work and the
+    /// read of its result take one submission (a training loop's chunk of steps and their
+    /// losses), not two.
+    pub fn submit_and_read(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> PendingRead {
+        let staging = self.staging_buffer(bytes);
         if bytes > 0 {
             encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
         }

@@ -152,13 +152,15 @@ impl Trainer {
         per_submit.min((64 << 20) / slot_bytes.max(1)).max(1)
     }
 
-    /// Records one training step per `(offset, batch)` of `data`'s current order into one
-    /// submission, each step's loss copied into slot j of the loss ring. Does not wait.
-    pub(super) fn submit_steps(
+    /// Records one training step per `(offset, batch)` of `data`'s current order into an
+    /// encoder for the caller to submit (with the losses' read, when it reads them), each
+    /// step's loss copied into slot j of the loss ring. Data-parallel steps, which wait for
+    /// the other ranks, are submitted at once and leave the encoder empty.
+    pub(super) fn record_steps(
         &mut self,
         data: &DeviceDataset,
         batches: &[(usize, usize)],
-    ) -> Result<()> {
+    ) -> Result<wgpu::CommandEncoder> {
         let averaged = self.comm.size() > 1;
         if averaged && data.is_streamed() {
             return Err(Error::InvalidArgument(
@@ -175,11 +177,15 @@ impl Trainer {
         for j in 0..batches.len() {
             self.write_step_params(j, first + j as u64);
         }
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
         if averaged {
             for (j, &batch) in batches.iter().enumerate() {
                 self.averaged_step(j, data.id, batch)?;
             }
-            return Ok(());
+            return Ok(encoder);
         }
         // Streamed batches: gathered here, staged one slot per step, copied in per step.
         let staged = if data.is_streamed() {
@@ -187,10 +193,6 @@ impl Trainer {
         } else {
             None
         };
-        let mut encoder = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
         match &staged {
             // Resident data: every step of the submission in one compute pass.
             None => {
@@ -221,9 +223,21 @@ impl Trainer {
                 }
             }
         }
-        self.gpu.queue().submit([encoder.finish()]);
         self.step += batches.len() as u64;
-        self.gpu.take_fault()
+        Ok(encoder)
+    }
+
+    /// Submits `encoder`, a chunk of `steps` training steps, with the read of their losses.
+    pub(super) fn submit_reading_losses(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        steps: usize,
+    ) -> Result<PendingRead> {
+        let read = self
+            .gpu
+            .submit_and_read(encoder, self.loss_ring.buffer(), 0, 4 * steps as u64);
+        self.gpu.take_fault()?;
+        Ok(read)
     }
 
     /// One data-parallel step in slot `j` of the step ring (its params written): forward and

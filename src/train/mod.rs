@@ -750,12 +750,13 @@ impl Trainer {
             _ => None,
         };
         let mut submit = |trainer: &mut Self, i: usize| {
-            trainer.submit_steps(data, chunks[i])?;
+            let steps = trainer.record_steps(data, chunks[i])?;
+            let read = trainer.submit_reading_losses(steps, chunks[i].len())?;
             // The GPU has the epoch's last steps: the host draws the next epoch's order.
-            match next_order {
-                Some(next) if i + 1 == chunks.len() => data.draw_ahead(next, trainer.shard()),
-                _ => Ok(()),
+            if let Some(next) = next_order.filter(|_| i + 1 == chunks.len()) {
+                data.draw_ahead(next, trainer.shard())?;
             }
+            Ok(read)
         };
         let total = self.pipelined(epoch, &sizes, &mut submit, on_step).await?;
         Ok((total, batches.iter().map(|&(_, b)| b).sum()))
@@ -769,22 +770,25 @@ impl Trainer {
         let all: Vec<(usize, usize)> = (0..steps)
             .map(|s| ((s % per_epoch) * batch, batch))
             .collect();
-        let mut last = 0;
+        let sizes = submission_sizes(steps, self.steps_per_submit(data));
         let mut rest = &all[..];
-        for size in submission_sizes(steps, self.steps_per_submit(data)) {
+        let mut last = None;
+        for (i, &size) in sizes.iter().enumerate() {
             let (chunk, after) = rest.split_at(size);
-            self.submit_steps(data, chunk)?;
-            (rest, last) = (after, size);
+            let encoder = self.record_steps(data, chunk)?;
+            rest = after;
+            if i + 1 < sizes.len() {
+                self.gpu.queue().submit([encoder.finish()]);
+                self.gpu.take_fault()?;
+            } else {
+                last = Some(self.submit_reading_losses(encoder, size)?);
+            }
         }
-        let bytes = self
-            .gpu
-            .start_read(
-                self.loss_ring.buffer(),
-                4 * last.saturating_sub(1) as u64,
-                4,
-            )
-            .wait(&self.gpu)?;
-        let loss = bytemuck::pod_read_unaligned::<f32>(&bytes[..4]);
+        let Some(last) = last else {
+            return Err(Error::InvalidArgument("run_steps of 0 steps".into()));
+        };
+        let losses = last.wait(&self.gpu)?;
+        let loss = bytemuck::pod_read_unaligned::<f32>(&losses[losses.len() - 4..]);
         if !loss.is_finite() {
             return Err(Error::NonFinite {
                 what: "loss".into(),
@@ -795,23 +799,21 @@ impl Trainer {
     }
 
     /// Submits one submission per entry of `chunks` (its steps' batch rows) through
-    /// `submit(self, i)`, which records them and advances `self.step`, keeping a few in flight
+    /// `submit(self, i)`, which records and submits them with the read of their losses (see
+    /// [`Trainer::submit_reading_losses`]) and advances `self.step`, keeping a few in flight
     /// and handing each step's loss to `on_step` as it lands; returns Σ loss · batch rows.
     async fn pipelined(
         &mut self,
         epoch: usize,
         chunks: &[Vec<usize>],
-        submit: &mut dyn FnMut(&mut Self, usize) -> Result<()>,
+        submit: &mut dyn FnMut(&mut Self, usize) -> Result<PendingRead>,
         on_step: &mut dyn FnMut(&StepLog),
     ) -> Result<f64> {
         let mut pending: VecDeque<(u64, &[usize], PendingRead)> = VecDeque::new();
         let mut total = 0.0;
         for (i, sizes) in chunks.iter().enumerate() {
             let first = self.step + 1;
-            submit(self, i)?;
-            let read = self
-                .gpu
-                .start_read(self.loss_ring.buffer(), 0, 4 * sizes.len() as u64);
+            let read = submit(self, i)?;
             pending.push_back((first, sizes, read));
             // Keep a few submissions in flight; report losses that have landed.
             while pending.len() > 2 {

@@ -45,19 +45,23 @@ impl Trainer {
             for j in 0..count {
                 trainer.write_step_params(j, first + j as u64);
             }
+            let mut encoder = trainer
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
             if trainer.comm.size() > 1 {
                 for j in 0..count {
                     trainer.averaged_step(j, tokens.id, (0, batch))?;
                 }
-                return Ok(());
-            }
-            trainer.gpu.run_pass(|pass| {
+            } else {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
                 for j in 0..count {
-                    trainer.record_step(pass, tokens.id, j, (0, batch));
+                    trainer.record_step(&mut pass, tokens.id, j, (0, batch));
                 }
-            })?;
-            trainer.step += count as u64;
-            Ok(())
+                drop(pass);
+                trainer.step += count as u64;
+            }
+            trainer.submit_reading_losses(encoder, count)
         };
         let total = self.pipelined(0, &chunks, &mut submit, on_step).await?;
         Ok(total / (steps * batch).max(1) as f64)
