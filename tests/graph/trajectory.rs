@@ -342,3 +342,42 @@ fn an_epoch_drawn_ahead_visits_its_own_order() {
         assert_eq!(got, want, "epoch {epoch}");
     }
 }
+
+/// `run_steps` (the benchmark's loop) trains on the dataset's batches in order, wrapping round
+/// at its last whole batch, and returns the last step's loss: the same steps one at a time
+/// give the same loss bit for bit. Zero steps have no loss to return.
+#[test]
+fn run_steps_trains_the_batches_in_order_and_returns_the_last_loss() {
+    let mut rng = rng("run_steps");
+    // 4 whole batches, so steps 5 to 7 wrap round; submitted 1, 4 and 2 at a time.
+    let (rows, batch, steps) = (70, 16, 7);
+    let x = rng.uniform(rows * 4, -1.0, 1.0);
+    let labels = rng.below(rows, 3);
+    let data = wgtrain::data::Dataset::classification(
+        x.clone(),
+        4,
+        labels.iter().map(|&l| l as u32).collect(),
+    )
+    .expect("dataset");
+    let device = wgtrain::data::DeviceDataset::upload(gpu(), &data).expect("upload");
+    let model = Sequential::mlp(4, &[8], 3, Activation::Relu, 0.0, false);
+    let config = TrainConfig {
+        batch_size: batch,
+        ..TrainConfig::default()
+    };
+    let trainer =
+        || Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config.clone()).expect("trainer");
+    let mut looped = trainer();
+    let got = looped.run_steps(&device, batch, steps).expect("steps");
+    let mut single = trainer();
+    let mut want = f32::NAN;
+    for s in 0..steps {
+        let o = (s % 4) * batch;
+        want = single
+            .train_batch(&x[o * 4..(o + batch) * 4], &labels[o..o + batch])
+            .expect("step");
+    }
+    assert_eq!(got, want, "the last of {steps} steps");
+    assert_eq!(looped.step(), steps as u64);
+    assert!(looped.run_steps(&device, batch, 0).is_err(), "0 steps");
+}
