@@ -22,13 +22,12 @@ use crate::commands::{
 use crate::flags::{activation, check_train_paths, hidden_layers, loss_of, schedule_of, validate};
 use crate::{LossArg, TrainArgs, signals};
 
-/// Batches trained before the first look at the signal flag: two default submissions.
-const FIRST_PIECE_BATCHES: usize = 32;
-
-/// How long later pieces train between looks at the signal flag. Each look waits for the
+/// How long a piece of training runs between looks at the signal flag, the first piece being
+/// one batch and each later one sized by the pace of the one before. Each look waits for the
 /// piece's last loss, and the GPU idles from then until the next piece's first submission
-/// (about a millisecond on an H200, where 32 batches of the mlp-bench take 5 ms): pieces this
-/// long make that cost a fraction of a percent and still stop a run within a second.
+/// (about a millisecond on an H200, where the 32 batches of the old fixed pieces took 5 ms of
+/// mlp-bench): pieces this long make that cost a fraction of a percent and still stop a run
+/// soon after a signal, however slow its steps.
 const SIGNAL_POLL_SECONDS: f64 = 0.25;
 
 /// Trains as rank `comm.rank()` of `comm.size()` (1 without `mpirun`): rank 0 alone reports
@@ -293,7 +292,7 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
     };
     let mut best_val = (f64::INFINITY, 0);
     let mut stopped_by = None;
-    let mut piece_batches = FIRST_PIECE_BATCHES;
+    let mut piece_batches = 1;
     'epochs: for epoch in start_epoch..args.epochs {
         let mut progress = EpochProgress::new(epoch, args.epochs, batches);
         let (mut loss_rows, mut rows) = (0.0, 0);
