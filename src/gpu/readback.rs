@@ -61,22 +61,26 @@ impl Gpu {
             .inner
             .device
             .create_command_encoder(&Default::default());
-        self.submit_and_read(encoder, buffer, offset, bytes)
+        self.submit_and_read(encoder, &[(buffer, offset, bytes)])
     }
 
-    /// Submits `encoder` with the copy of [`Gpu::start_read`] appended, so that work and the
-    /// read of its result take one submission (a training loop's chunk of steps and their
-    /// losses), not two.
+    /// Submits `encoder` with copies of `ranges` (buffer, byte offset, bytes; offsets and sizes
+    /// multiples of 4) appended, to be read back one after the other: work and the read of its
+    /// results take one submission (a training loop's chunk of steps and their losses), not
+    /// two.
     pub fn submit_and_read(
         &self,
         mut encoder: wgpu::CommandEncoder,
-        buffer: &wgpu::Buffer,
-        offset: u64,
-        bytes: u64,
+        ranges: &[(&wgpu::Buffer, u64, u64)],
     ) -> PendingRead {
+        let bytes = ranges.iter().map(|&(_, _, bytes)| bytes).sum();
         let staging = self.staging_buffer(bytes);
-        if bytes > 0 {
-            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+        let mut at = 0;
+        for &(buffer, offset, bytes) in ranges {
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(buffer, offset, &staging, at, bytes);
+            }
+            at += bytes;
         }
         let submission = self.inner.queue.submit([encoder.finish()]);
         let (sender, receiver) = oneshot_channel();

@@ -235,7 +235,7 @@ impl Trainer {
     ) -> Result<PendingRead> {
         let read = self
             .gpu
-            .submit_and_read(encoder, self.loss_ring.buffer(), 0, 4 * steps as u64);
+            .submit_and_read(encoder, &[(self.loss_ring.buffer(), 0, 4 * steps as u64)]);
         self.gpu.take_fault()?;
         Ok(read)
     }

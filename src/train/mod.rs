@@ -800,8 +800,8 @@ impl Trainer {
 
     /// Submits one submission per entry of `chunks` (its steps' batch rows) through
     /// `submit(self, i)`, which records and submits them with the read of their losses (see
-    /// [`Trainer::submit_reading_losses`]) and advances `self.step`, keeping a few in flight
-    /// and handing each step's loss to `on_step` as it lands; returns Σ loss · batch rows.
+    /// [`Trainer::submit_reading_losses`]) and advances `self.step`, handing each step's loss
+    /// to `on_step` as it lands; returns Σ loss · batch rows.
     async fn pipelined(
         &mut self,
         epoch: usize,
@@ -809,24 +809,45 @@ impl Trainer {
         submit: &mut dyn FnMut(&mut Self, usize) -> Result<PendingRead>,
         on_step: &mut dyn FnMut(&StepLog),
     ) -> Result<f64> {
-        let mut pending: VecDeque<(u64, &[usize], PendingRead)> = VecDeque::new();
+        let mut next = self.step + 1;
+        let firsts: Vec<u64> = chunks
+            .iter()
+            .map(|chunk| {
+                next += chunk.len() as u64;
+                next - chunk.len() as u64
+            })
+            .collect();
         let mut total = 0.0;
-        for (i, sizes) in chunks.iter().enumerate() {
-            let first = self.step + 1;
-            let read = submit(self, i)?;
-            pending.push_back((first, sizes, read));
-            // Keep a few submissions in flight; report losses that have landed.
-            while pending.len() > 2 {
-                let (first, sizes, read) = pending.pop_front().expect("queue is non-empty");
+        let mut land = |trainer: &mut Self, i: usize, bytes: Vec<u8>| {
+            total += trainer.report(epoch, firsts[i], &chunks[i], bytes, on_step)?;
+            Ok(())
+        };
+        self.in_flight(chunks.len(), submit, &mut land).await?;
+        Ok(total)
+    }
+
+    /// Makes `count` submissions through `submit(self, i)`, each returning the read of its
+    /// results, with up to three in flight so that the GPU is never left waiting for the host;
+    /// hands each read's bytes to `land(self, i, bytes)` in order, as they arrive.
+    async fn in_flight(
+        &mut self,
+        count: usize,
+        submit: &mut dyn FnMut(&mut Self, usize) -> Result<PendingRead>,
+        land: &mut Landing<'_>,
+    ) -> Result<()> {
+        let mut pending = VecDeque::new();
+        for i in 0..=count {
+            if i < count {
+                pending.push_back((i, submit(self, i)?));
+            }
+            let keep = if i < count { 2 } else { 0 };
+            while pending.len() > keep {
+                let (j, read) = pending.pop_front().expect("more reads pending than kept");
                 let bytes = read.bytes(&self.gpu).await?;
-                total += self.report(epoch, first, sizes, bytes, on_step)?;
+                land(self, j, bytes)?;
             }
         }
-        while let Some((first, sizes, read)) = pending.pop_front() {
-            let bytes = read.bytes(&self.gpu).await?;
-            total += self.report(epoch, first, sizes, bytes, on_step)?;
-        }
-        Ok(total)
+        Ok(())
     }
 
     /// Hands each step's loss to `on_step`; returns Σ loss · batch rows.
@@ -874,36 +895,91 @@ impl Trainer {
     /// [`Trainer::evaluate`] as a future.
     pub async fn evaluate_async(&mut self, data: &DeviceDataset) -> Result<Evaluation> {
         data.use_order(&self.gpu, OrderKey::Identity, Shard::WHOLE)?;
-
         let bs = self.config.batch_size;
+        let batches: Vec<(usize, usize)> = (0..data.rows)
+            .step_by(bs)
+            .map(|offset| (offset, bs.min(data.rows - offset)))
+            .collect();
         let mut outputs = Vec::with_capacity(data.rows * self.graph.output_features().unwrap_or(0));
         let mut total = 0.0;
-        for offset in (0..data.rows).step_by(bs) {
-            let batch = bs.min(data.rows - offset);
-            self.gather_dispatches(data, offset, batch, Mode::Eval)?;
-            let plan = &self.plans[&(batch, Mode::Eval)];
-            let gathered = &self.gathers[&(data.id, offset, batch, Mode::Eval)];
-            if data.is_streamed() {
-                // One batch per submission here, so a direct write is ordered before its use.
-                let (x, y) = data.host_batch(offset, batch)?;
-                self.gpu.write(&gathered.landing, &x)?;
-                self.gpu.write(&gathered.target, &y)?;
-            }
-            self.gpu.run_pass(|pass| {
-                for d in &gathered.dispatches {
-                    d.record(pass, 0);
-                }
-                plan.record(pass, 0);
-            })?;
-            outputs.extend(self.gpu.read_async(plan.output()).await?);
-            total += f64::from(self.gpu.read_async(plan.loss()).await?[0]) * batch as f64;
-        }
+        let mut land = |_: &mut Self, i: usize, bytes: Vec<u8>| {
+            // The batch's outputs, then its loss.
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+            let (batch_outputs, loss) = values.split_at(values.len() - 1);
+            outputs.extend_from_slice(batch_outputs);
+            total += f64::from(loss[0]) * batches[i].1 as f64;
+            Ok(())
+        };
+        self.in_flight(
+            batches.len(),
+            &mut |trainer, i| trainer.submit_eval_batch(data, batches[i]),
+            &mut land,
+        )
+        .await?;
         Ok(Evaluation {
             loss: total / data.rows.max(1) as f64,
             outputs,
         })
     }
+
+    /// Submits the eval-mode forward pass of rows `offset..offset + batch` of `data`'s current
+    /// order with the read of its outputs and loss.
+    fn submit_eval_batch(
+        &mut self,
+        data: &DeviceDataset,
+        (offset, batch): (usize, usize),
+    ) -> Result<PendingRead> {
+        self.gather_dispatches(data, offset, batch, Mode::Eval)?;
+        if data.is_streamed() {
+            // A queued write lands after the submissions before this one, before this one.
+            let gathered = &self.gathers[&(data.id, offset, batch, Mode::Eval)];
+            let (x, y) = data.host_batch(offset, batch)?;
+            self.gpu.write(&gathered.landing, &x)?;
+            self.gpu.write(&gathered.target, &y)?;
+        }
+        let plan = &self.plans[&(batch, Mode::Eval)];
+        let encoder = self.record_eval(data.id, (offset, batch));
+        self.submit_reading(encoder, &[plan.output(), plan.loss()])
+    }
+
+    /// An encoder holding the eval-mode forward pass of a batch: the gathers that
+    /// `(source, offset, batch)` names (a dataset's or a token stream's), then the plan.
+    pub(super) fn record_eval(
+        &self,
+        source: usize,
+        (offset, batch): (usize, usize),
+    ) -> wgpu::CommandEncoder {
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for d in &self.gathers[&(source, offset, batch, Mode::Eval)].dispatches {
+            d.record(&mut pass, 0);
+        }
+        self.plans[&(batch, Mode::Eval)].record(&mut pass, 0);
+        drop(pass);
+        encoder
+    }
+
+    /// Submits `encoder` with the read of `tensors`, back to back.
+    pub(super) fn submit_reading(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        tensors: &[&Tensor],
+    ) -> Result<PendingRead> {
+        let ranges: Vec<_> = tensors
+            .iter()
+            .map(|t| (t.buffer(), t.byte_offset(), t.byte_len()))
+            .collect();
+        let read = self.gpu.submit_and_read(encoder, &ranges);
+        self.gpu.take_fault()?;
+        Ok(read)
+    }
 }
+
+/// What [`Trainer::in_flight`] hands each submission's read bytes to, with its index.
+type Landing<'a> = dyn FnMut(&mut Trainer, usize, Vec<u8>) -> Result<()> + 'a;
 
 /// How a loop of `steps` training steps splits into submissions: 1, 4, 16, ... steps, up to
 /// `most` at a time. A loop starts with the GPU idle (the call before drained it to read its

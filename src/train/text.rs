@@ -93,35 +93,41 @@ impl Trainer {
             ));
         }
         let bs = self.config.batch_size;
-        let mut total = 0.0;
-        for (i, start) in (0..blocks).step_by(bs).enumerate() {
-            let batch = bs.min(blocks - start);
-            self.prepare_blocks(tokens, batch, Mode::Eval)?;
-            // The sampler keys on (row, step, seed): batch i is "step" i + 1 of `seed`.
+        let batches: Vec<usize> = (0..blocks)
+            .step_by(bs)
+            .map(|start| bs.min(blocks - start))
+            .collect();
+        let mut submit = |trainer: &mut Self, i: usize| {
+            let batch = batches[i];
+            trainer.prepare_blocks(tokens, batch, Mode::Eval)?;
+            // The sampler keys on (row, step, seed): batch i is "step" i + 1 of `seed`. The
+            // queued write lands after the batches before this one have run.
             let params = StepParams {
                 step: i as u32 + 1,
                 seed: seed as u32,
                 ..Default::default()
             };
-            self.gpu
+            trainer
+                .gpu
                 .queue()
-                .write_buffer(&self.step_ring, 0, bytemuck::bytes_of(&params));
-            let plan = &self.plans[&(batch, Mode::Eval)];
-            self.gpu.run_pass(|pass| {
-                for d in &self.gathers[&(tokens.id, 0, batch, Mode::Eval)].dispatches {
-                    d.record(pass, 0);
-                }
-                plan.record(pass, 0);
-            })?;
-            let loss = self.gpu.read_async(plan.loss()).await?[0];
+                .write_buffer(&trainer.step_ring, 0, bytemuck::bytes_of(&params));
+            let encoder = trainer.record_eval(tokens.id, (0, batch));
+            trainer.submit_reading(encoder, &[trainer.plans[&(batch, Mode::Eval)].loss()])
+        };
+        let mut total = 0.0;
+        let mut land = |trainer: &mut Self, i: usize, bytes: Vec<u8>| {
+            let loss = bytemuck::pod_read_unaligned::<f32>(&bytes[..4]);
             if !loss.is_finite() {
                 return Err(Error::NonFinite {
                     what: "validation loss".into(),
-                    step: self.step,
+                    step: trainer.step,
                 });
             }
-            total += f64::from(loss) * batch as f64;
-        }
+            total += f64::from(loss) * batches[i] as f64;
+            Ok(())
+        };
+        self.in_flight(batches.len(), &mut submit, &mut land)
+            .await?;
         Ok(total / blocks as f64)
     }
 

@@ -381,3 +381,60 @@ fn run_steps_trains_the_batches_in_order_and_returns_the_last_loss() {
     assert_eq!(looped.step(), steps as u64);
     assert!(looped.run_steps(&device, batch, 0).is_err(), "0 steps");
 }
+
+/// `evaluate` keeps several batches in flight and reads each one's outputs and loss in the
+/// submission that computed them: over 6 batches (the last partial), resident and streamed,
+/// the outputs come back in row order and the loss is the whole set's mean, both as the f64
+/// forward pass of the same weights gives them.
+#[test]
+fn evaluation_in_flight_returns_every_batchs_outputs_in_order() {
+    let mut rng = rng("evaluation in flight");
+    let (rows, cols, batch) = (45, 5, 8);
+    let x = rng.uniform(rows * cols, -1.0, 1.0);
+    let labels = rng.below(rows, 3);
+    let data = wgtrain::data::Dataset::classification(
+        x.clone(),
+        cols,
+        labels.iter().map(|&l| l as u32).collect(),
+    )
+    .expect("dataset");
+    let graph = Sequential::mlp(cols, &[7], 3, Activation::Tanh, 0.0, false)
+        .build(Loss::CrossEntropy)
+        .expect("valid model");
+    let weights = Weights::init(gpu(), &graph, 5).expect("weights");
+    let params = params_f64(&weights);
+    let (inputs, targets) = ([f64s(&x)], f64s(&labels));
+    let want_outputs = reference::graph_output(&graph, &params, &inputs, rows, None);
+    let want_loss = reference::graph_loss(&graph, &params, &inputs, &targets, rows, None);
+    let config = TrainConfig {
+        batch_size: batch,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(gpu(), graph, weights, config).expect("trainer");
+    for streamed in [false, true] {
+        let device = if streamed {
+            wgtrain::data::DeviceDataset::streamed(&data)
+        } else {
+            wgtrain::data::DeviceDataset::upload(gpu(), &data)
+        }
+        .expect("device data");
+        let eval = trainer.evaluate(&device).expect("evaluate");
+        // A 5-7-3 tanh forward in f32: each output is within a few ulps of sums of 5 and 7
+        // terms of order 1, so 1e-5; the loss, a mean of log-sum-exps of those, likewise.
+        let what = if streamed { "streamed" } else { "resident" };
+        assert_close(
+            &format!("{what} outputs"),
+            &eval.outputs,
+            &want_outputs,
+            1e-5,
+            1e-5,
+        );
+        assert_close(
+            &format!("{what} loss"),
+            &[eval.loss as f32],
+            &[want_loss],
+            1e-5,
+            1e-5,
+        );
+    }
+}
