@@ -65,6 +65,11 @@ impl Tensor {
         self.offset
     }
 
+    /// The tensor's bytes as `(buffer, offset, bytes)`, a range [`Gpu::submit_and_read`] reads.
+    pub fn byte_range(&self) -> (&wgpu::Buffer, u64, u64) {
+        (self.buffer(), self.byte_offset(), self.byte_len())
+    }
+
     /// The binding of exactly this tensor's elements.
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {

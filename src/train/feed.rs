@@ -233,11 +233,7 @@ impl Trainer {
         encoder: wgpu::CommandEncoder,
         steps: usize,
     ) -> Result<PendingRead> {
-        let read = self
-            .gpu
-            .submit_and_read(encoder, &[(self.loss_ring.buffer(), 0, 4 * steps as u64)]);
-        self.gpu.take_fault()?;
-        Ok(read)
+        self.submit_reading(encoder, &[(self.loss_ring.buffer(), 0, 4 * steps as u64)])
     }
 
     /// One data-parallel step in slot `j` of the step ring (its params written): forward and

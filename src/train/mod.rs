@@ -726,16 +726,7 @@ impl Trainer {
         let batches = all.get(range.clone()).ok_or_else(|| {
             Error::InvalidArgument(format!("batches {range:?} of an epoch of {}", all.len()))
         })?;
-        let mut rest = batches;
-        let chunks: Vec<&[(usize, usize)]> =
-            submission_sizes(batches.len(), self.steps_per_submit(data))
-                .into_iter()
-                .map(|size| {
-                    let (chunk, after) = rest.split_at(size);
-                    rest = after;
-                    chunk
-                })
-                .collect();
+        let chunks = in_submissions(batches, self.steps_per_submit(data));
         let sizes: Vec<Vec<usize>> = chunks
             .iter()
             .map(|chunk| chunk.iter().map(|&(_, b)| b).collect())
@@ -770,18 +761,15 @@ impl Trainer {
         let all: Vec<(usize, usize)> = (0..steps)
             .map(|s| ((s % per_epoch) * batch, batch))
             .collect();
-        let sizes = submission_sizes(steps, self.steps_per_submit(data));
-        let mut rest = &all[..];
+        let chunks = in_submissions(&all, self.steps_per_submit(data));
         let mut last = None;
-        for (i, &size) in sizes.iter().enumerate() {
-            let (chunk, after) = rest.split_at(size);
+        for (i, chunk) in chunks.iter().enumerate() {
             let encoder = self.record_steps(data, chunk)?;
-            rest = after;
-            if i + 1 < sizes.len() {
+            if i + 1 < chunks.len() {
                 self.gpu.queue().submit([encoder.finish()]);
                 self.gpu.take_fault()?;
             } else {
-                last = Some(self.submit_reading_losses(encoder, size)?);
+                last = Some(self.submit_reading_losses(encoder, chunk.len())?);
             }
         }
         let Some(last) = last else {
@@ -931,7 +919,8 @@ impl Trainer {
     ) -> Result<PendingRead> {
         self.gather_dispatches(data, offset, batch, Mode::Eval)?;
         if data.is_streamed() {
-            // A queued write lands after the submissions before this one, before this one.
+            // Queued writes land between the submissions before and this one: in flight or
+            // not, each batch reads its own rows.
             let gathered = &self.gathers[&(data.id, offset, batch, Mode::Eval)];
             let (x, y) = data.host_batch(offset, batch)?;
             self.gpu.write(&gathered.landing, &x)?;
@@ -939,7 +928,10 @@ impl Trainer {
         }
         let plan = &self.plans[&(batch, Mode::Eval)];
         let encoder = self.record_eval(data.id, (offset, batch));
-        self.submit_reading(encoder, &[plan.output(), plan.loss()])
+        self.submit_reading(
+            encoder,
+            &[plan.output().byte_range(), plan.loss().byte_range()],
+        )
     }
 
     /// An encoder holding the eval-mode forward pass of a batch: the gathers that
@@ -962,17 +954,13 @@ impl Trainer {
         encoder
     }
 
-    /// Submits `encoder` with the read of `tensors`, back to back.
+    /// Submits `encoder` with the read of `ranges` (see [`Gpu::submit_and_read`]).
     pub(super) fn submit_reading(
         &self,
         encoder: wgpu::CommandEncoder,
-        tensors: &[&Tensor],
+        ranges: &[(&wgpu::Buffer, u64, u64)],
     ) -> Result<PendingRead> {
-        let ranges: Vec<_> = tensors
-            .iter()
-            .map(|t| (t.buffer(), t.byte_offset(), t.byte_len()))
-            .collect();
-        let read = self.gpu.submit_and_read(encoder, &ranges);
+        let read = self.gpu.submit_and_read(encoder, ranges);
         self.gpu.take_fault()?;
         Ok(read)
     }
@@ -997,6 +985,19 @@ pub(crate) fn submission_sizes(steps: usize, most: usize) -> Vec<usize> {
         next = (4 * next).min(most);
     }
     sizes
+}
+
+/// `items` cut into consecutive submissions of [`submission_sizes`].
+fn in_submissions<T>(items: &[T], most: usize) -> Vec<&[T]> {
+    let mut rest = items;
+    submission_sizes(items.len(), most)
+        .into_iter()
+        .map(|size| {
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            chunk
+        })
+        .collect()
 }
 
 /// Steps in one epoch over `rows` rows at `batch` rows a step, on each of `ranks` data-parallel

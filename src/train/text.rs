@@ -112,7 +112,8 @@ impl Trainer {
                 .queue()
                 .write_buffer(&trainer.step_ring, 0, bytemuck::bytes_of(&params));
             let encoder = trainer.record_eval(tokens.id, (0, batch));
-            trainer.submit_reading(encoder, &[trainer.plans[&(batch, Mode::Eval)].loss()])
+            let loss = trainer.plans[&(batch, Mode::Eval)].loss().byte_range();
+            trainer.submit_reading(encoder, &[loss])
         };
         let mut total = 0.0;
         let mut land = |trainer: &mut Self, i: usize, bytes: Vec<u8>| {
