@@ -156,11 +156,15 @@ impl Trainer {
     /// encoder for the caller to submit (with the losses' read, when it reads them), each
     /// step's loss copied into slot j of the loss ring. Data-parallel steps, which wait for
     /// the other ranks, are submitted at once and leave the encoder empty.
+    ///
+    /// A streamed dataset's batches come with their staging tensors, which the caller keeps
+    /// until it has submitted: dropped before, the pool could lend their buffers to a queued
+    /// write that would land ahead of the copies reading them.
     pub(super) fn record_steps(
         &mut self,
         data: &DeviceDataset,
         batches: &[(usize, usize)],
-    ) -> Result<wgpu::CommandEncoder> {
+    ) -> Result<(wgpu::CommandEncoder, Option<Staged>)> {
         let averaged = self.comm.size() > 1;
         if averaged && data.is_streamed() {
             return Err(Error::InvalidArgument(
@@ -185,7 +189,7 @@ impl Trainer {
             for (j, &batch) in batches.iter().enumerate() {
                 self.averaged_step(j, data.id, batch)?;
             }
-            return Ok(encoder);
+            return Ok((encoder, None));
         }
         // Streamed batches: gathered here, staged one slot per step, copied in per step.
         let staged = if data.is_streamed() {
@@ -224,7 +228,7 @@ impl Trainer {
             }
         }
         self.step += batches.len() as u64;
-        Ok(encoder)
+        Ok((encoder, staged))
     }
 
     /// Submits `encoder`, a chunk of `steps` training steps, with the read of their losses.
@@ -335,7 +339,7 @@ impl Trainer {
         &mut self,
         data: &DeviceDataset,
         batches: &[(usize, usize)],
-    ) -> Result<(Tensor, Tensor, usize)> {
+    ) -> Result<Staged> {
         let (mut xs, mut ys) = (vec![], vec![]);
         let slot = batches.iter().map(|&(_, b)| b).max().unwrap_or(1);
         for &(offset, batch) in batches {
@@ -351,3 +355,7 @@ impl Trainer {
         Ok((x, y, slot))
     }
 }
+
+/// A submission's streamed batches on the GPU: features and targets, one slot of this many
+/// rows per step.
+pub(super) type Staged = (Tensor, Tensor, usize);

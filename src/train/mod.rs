@@ -741,7 +741,7 @@ impl Trainer {
             _ => None,
         };
         let mut submit = |trainer: &mut Self, i: usize| {
-            let steps = trainer.record_steps(data, chunks[i])?;
+            let (steps, _staged) = trainer.record_steps(data, chunks[i])?;
             let read = trainer.submit_reading_losses(steps, chunks[i].len())?;
             // The GPU has the epoch's last steps: the host draws the next epoch's order.
             if let Some(next) = next_order.filter(|_| i + 1 == chunks.len()) {
@@ -764,7 +764,7 @@ impl Trainer {
         let chunks = in_submissions(&all, self.steps_per_submit(data));
         let mut last = None;
         for (i, chunk) in chunks.iter().enumerate() {
-            let encoder = self.record_steps(data, chunk)?;
+            let (encoder, _staged) = self.record_steps(data, chunk)?;
             if i + 1 < chunks.len() {
                 self.gpu.queue().submit([encoder.finish()]);
                 self.gpu.take_fault()?;
