@@ -165,8 +165,7 @@ impl Trainer {
         data: &DeviceDataset,
         batches: &[(usize, usize)],
     ) -> Result<(wgpu::CommandEncoder, Option<Staged>)> {
-        let averaged = self.comm.size() > 1;
-        if averaged && data.is_streamed() {
+        if self.comm.size() > 1 && data.is_streamed() {
             return Err(Error::InvalidArgument(
                 "data-parallel training needs the dataset resident on the GPU; this one is \
                  streamed (larger than a GPU buffer)"
@@ -177,58 +176,75 @@ impl Trainer {
             self.gather_dispatches(data, offset, batch, Mode::Train)?;
             self.prepare_loss_copy(batch)?;
         }
-        let first = self.step + 1;
-        for j in 0..batches.len() {
-            self.write_step_params(j, first + j as u64);
+        if !data.is_streamed() {
+            return Ok((self.record_chunk(data.id, batches)?, None));
         }
+        // Streamed batches: gathered here, staged one slot per step, copied in per step, so
+        // each step has a pass.
+        self.write_chunk_params(batches.len());
+        let staged = self.stage_batches(data, batches)?;
+        let (x, y, slot) = &staged;
         let mut encoder = self
             .gpu
             .device()
             .create_command_encoder(&Default::default());
-        if averaged {
-            for (j, &batch) in batches.iter().enumerate() {
-                self.averaged_step(j, data.id, batch)?;
-            }
-            return Ok((encoder, None));
-        }
-        // Streamed batches: gathered here, staged one slot per step, copied in per step.
-        let staged = if data.is_streamed() {
-            Some(self.stage_batches(data, batches)?)
-        } else {
-            None
-        };
-        match &staged {
-            // Resident data: every step of the submission in one compute pass.
-            None => {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                for (j, &(offset, batch)) in batches.iter().enumerate() {
-                    self.record_step(&mut pass, data.id, j, (offset, batch));
-                }
-            }
-            // Streamed data: each step's batch is copied in first, so each step has a pass.
-            Some((x, y, slot)) => {
-                for (j, &(offset, batch)) in batches.iter().enumerate() {
-                    let gathered = &self.gathers[&(data.id, offset, batch, Mode::Train)];
-                    // Slot j of a staging tensor (`width` floats per row) into `dst`.
-                    let mut copy_in = |src: &Tensor, width: usize, dst: &Tensor| {
-                        let at = (j * slot * width * 4) as u64;
-                        encoder.copy_buffer_to_buffer(
-                            src.buffer(),
-                            src.byte_offset() + at,
-                            dst.buffer(),
-                            dst.byte_offset(),
-                            dst.byte_len(),
-                        );
-                    };
-                    copy_in(x, data.cols, &gathered.landing);
-                    copy_in(y, data.target_cols.max(1), &gathered.target);
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    self.record_step(&mut pass, data.id, j, (offset, batch));
-                }
-            }
+        for (j, &(offset, batch)) in batches.iter().enumerate() {
+            let gathered = &self.gathers[&(data.id, offset, batch, Mode::Train)];
+            // Slot j of a staging tensor (`width` floats per row) into `dst`.
+            let mut copy_in = |src: &Tensor, width: usize, dst: &Tensor| {
+                let at = (j * slot * width * 4) as u64;
+                encoder.copy_buffer_to_buffer(
+                    src.buffer(),
+                    src.byte_offset() + at,
+                    dst.buffer(),
+                    dst.byte_offset(),
+                    dst.byte_len(),
+                );
+            };
+            copy_in(x, data.cols, &gathered.landing);
+            copy_in(y, data.target_cols.max(1), &gathered.target);
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.record_step(&mut pass, data.id, j, (offset, batch));
         }
         self.step += batches.len() as u64;
-        Ok((encoder, staged))
+        Ok((encoder, Some(staged)))
+    }
+
+    /// Records a chunk of steps whose batches `source`'s prepared gathers fill (a resident
+    /// dataset's or a token stream's) into one compute pass of a new encoder, each step's
+    /// parameters written into its slot first. Data-parallel steps, which wait for the other
+    /// ranks, are submitted at once and leave the encoder empty.
+    pub(super) fn record_chunk(
+        &mut self,
+        source: usize,
+        batches: &[(usize, usize)],
+    ) -> Result<wgpu::CommandEncoder> {
+        self.write_chunk_params(batches.len());
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        if self.comm.size() > 1 {
+            for (j, &batch) in batches.iter().enumerate() {
+                self.averaged_step(j, source, batch)?;
+            }
+            return Ok(encoder);
+        }
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for (j, &batch) in batches.iter().enumerate() {
+            self.record_step(&mut pass, source, j, batch);
+        }
+        drop(pass);
+        self.step += batches.len() as u64;
+        Ok(encoder)
+    }
+
+    /// Writes the parameters of the next `steps` steps into slots 0.. of the step ring.
+    fn write_chunk_params(&self, steps: usize) {
+        let first = self.step + 1;
+        for j in 0..steps {
+            self.write_step_params(j, first + j as u64);
+        }
     }
 
     /// Submits `encoder`, a chunk of `steps` training steps, with the read of their losses.

@@ -797,12 +797,12 @@ impl Trainer {
         submit: &mut dyn FnMut(&mut Self, usize) -> Result<PendingRead>,
         on_step: &mut dyn FnMut(&StepLog),
     ) -> Result<f64> {
-        let mut next = self.step + 1;
         let firsts: Vec<u64> = chunks
             .iter()
-            .map(|chunk| {
-                next += chunk.len() as u64;
-                next - chunk.len() as u64
+            .scan(self.step + 1, |next, chunk| {
+                let first = *next;
+                *next += chunk.len() as u64;
+                Some(first)
             })
             .collect();
         let mut total = 0.0;

@@ -41,26 +41,8 @@ impl Trainer {
             .map(|size| vec![batch; size])
             .collect();
         let mut submit = |trainer: &mut Self, i: usize| {
-            let (count, first) = (chunks[i].len(), trainer.step + 1);
-            for j in 0..count {
-                trainer.write_step_params(j, first + j as u64);
-            }
-            let mut encoder = trainer
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            if trainer.comm.size() > 1 {
-                for j in 0..count {
-                    trainer.averaged_step(j, tokens.id, (0, batch))?;
-                }
-            } else {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                for j in 0..count {
-                    trainer.record_step(&mut pass, tokens.id, j, (0, batch));
-                }
-                drop(pass);
-                trainer.step += count as u64;
-            }
+            let count = chunks[i].len();
+            let encoder = trainer.record_chunk(tokens.id, &vec![(0, batch); count])?;
             trainer.submit_reading_losses(encoder, count)
         };
         let total = self.pipelined(0, &chunks, &mut submit, on_step).await?;
