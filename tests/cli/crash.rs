@@ -86,8 +86,6 @@ fn killed_while_checkpointing_the_checkpoint_loads_and_resumes_to_the_same_losse
             path_str(&data),
             "--epochs",
             "3",
-            "--save-every",
-            "2",
             "--resume",
             path_str(&checkpoint),
             "--log-steps",

@@ -592,3 +592,18 @@ fn every_broken_input_fails_cleanly_naming_the_file_and_problem() {
         );
     }
 }
+
+/// The corpus above always passes `--save`; a step interval with nowhere to save is refused
+/// before training rather than ignored.
+#[test]
+fn save_every_without_save_is_refused() {
+    let dir = scratch("save-every-alone");
+    let mut args: Vec<String> = vec!["train".into()];
+    args.extend(csv(&dir, "a,y\n1,0\n2,1\n"));
+    args.extend(["--save-every", "3"].map(String::from));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = wgtrain(&refs);
+    let message = stderr(&out);
+    assert!(!out.status.success(), "succeeded: {message}");
+    assert!(message.contains("give --save too"), "{message}");
+}

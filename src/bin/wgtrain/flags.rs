@@ -62,6 +62,11 @@ pub(crate) fn validate(args: &TrainArgs) -> Result<()> {
     if args.clip_norm.is_some_and(|c| c.is_nan() || c <= 0.0) {
         return Err(bad_flag("--clip-norm must be positive".into()));
     }
+    if args.save_every > 0 && args.save.is_none() {
+        return Err(bad_flag(
+            "--save-every saves to the file --save names: give --save too".into(),
+        ));
+    }
     if args.patience.is_some() && args.val_split == 0.0 {
         return Err(bad_flag(
             "--patience watches the validation loss: give --val-split too".into(),
