@@ -333,6 +333,25 @@ fn text_input_errors_name_the_problem() {
         trainer.evaluate_token_blocks(&tokens, 0, 1).is_err(),
         "no blocks to average"
     );
+    let err = trainer
+        .fit_token_steps(&tokens, 0, &mut |_| {})
+        .expect_err("no steps, no mean loss");
+    assert!(err.to_string().contains("0 steps"), "{err}");
+    // Host batches of token ids are checked against the embedding they index: a token past
+    // it would read another row's memory, and the update would train on that.
+    let before = trainer.weights().read_params(gpu()).expect("read");
+    let mut ids = vec![1u32; 4 * 5];
+    ids[13] = 7;
+    let err = trainer
+        .train_inputs(&[wgtrain::graph::Feed::U32(&ids)], &[1.0; 4 * 5])
+        .expect_err("token 7 of 7");
+    assert!(
+        err.to_string().contains("sample 2, element 3 is 7")
+            && err.to_string().contains("7 rows of the embedding"),
+        "{err}"
+    );
+    assert_eq!(trainer.step(), 0, "nothing was trained");
+    assert_eq!(trainer.weights().read_params(gpu()).expect("read"), before);
     let wrong_vocab = DeviceTokens::upload(gpu(), &[1; 50], 9).expect("upload");
     assert!(
         trainer

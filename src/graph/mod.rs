@@ -405,6 +405,37 @@ impl Graph {
             .collect()
     }
 
+    /// For each input in creation order, the rows of the smallest embedding table its indices
+    /// select from (through any views of them): every index fed to it must lie below. `None`
+    /// for f32 inputs and for indices no table reads.
+    pub fn index_limits(&self) -> Vec<Option<usize>> {
+        let mut limits: Vec<Option<usize>> = vec![None; self.nodes.len()];
+        let lower = |limit: &mut Option<usize>, rows: usize| {
+            *limit = Some(limit.map_or(rows, |l| l.min(rows)));
+        };
+        // Consumers come after their inputs, so walking back reaches each node's readers first.
+        for (at, node) in self.nodes.iter().enumerate().rev() {
+            let rows = match node.op {
+                Op::Embedding { weight } => self.params.get(weight.0).map(|p| p.shape[0]),
+                _ if node.dtype == DType::U32 => limits[at],
+                _ => None,
+            };
+            if let Some(rows) = rows {
+                for input in &node.inputs {
+                    if self.nodes[input.0].dtype == DType::U32 {
+                        lower(&mut limits[input.0], rows);
+                    }
+                }
+            }
+        }
+        self.nodes
+            .iter()
+            .zip(limits)
+            .filter(|(n, _)| matches!(n.op, Op::Input { .. }))
+            .map(|(_, limit)| limit)
+            .collect()
+    }
+
     /// Features per sample of the only input (`None` unless there is exactly one).
     pub fn input_features(&self) -> Option<usize> {
         match self.inputs()[..] {

@@ -564,6 +564,7 @@ impl Trainer {
 
     async fn batch_step(&mut self, inputs: &[Feed<'_>], y: &[f32], update: bool) -> Result<f32> {
         let batch = self.feed_batch(inputs)?;
+        self.check_class_targets(y)?;
         self.plan(batch, Mode::Train)?;
         let plan = &self.plans[&(batch, Mode::Train)];
         plan.write_inputs(&self.gpu, inputs)?;
@@ -600,6 +601,24 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// Refuses a cross-entropy target that is not a class index of the model's: the kernel
+    /// would give a NaN loss, but only after the step's update had taken a wrong gradient.
+    fn check_class_targets(&self, y: &[f32]) -> Result<()> {
+        let classes = self.graph.output_dims().and_then(|d| d.last()).copied();
+        let (Some(Loss::CrossEntropy), Some(classes)) = (self.graph.loss(), classes) else {
+            return Ok(());
+        };
+        let is_class = |t: f32| t >= 0.0 && t.fract() == 0.0 && t < classes as f32;
+        match y.iter().position(|&t| !is_class(t)) {
+            Some(i) => Err(Error::InvalidArgument(format!(
+                "target {i} is {}: cross-entropy takes class indices 0..{} (the model has {classes} classes)",
+                y[i],
+                classes - 1
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The batch size host inputs imply, checked against every input's per-sample size.
     fn feed_batch(&self, inputs: &[Feed<'_>]) -> Result<usize> {
         let specs = self.graph.inputs();
@@ -611,7 +630,8 @@ impl Trainer {
             )));
         }
         let mut batch = None;
-        for ((name, dims, _), feed) in specs.iter().zip(inputs) {
+        let limits = self.graph.index_limits();
+        for (((name, dims, _), feed), limit) in specs.iter().zip(inputs).zip(limits) {
             let per_sample: usize = dims.iter().product();
             let len = match feed {
                 Feed::F32(d) => {
@@ -625,7 +645,20 @@ impl Trainer {
                     }
                     d.len()
                 }
-                Feed::U32(d) => d.len(),
+                Feed::U32(d) => {
+                    // An index past its table would read another row's memory: garbage the
+                    // update would then train on.
+                    let past = limit.and_then(|rows| d.iter().position(|&t| t as usize >= rows));
+                    if let (Some(i), Some(rows)) = (past, limit) {
+                        return Err(Error::InvalidArgument(format!(
+                            "input {name}: sample {}, element {} is {}, past the {rows} rows of the embedding it indexes",
+                            i / per_sample.max(1),
+                            i % per_sample.max(1),
+                            d[i]
+                        )));
+                    }
+                    d.len()
+                }
             };
             if len == 0
                 || !len.is_multiple_of(per_sample)
@@ -757,7 +790,13 @@ impl Trainer {
     /// only the last loss: the timed loop of the mlp-bench benchmark.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run_steps(&mut self, data: &DeviceDataset, batch: usize, steps: usize) -> Result<f32> {
-        let per_epoch = (data.rows / batch.max(1)).max(1);
+        if !(1..=data.rows).contains(&batch) {
+            return Err(Error::InvalidArgument(format!(
+                "run_steps at batch {batch} over a dataset of {} rows: the batch must be 1..={}",
+                data.rows, data.rows
+            )));
+        }
+        let per_epoch = data.rows / batch;
         let all: Vec<(usize, usize)> = (0..steps)
             .map(|s| ((s % per_epoch) * batch, batch))
             .collect();

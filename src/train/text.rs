@@ -32,6 +32,11 @@ impl Trainer {
         steps: usize,
         on_step: &mut dyn FnMut(&StepLog),
     ) -> Result<f64> {
+        if steps == 0 {
+            return Err(Error::InvalidArgument(
+                "fit_token_steps of 0 steps has no loss to return".into(),
+            ));
+        }
         let batch = self.config.batch_size;
         self.prepare_blocks(tokens, batch, Mode::Train)?;
         self.prepare_loss_copy(batch)?;
@@ -46,7 +51,7 @@ impl Trainer {
             trainer.submit_reading_losses(encoder, count)
         };
         let total = self.pipelined(0, &chunks, &mut submit, on_step).await?;
-        Ok(total / (steps * batch).max(1) as f64)
+        Ok(total / (steps * batch) as f64)
     }
 
     /// The mean loss (per token, nats under cross-entropy) of `blocks` random blocks of
@@ -198,6 +203,14 @@ impl Trainer {
                 )));
             }
         };
+        if let [Some(rows)] = self.graph.index_limits()[..]
+            && let Some(&[_, vocab]) = self.graph.output_dims()
+            && rows < vocab
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a language model's tokens index its embedding: this one has {rows} rows for a vocabulary of {vocab}"
+            )));
+        }
         match self.graph.output_dims() {
             Some(&[t, vocab]) if t == block => Ok((block, vocab)),
             dims => Err(Error::InvalidArgument(format!(

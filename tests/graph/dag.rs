@@ -283,6 +283,56 @@ fn embedding_rows_and_their_scatter_add() {
     check("embedding", &g, 7);
 }
 
+/// Every index input's bound is the smallest table that reads it, through views: a token
+/// past it is refused before the step (it would read another row's memory), as is a language
+/// model whose tokens index a table smaller than its vocabulary.
+#[test]
+fn indices_are_bounded_by_the_smallest_table_they_reach() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2]).expect("input");
+    let idx = g.input_indices("tokens", &[4]).expect("input");
+    let _unread = g.input_indices("unread", &[1]).expect("input");
+    let wide = g.embedding("wide", idx, 9, 2).expect("embedding");
+    let viewed = g.reshape(idx, &[2, 2]).expect("a view of the indices");
+    let narrow = g.embedding("narrow", viewed, 6, 2).expect("embedding");
+    let narrow = g.reshape(narrow, &[4, 2]).expect("reshape");
+    let h = g.add(wide, narrow).expect("add");
+    let h = g.flatten(h).expect("flatten");
+    let h = g.concat(&[h, x]).expect("concat");
+    let y = g.linear("head", h, 3).expect("head");
+    g.set_output(y, Loss::CrossEntropy).expect("output");
+    assert_eq!(g.index_limits(), vec![None, Some(6), None]);
+
+    let mut trainer = Trainer::for_graph(gpu(), g, TrainConfig::default()).expect("trainer");
+    let feeds =
+        |tokens: &'static [u32]| [Feed::F32(&[0.5, 0.5]), Feed::U32(tokens), Feed::U32(&[99])];
+    let error = trainer
+        .train_inputs(&feeds(&[0, 5, 6, 1]), &[1.0])
+        .expect_err("6 of a 6-row table");
+    assert!(
+        error
+            .to_string()
+            .contains("element 2 is 6, past the 6 rows"),
+        "{error}"
+    );
+    assert_eq!(trainer.step(), 0);
+    trainer
+        .train_inputs(&feeds(&[0, 5, 5, 1]), &[1.0])
+        .expect("below every table; the unread input is free");
+
+    let mut lm = Graph::new();
+    let idx = lm.input_indices("tokens", &[4]).expect("input");
+    let e = lm.embedding("wte", idx, 5, 4).expect("embedding");
+    let logits = lm.linear("head", e, 7).expect("head");
+    lm.set_output(logits, Loss::CrossEntropy).expect("output");
+    let mut trainer = Trainer::for_graph(gpu(), lm, TrainConfig::default()).expect("trainer");
+    let error = trainer.logits(&[1, 2]).expect_err("5 rows for 7 tokens");
+    assert!(
+        error.to_string().contains("5 rows for a vocabulary of 7"),
+        "{error}"
+    );
+}
+
 #[test]
 fn dropout_at_rank_three_uses_the_gpu_masks() {
     let g = unary(&[4, 5], Loss::Mse, |g, x| g.dropout(x, 0.3).expect("op"));

@@ -345,7 +345,8 @@ fn an_epoch_drawn_ahead_visits_its_own_order() {
 
 /// `run_steps` (the benchmark's loop) trains on the dataset's batches in order, wrapping round
 /// at its last whole batch, and returns the last step's loss: the same steps one at a time
-/// give the same loss bit for bit. Zero steps have no loss to return.
+/// give the same loss bit for bit. Zero steps have no loss to return, and a batch of no rows
+/// or of more rows than the dataset holds is refused.
 #[test]
 fn run_steps_trains_the_batches_in_order_and_returns_the_last_loss() {
     let mut rng = rng("run_steps");
@@ -380,6 +381,20 @@ fn run_steps_trains_the_batches_in_order_and_returns_the_last_loss() {
     assert_eq!(got, want, "the last of {steps} steps");
     assert_eq!(looped.step(), steps as u64);
     assert!(looped.run_steps(&device, batch, 0).is_err(), "0 steps");
+    for bad in [0, rows + 1] {
+        let error = looped
+            .run_steps(&device, bad, 1)
+            .expect_err("no such batch");
+        assert!(error.to_string().contains("1..=70"), "batch {bad}: {error}");
+    }
+    assert_eq!(
+        looped.step(),
+        steps as u64,
+        "the refused calls trained nothing"
+    );
+    looped
+        .run_steps(&device, rows, 1)
+        .expect("one batch of every row");
 }
 
 /// `evaluate` keeps several batches in flight and reads each one's outputs and loss in the

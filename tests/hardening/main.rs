@@ -251,6 +251,26 @@ fn labels_past_the_models_classes_are_refused_before_training_or_evaluating() {
         let after = trainer.weights().read_params(gpu()).expect("read");
         assert_eq!(before, after, "no step ran");
     }
+    // Host batches too: a class past the model's, a negative one, a fraction. Each would give
+    // a NaN loss, but only after an update from a wrong gradient.
+    let mut trainer = trainer(gpu(), &model, 1);
+    let before = trainer.weights().read_params(gpu()).expect("read");
+    let x = rng.uniform(2 * 6, -1.0, 1.0);
+    for (bad, says) in [(3.0, "is 3"), (-1.0, "is -1"), (0.5, "is 0.5")] {
+        let error = trainer
+            .train_batch(&x, &[0.0, bad])
+            .expect_err("not a class index");
+        assert!(
+            matches!(&error, Error::InvalidArgument(m) if m.contains(says) && m.contains("target 1")),
+            "{error}"
+        );
+    }
+    assert_eq!(trainer.step(), 0);
+    let after = trainer.weights().read_params(gpu()).expect("read");
+    assert_eq!(before, after, "no step ran");
+    trainer
+        .train_batch(&x, &[0.0, 2.0])
+        .expect("classes 0..2 train");
 }
 
 #[test]
