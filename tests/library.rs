@@ -66,7 +66,8 @@ fn checkpoint_bytes_are_the_saved_file_and_load_to_the_same_trainer() {
         optimizer: Optimizer::adam(0.01),
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config).expect("new");
+    let mut trainer =
+        Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config.clone()).expect("new");
     let (x, y) = (rng.uniform(12 * 3, -1.0, 1.0), rng.below(12, 2));
     trainer.train_batch(&x, &y).expect("step");
     let bytes = trainer.to_bytes().expect("bytes");
@@ -106,6 +107,39 @@ fn checkpoint_bytes_are_the_saved_file_and_load_to_the_same_trainer() {
         matches!(&error, wgtrain::Error::InvalidData { file, .. } if file.to_string_lossy() == "(checkpoint bytes)"),
         "{error}"
     );
+
+    // Parsed, then edited as a damaged or hand-made file could be: a negative second moment
+    // (one square root from NaN weights), and a state saved by no ranks.
+    let parsed = || {
+        wgtrain::train::checkpoint::parse(std::path::Path::new("edited"), &bytes).expect("parse")
+    };
+    let mut negative = parsed();
+    negative
+        .tensors
+        .get_mut("optim.0.bias.exp_avg_sq")
+        .expect("Adam's second moment")
+        .1[1] = -0.5;
+    let mut no_ranks = parsed();
+    no_ranks.training.as_mut().expect("state").ranks = 0;
+    for (edited, says) in [
+        (
+            negative,
+            "optim.0.bias.exp_avg_sq, element 1: -0.5 is negative",
+        ),
+        (no_ranks, "saved by 0 ranks"),
+    ] {
+        let mut fresh =
+            Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config.clone()).expect("new");
+        let error = edited
+            .load_training_state(&mut fresh)
+            .expect_err("an impossible state");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+    let mut fresh =
+        Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config.clone()).expect("new");
+    parsed()
+        .load_training_state(&mut fresh)
+        .expect("the unedited state loads");
 }
 
 #[test]

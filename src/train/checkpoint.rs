@@ -441,13 +441,33 @@ impl Checkpoint {
             if name.is_empty() {
                 continue;
             }
+            // Squares' averages and sums: a negative one is a square root away from NaN
+            // weights, which a ReLU can hide as a model that trains "fine".
+            let squares = matches!(
+                *name,
+                "exp_avg_sq" | "max_exp_avg_sq" | "square_avg" | "sum"
+            );
             let mut flat = vec![0.0f32; flat_tensor.len()];
             for (spec, &offset) in trainer.graph.params().iter().zip(&offsets) {
-                flat[offset..offset + spec.len()].copy_from_slice(
-                    self.expect(&format!("optim.{}.{name}", spec.name), &spec.shape)?,
-                );
+                let tensor = format!("optim.{}.{name}", spec.name);
+                let values = self.expect(&tensor, &spec.shape)?;
+                if let Some(i) = values.iter().position(|&v| squares && v < 0.0) {
+                    return Err(Error::invalid_data(
+                        &self.path,
+                        format!("tensor {tensor}, element {i}"),
+                        format!("{} is negative: it holds squares", values[i]),
+                    ));
+                }
+                flat[offset..offset + spec.len()].copy_from_slice(values);
             }
             gpu.write(flat_tensor, &flat)?;
+        }
+        if training.ranks == 0 {
+            return Err(Error::invalid_data(
+                &self.path,
+                "metadata.training",
+                "saved by 0 ranks",
+            ));
         }
         trainer.step = training.step;
         let ranks = trainer.communicator().size();

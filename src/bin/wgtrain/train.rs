@@ -263,6 +263,12 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
     let mut curves: Vec<(String, Vec<(f64, f64)>)> =
         vec![("train".into(), vec![]), ("validation".into(), vec![])];
     let batches = trainer.epoch_batches(train.rows).len();
+    if start_batch > batches {
+        return Err(Error::InvalidArgument(format!(
+            "the checkpoint stopped after batch {start_batch} of an epoch, but epochs of this data \
+             have {batches} batches: resume with the data the run was trained on"
+        )));
+    }
     let segment = if args.save_every > 0 {
         args.save_every
     } else {
@@ -297,11 +303,7 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
         let mut progress = EpochProgress::new(epoch, args.epochs, batches);
         let (mut loss_rows, mut rows) = (0.0, 0);
         let mut log_error = Ok(());
-        let first = if epoch == start_epoch {
-            start_batch.min(batches)
-        } else {
-            0
-        };
+        let first = if epoch == start_epoch { start_batch } else { 0 };
         for start in (first..batches).step_by(segment.max(1)) {
             let end = (start + segment).min(batches);
             // Pieces of about SIGNAL_POLL_SECONDS, so a signal is noticed soon.
