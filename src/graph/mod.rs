@@ -60,6 +60,24 @@ pub enum Init {
     Constant(f32),
 }
 
+impl Init {
+    /// Refuses an init no generator can draw (a hand-written graph file may hold one): a
+    /// negative or non-finite spread, a span past f32's range, a non-finite constant.
+    pub(crate) fn check(self, param: &str) -> Result<()> {
+        let (what, value, fits) = match self {
+            Init::Uniform { bound } => ("bound", bound, bound >= 0.0 && (2.0 * bound).is_finite()),
+            Init::Normal { std } => ("std", std, std >= 0.0 && std.is_finite()),
+            Init::Constant(value) => ("constant", value, value.is_finite()),
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "init of {param}: {what} {value} (a spread must be finite and not negative, a uniform's whole span a finite f32)"
+        )))
+    }
+}
+
 /// A named parameter with PyTorch's name and layout (`0.weight` is `[out, in]`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParamSpec {

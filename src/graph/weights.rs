@@ -63,6 +63,7 @@ impl Weights {
             .params
             .iter()
             .map(|p| -> Result<Vec<f32>> {
+                p.init.check(&p.name)?;
                 Ok(match p.init {
                     Init::Uniform { bound } => (0..p.len())
                         .map(|_| rng.random_range(-bound..=bound))

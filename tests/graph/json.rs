@@ -102,3 +102,36 @@ fn broken_graph_files_are_refused_naming_the_node() {
         );
     }
 }
+
+/// A file may name an init no generator can draw (drawing one panicked): each is refused
+/// naming the parameter, when the weights are drawn.
+#[test]
+fn inits_no_generator_can_draw_are_refused() {
+    let good: serde_json::Value = serde_json::from_str(
+        &residual_mlp(4, 3, 1, 2, 0.0)
+            .expect("graph")
+            .to_json()
+            .expect("json"),
+    )
+    .expect("json value");
+    for (init, says) in [
+        (serde_json::json!({"Uniform": {"bound": -1.0}}), "bound -1"),
+        (serde_json::json!({"Uniform": {"bound": 3e38}}), "bound 3"),
+        (serde_json::json!({"Normal": {"std": -0.5}}), "std -0.5"),
+        (serde_json::json!({"Constant": 1e39}), "constant inf"),
+    ] {
+        let mut file = good.clone();
+        file["params"][0]["init"] = init;
+        let graph = Graph::from_json(&file.to_string(), Path::new("model.json")).expect("a graph");
+        let error = Trainer::for_graph(gpu(), graph, TrainConfig::default())
+            .expect_err("an init that cannot be drawn");
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!(
+                "init of {}",
+                good["params"][0]["name"].as_str().expect("name")
+            )) && message.contains(says),
+            "{message}"
+        );
+    }
+}
