@@ -84,6 +84,21 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
         Op::Activation { .. } | Op::Scale { .. } => {
             arity(1)?;
             floats(name(op))?;
+            // JSON reads 1e39 as an f32 infinity: every output would be ±inf or NaN.
+            let factor = match op {
+                Op::Scale { alpha } => Some(("scale alpha", *alpha)),
+                Op::Activation {
+                    activation: crate::kernels::Activation::LeakyRelu(slope),
+                } => Some(("leaky_relu slope", *slope)),
+                _ => None,
+            };
+            if let Some((what, value)) = factor
+                && !value.is_finite()
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{what} {value} must be finite"
+                )));
+            }
             Ok(same_as_input(nodes[0]))
         }
         Op::Dropout { p } => {
@@ -96,9 +111,25 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
             }
             Ok(same_as_input(nodes[0]))
         }
-        Op::BatchNorm { gamma, beta, .. } => {
+        Op::BatchNorm {
+            gamma,
+            beta,
+            config,
+            ..
+        } => {
             arity(1)?;
             floats("batch_norm")?;
+            // torch takes any momentum, but outside [0, 1] the running statistics diverge,
+            // and a zero eps divides a constant channel by zero.
+            if !(config.eps > 0.0
+                && config.eps.is_finite()
+                && (0.0..=1.0).contains(&config.momentum))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "batch_norm eps {} must be positive and finite, momentum {} in [0, 1]",
+                    config.eps, config.momentum
+                )));
+            }
             let x = nodes[0];
             let (Some(&channels), true) = (x.dims.first(), x.batched) else {
                 return Err(shape_error(
@@ -331,9 +362,9 @@ pub(crate) fn infer(graph: &Graph, op: &Op, inputs: &[crate::graph::NodeId]) -> 
                     return Err(shape_error("layer_norm affine", shape, &[c]));
                 }
             }
-            if *eps <= 0.0 {
+            if !(*eps > 0.0 && eps.is_finite()) {
                 return Err(Error::InvalidArgument(format!(
-                    "layer_norm eps {eps} must be positive"
+                    "layer_norm eps {eps} must be positive and finite"
                 )));
             }
             Ok(same_as_input(x))

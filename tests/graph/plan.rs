@@ -86,6 +86,39 @@ fn duplicate_names_and_bad_broadcasts_are_refused_when_the_graph_is_built() {
     assert!(error.to_string().contains("matmul"), "{error}");
 }
 
+/// Settings whose every output would be non-finite, or whose statistics diverge: refused as
+/// the node is built (a graph file reads 1e39 as an f32 infinity, so files reach them too).
+#[test]
+fn op_settings_without_finite_outputs_are_refused() {
+    use wgtrain::graph::Graph;
+    use wgtrain::kernels::norm::BatchNormConfig;
+    let mut g = Graph::new();
+    let x = g.input("x", &[3]).expect("input");
+    let norm = |eps, momentum| BatchNormConfig { eps, momentum };
+    for (config, says) in [
+        (norm(0.0, 0.1), "eps 0"),
+        (norm(f32::INFINITY, 0.1), "eps inf"),
+        (norm(1e-5, 1.5), "momentum 1.5"),
+        (norm(1e-5, -0.1), "momentum -0.1"),
+        (norm(1e-5, f32::NAN), "momentum NaN"),
+    ] {
+        let error = g.batch_norm("bn", x, config).expect_err(says);
+        assert!(error.to_string().contains(says), "{error}");
+    }
+    g.batch_norm("bn", x, norm(1e-5, 1.0))
+        .expect("momentum 1: only the batch's statistics");
+    for alpha in [f32::INFINITY, f32::NAN] {
+        let error = g.scale(x, alpha).expect_err("no finite output");
+        assert!(error.to_string().contains("scale alpha"), "{error}");
+    }
+    let error = g
+        .activation(x, Activation::LeakyRelu(f32::NEG_INFINITY))
+        .expect_err("no finite output");
+    assert!(error.to_string().contains("slope -inf"), "{error}");
+    g.activation(x, Activation::LeakyRelu(-3.0))
+        .expect("torch takes any finite slope");
+}
+
 #[test]
 fn batch_norm_refuses_an_unbatched_value() {
     use wgtrain::graph::Graph;
