@@ -929,10 +929,19 @@ impl Trainer {
             .collect();
         let mut outputs = Vec::with_capacity(data.rows * self.graph.output_features().unwrap_or(0));
         let mut total = 0.0;
-        let mut land = |_: &mut Self, i: usize, bytes: Vec<u8>| {
+        let mut land = |trainer: &mut Self, i: usize, bytes: Vec<u8>| {
             // The batch's outputs, then its loss.
             let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
             let (batch_outputs, loss) = values.split_at(values.len() - 1);
+            // A NaN loss means NaN weights or running statistics: such a model has no
+            // accuracy worth reporting either. An infinite one is a diverged model's honest
+            // (overflowed) error, which `--skip-nonfinite` runs report.
+            if loss[0].is_nan() {
+                return Err(Error::NonFinite {
+                    what: "evaluation loss".into(),
+                    step: trainer.step,
+                });
+            }
             outputs.extend_from_slice(batch_outputs);
             total += f64::from(loss[0]) * batches[i].1 as f64;
             Ok(())

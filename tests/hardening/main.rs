@@ -296,3 +296,25 @@ fn data_of_another_width_is_refused_naming_both_widths() {
     assert!(trainer.evaluate(&device).is_err());
     assert_eq!(trainer.step(), 0);
 }
+
+/// A model whose evaluation loss is NaN (a NaN running variance, here written by hand) is an
+/// error from `evaluate`, not a loss of NaN beside an accuracy computed from NaN outputs.
+#[test]
+fn a_non_finite_evaluation_loss_is_an_error() {
+    let mut rng = rng("non-finite evaluation");
+    // Tanh, not ReLU: max(NaN, 0) is 0 on GPUs, which would hide the NaN channel.
+    let model = Sequential::mlp(6, &[8], 3, Activation::Tanh, 0.0, true);
+    let data = DeviceDataset::upload(gpu(), &small_problem(&mut rng, 40)).expect("upload");
+    let mut trainer = trainer(gpu(), &model, 2);
+    trainer.fit_epoch(&data, 0, &mut |_| {}).expect("an epoch");
+    assert!(trainer.evaluate(&data).expect("finite").loss.is_finite());
+    let running = &trainer.weights().buffers[0];
+    let mut stats = gpu().read(running).expect("read");
+    *stats.last_mut().expect("channels") = f32::NAN; // the last channel's running variance
+    gpu().write(running, &stats).expect("write");
+    let error = trainer.evaluate(&data).expect_err("a NaN channel");
+    assert!(
+        matches!(&error, Error::NonFinite { what, step: 3 } if what == "evaluation loss"),
+        "{error}"
+    );
+}
