@@ -139,6 +139,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         ));
         results.push(m);
     };
+    check_sizes(&gpu, args)?;
     let mut rng = StdRng::seed_from_u64(1);
     if let Some(batch) = args.profile {
         profile_step(&gpu, args.profile_model, batch)?;
@@ -181,6 +182,29 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         adapter: info,
         measurements: results,
     })
+}
+
+/// Refuses `--mlp` batches and `--matmul` sizes of 0, or whose widest tensor (an mlp-bench
+/// activation of 1024 per sample, a matmul operand) no binding can hold: before any host
+/// allocation, so a huge size is an error and not an abort.
+fn check_sizes(gpu: &Gpu, args: &BenchArgs) -> Result<()> {
+    let batches = args.mlp.iter().map(|&b| ("--mlp", b, b as u64 * 1024));
+    let squares = args
+        .matmul
+        .iter()
+        .map(|&n| ("--matmul", n, (n as u64).saturating_mul(n as u64)));
+    for (flag, size, elements) in batches.chain(squares) {
+        if size == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{flag} needs sizes of at least 1"
+            )));
+        }
+        gpu.check_size(
+            &format!("{flag} {size}'s largest tensor"),
+            elements.saturating_mul(4),
+        )?;
+    }
+    Ok(())
 }
 
 fn uniform(rng: &mut StdRng, n: usize) -> Vec<f32> {
