@@ -118,6 +118,7 @@ impl ParamGroup {
 /// assert_eq!(sgd.lr(), 0.1);
 /// // What torch.optim refuses is refused here too.
 /// assert!(Optimizer::adam(-1.0).validate().is_err());
+/// assert!(Optimizer::momentum(0.1, -0.9).validate().is_err());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Optimizer {
@@ -341,6 +342,42 @@ impl Optimizer {
         let bad = |what: &str| Err(Error::InvalidArgument(format!("{what} in {self:?}")));
         if !(self.lr() > 0.0 && self.lr().is_finite()) {
             return bad("learning rate must be positive and finite");
+        }
+        // torch.optim's own checks (eps, weight_decay, momentum, alpha, lr_decay ≥ 0), and
+        // finiteness, which it does not check: an infinite or NaN one makes every update NaN.
+        let (not_negative, finite): (&[f32], &[f32]) = match *self {
+            Optimizer::Sgd {
+                momentum,
+                dampening,
+                weight_decay,
+                ..
+            } => (&[momentum, weight_decay], &[dampening]),
+            Optimizer::Adagrad {
+                lr_decay,
+                weight_decay,
+                eps,
+                ..
+            } => (&[lr_decay, weight_decay, eps], &[]),
+            Optimizer::Rmsprop {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                ..
+            } => (&[alpha, eps, weight_decay, momentum], &[]),
+            Optimizer::Adam {
+                eps, weight_decay, ..
+            }
+            | Optimizer::AdamW {
+                eps, weight_decay, ..
+            } => (&[eps, weight_decay], &[]),
+        };
+        if !not_negative.iter().all(|v| *v >= 0.0 && v.is_finite())
+            || !finite.iter().all(|v| v.is_finite())
+        {
+            return bad(
+                "eps, weight_decay, momentum, alpha and lr_decay must be finite and not negative",
+            );
         }
         match *self {
             Optimizer::Sgd {

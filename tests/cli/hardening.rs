@@ -299,9 +299,17 @@ fn environment_and_checkpoint_inputs_cannot_make_it_panic() {
     // The size lists too (0 divided by zero, a huge size aborted on its host allocation).
     for (flag, size, says) in [
         ("--mlp", "0", "at least 1"),
-        ("--mlp", "100000000", "--mlp 100000000's largest tensor needs"),
+        (
+            "--mlp",
+            "100000000",
+            "--mlp 100000000's largest tensor needs",
+        ),
         ("--matmul", "0", "at least 1"),
-        ("--matmul", "200000", "--matmul 200000's largest tensor needs"),
+        (
+            "--matmul",
+            "200000",
+            "--matmul 200000's largest tensor needs",
+        ),
     ] {
         fails_with(&wgtrain(&["bench", flag, size]), says);
     }

@@ -160,3 +160,69 @@ fn swapped_betas_are_caught() {
         "{a:?} vs {b:?}"
     );
 }
+
+/// What torch.optim refuses (a negative eps, weight_decay, momentum, alpha or lr_decay) is
+/// refused, and so is any non-finite hyper-parameter (every update would be NaN); the
+/// optimizers the tests above step all pass.
+#[test]
+fn hyper_parameters_torch_refuses_or_that_are_not_finite_are_refused() {
+    for (name, optimizer, _) in optimizers() {
+        optimizer
+            .validate()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let sgd = |momentum, dampening, weight_decay| Optimizer::Sgd {
+        lr: 0.1,
+        momentum,
+        dampening,
+        nesterov: false,
+        weight_decay,
+    };
+    let rmsprop = |alpha, eps| Optimizer::Rmsprop {
+        lr: 0.1,
+        alpha,
+        eps,
+        weight_decay: 0.0,
+        momentum: 0.0,
+        centered: false,
+    };
+    let adagrad = |lr_decay| Optimizer::Adagrad {
+        lr: 0.1,
+        lr_decay,
+        weight_decay: 0.0,
+        eps: 1e-10,
+    };
+    let adam_eps = |eps| Optimizer::Adam {
+        lr: 0.1,
+        betas: (0.9, 0.999),
+        eps,
+        weight_decay: 0.0,
+        amsgrad: false,
+    };
+    for (what, bad) in [
+        ("negative momentum", sgd(-0.9, 0.0, 0.0)),
+        ("infinite dampening", sgd(0.9, f32::INFINITY, 0.0)),
+        ("negative weight decay", sgd(0.0, 0.0, -1e-4)),
+        (
+            "NaN weight decay",
+            Optimizer::adamw(0.1).with_weight_decay(f32::NAN),
+        ),
+        ("negative alpha", rmsprop(-0.99, 1e-8)),
+        ("infinite eps", rmsprop(0.99, f32::INFINITY)),
+        ("negative lr_decay", adagrad(-0.1)),
+        ("negative eps", adam_eps(-1e-8)),
+        ("NaN eps", adam_eps(f32::NAN)),
+    ] {
+        let error = bad.validate().expect_err(what);
+        assert!(
+            error
+                .to_string()
+                .contains("must be finite and not negative"),
+            "{what}: {error}"
+        );
+    }
+    sgd(0.9, -0.5, 0.0)
+        .validate()
+        .expect("torch takes any dampening");
+    adam_eps(0.0).validate().expect("torch takes eps 0");
+}
