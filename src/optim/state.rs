@@ -89,6 +89,13 @@ impl OptimizerState {
         (states, groups): (Vec<Tensor>, Vec<GroupSettings>),
     ) -> Result<Self> {
         optimizer.validate()?;
+        // A negative max norm would reverse every gradient (ascent), a NaN one skip clipping.
+        if clip_norm.is_some_and(|c| !(c > 0.0 && c.is_finite())) || !(l1 >= 0.0 && l1.is_finite())
+        {
+            return Err(crate::Error::InvalidArgument(format!(
+                "clip_norm {clip_norm:?} must be positive and finite, l1 {l1} finite and not negative"
+            )));
+        }
         if groups.len() != weights.param_views.len() {
             return Err(crate::Error::InvalidArgument(format!(
                 "parameter-group settings for {} parameters, the model has {}",

@@ -318,3 +318,32 @@ fn a_non_finite_evaluation_loss_is_an_error() {
         "{error}"
     );
 }
+
+/// A clip norm that is not positive and finite (a negative one reversed every gradient:
+/// ascent) and an L1 penalty that is negative or not finite are refused with the trainer.
+#[test]
+fn clip_norms_and_l1_penalties_that_cannot_train_are_refused() {
+    let model = Sequential::mlp(6, &[8], 3, Activation::Relu, 0.0, false);
+    let config = |clip_norm, l1| TrainConfig {
+        clip_norm,
+        l1,
+        ..TrainConfig::default()
+    };
+    for (what, bad) in [
+        ("a negative clip norm", config(Some(-1.0), 0.0)),
+        ("a zero clip norm", config(Some(0.0), 0.0)),
+        ("a NaN clip norm", config(Some(f32::NAN), 0.0)),
+        ("a negative l1", config(None, -1e-4)),
+        ("an infinite l1", config(None, f32::INFINITY)),
+    ] {
+        let error = Trainer::for_model(gpu(), &model, Loss::CrossEntropy, bad)
+            .map(|_| ())
+            .expect_err(what);
+        assert!(
+            matches!(&error, Error::InvalidArgument(m) if m.contains("clip_norm")),
+            "{what}: {error}"
+        );
+    }
+    Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config(Some(1.0), 1e-4))
+        .expect("a positive clip norm and penalty");
+}
