@@ -384,6 +384,15 @@ impl Graph {
                 node.shape(0)
             )));
         }
+        // torch's huber_loss refuses a delta that is not positive (0 trains on nothing, a
+        // negative one gives negative losses).
+        if let Loss::Huber { delta } = loss
+            && (delta.is_nan() || delta <= 0.0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "Huber delta {delta} must be positive"
+            )));
+        }
         // Names are how checkpoints and host batches find things: no two may be equal.
         let mut seen = std::collections::HashSet::new();
         let names = self.params.iter().map(|p| ("parameter", p.name.as_str()));

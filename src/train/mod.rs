@@ -564,7 +564,7 @@ impl Trainer {
 
     async fn batch_step(&mut self, inputs: &[Feed<'_>], y: &[f32], update: bool) -> Result<f32> {
         let batch = self.feed_batch(inputs)?;
-        self.check_class_targets(y)?;
+        self.check_targets(y)?;
         self.plan(batch, Mode::Train)?;
         let plan = &self.plans[&(batch, Mode::Train)];
         plan.write_inputs(&self.gpu, inputs)?;
@@ -601,9 +601,16 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// Refuses a cross-entropy target that is not a class index of the model's: the kernel
-    /// would give a NaN loss, but only after the step's update had taken a wrong gradient.
-    fn check_class_targets(&self, y: &[f32]) -> Result<()> {
+    /// Refuses a target that is not finite, or, under cross-entropy, not a class index of
+    /// the model's: either would give a NaN loss, but only after the step's update had
+    /// trained on it (and a NaN gradient leaves NaN weights).
+    fn check_targets(&self, y: &[f32]) -> Result<()> {
+        if let Some(i) = y.iter().position(|t| !t.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "target {i} is {}: targets must be finite",
+                y[i]
+            )));
+        }
         let classes = self.graph.output_dims().and_then(|d| d.last()).copied();
         let (Some(Loss::CrossEntropy), Some(classes)) = (self.graph.loss(), classes) else {
             return Ok(());

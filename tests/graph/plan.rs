@@ -117,6 +117,15 @@ fn op_settings_without_finite_outputs_are_refused() {
     assert!(error.to_string().contains("slope -inf"), "{error}");
     g.activation(x, Activation::LeakyRelu(-3.0))
         .expect("torch takes any finite slope");
+    // torch's huber_loss refuses a delta that is not positive.
+    for delta in [0.0, -1.0, f32::NAN] {
+        let error = g
+            .set_output(x, Loss::Huber { delta })
+            .expect_err("no such Huber loss");
+        assert!(error.to_string().contains("Huber delta"), "{error}");
+    }
+    g.set_output(x, Loss::Huber { delta: 0.5 })
+        .expect("a positive delta");
 }
 
 #[test]
