@@ -46,7 +46,7 @@ fn main() -> Result<()> {
     let (x, price) = houses(&mut StdRng::seed_from_u64(42));
     let mut data = Dataset::regression(x, 4, price.clone(), 1)?;
     // Gradient descent converges fastest on z-scored features (a round loss surface).
-    Standardizer::fit(&data).apply(&mut data);
+    Standardizer::fit(&data).apply(&mut data)?;
 
     let graph = Sequential::mlp(4, &[], 1, Activation::Identity, 0.0, false).build(Loss::Mse)?;
     let weights = Weights::init(&gpu, &graph, 0)?;

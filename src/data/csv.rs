@@ -213,7 +213,7 @@ impl Standardizer {
         let std = sq
             .iter()
             .map(|s| (s / rows as f64).sqrt())
-            .map(|s| if s > 0.0 { s as f32 } else { 1.0 })
+            .map(|s| if s as f32 > 0.0 { s as f32 } else { 1.0 })
             .collect();
         Self {
             mean: mean.iter().map(|&m| m as f32).collect(),
@@ -221,8 +221,24 @@ impl Standardizer {
         }
     }
 
-    /// Rewrites `data`'s features as z-scores (bytes become f32).
-    pub fn apply(&self, data: &mut Dataset) {
+    /// Rewrites `data`'s features as z-scores (bytes become f32), after checking that the
+    /// statistics are as wide as its rows and could have come from [`Standardizer::fit`]
+    /// (finite, each std positive): a checkpoint's may have been edited.
+    pub fn apply(&self, data: &mut Dataset) -> Result<()> {
+        if self.mean.len() != data.cols || self.std.len() != data.cols {
+            return Err(Error::ShapeMismatch {
+                op: "standardizer (mean, std) vs data columns".into(),
+                left: vec![self.mean.len(), self.std.len()],
+                right: vec![data.cols],
+            });
+        }
+        let fitted = self.mean.iter().all(|m| m.is_finite())
+            && self.std.iter().all(|s| *s > 0.0 && s.is_finite());
+        if !fitted {
+            return Err(Error::InvalidArgument(
+                "a standardizer's means must be finite and its stds positive and finite".into(),
+            ));
+        }
         let values: Vec<f32> = (0..data.rows)
             .flat_map(|r| {
                 data.row(r)
@@ -233,5 +249,6 @@ impl Standardizer {
             })
             .collect();
         data.features = Features::F32(values);
+        Ok(())
     }
 }

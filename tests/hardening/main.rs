@@ -347,3 +347,35 @@ fn clip_norms_and_l1_penalties_that_cannot_train_are_refused() {
     Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config(Some(1.0), 1e-4))
         .expect("a positive clip norm and penalty");
 }
+
+/// A standardizer maps a constant column to 0 (std 1, not a division by zero), and refuses
+/// data of another width (an index panic) and statistics `fit` could not have made (an
+/// edited checkpoint's std of 0 gave infinite features).
+#[test]
+fn a_standardizer_checks_its_statistics_and_the_datas_width() {
+    use wgtrain::data::Standardizer;
+    let mut data =
+        Dataset::regression(vec![1.0, 5.0, 3.0, 5.0, 5.0, 5.0], 2, vec![0.0; 3], 1).expect("data");
+    let z = Standardizer::fit(&data);
+    assert_eq!(z.std[1], 1.0, "a constant column");
+    z.apply(&mut data).expect("its own data");
+    assert_eq!(data.row(0)[1], 0.0);
+    assert!(
+        (data.row(0)[0] + 1.224_745).abs() < 1e-5,
+        "{:?}",
+        data.row(0)
+    );
+    let mut wide = Dataset::regression(vec![1.0; 6], 3, vec![0.0; 2], 1).expect("data");
+    let error = z.apply(&mut wide).expect_err("3 columns for 2 statistics");
+    assert!(matches!(error, Error::ShapeMismatch { .. }), "{error}");
+    for edit in [
+        |z: &mut Standardizer| z.std[0] = 0.0,
+        |z: &mut Standardizer| z.std[1] = -1.0,
+        |z: &mut Standardizer| z.mean[0] = f32::NAN,
+    ] {
+        let mut edited = z.clone();
+        edit(&mut edited);
+        let error = edited.apply(&mut data).expect_err("not fitted statistics");
+        assert!(error.to_string().contains("standardizer"), "{error}");
+    }
+}

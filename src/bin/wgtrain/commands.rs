@@ -313,7 +313,7 @@ fn restore(
         check_labels(&architecture, path, &data)?;
     }
     if let Some(standardize) = &architecture.standardize {
-        standardize.apply(&mut data);
+        standardize.apply(&mut data)?;
     }
     let gpu = Gpu::new()?;
     let graph = architecture.graph.clone();

@@ -183,7 +183,7 @@ pub fn train(args: &TrainArgs, comm: &Arc<dyn Communicator>) -> Result<()> {
             .into_iter()
             .flatten()
         {
-            standardize.apply(data);
+            standardize.apply(data)?;
         }
     }
 
