@@ -156,7 +156,7 @@ impl Weights {
 }
 
 /// `values` (one vector per parameter, graph order) as the flat parameter buffer's contents,
-/// after checking their number and lengths.
+/// after checking their number, lengths and finiteness.
 fn flatten(graph: &Graph, values: &[Vec<f32>]) -> Result<Vec<f32>> {
     if values.len() != graph.params.len() {
         return Err(Error::InvalidArgument(format!(
@@ -173,6 +173,13 @@ fn flatten(graph: &Graph, values: &[Vec<f32>]) -> Result<Vec<f32>> {
                 left: p.shape.clone(),
                 right: vec![v.len()],
             });
+        }
+        // As in a checkpoint: a NaN weight can hide behind a ReLU and train "fine".
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "parameter {}, element {i} is {}: parameters must be finite",
+                p.name, v[i]
+            )));
         }
         flat[offset..offset + v.len()].copy_from_slice(v);
     }

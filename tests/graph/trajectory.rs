@@ -235,6 +235,18 @@ fn parameters_set_on_a_trainer_are_the_ones_it_trains() {
         trainer.set_params(&values[1..]).is_err(),
         "a tensor missing"
     );
+    let mut nan = values.clone();
+    nan[2][4] = f32::NAN;
+    let error = trainer.set_params(&nan).expect_err("a NaN weight");
+    assert!(
+        error.to_string().contains("2.weight, element 4 is NaN"),
+        "{error}"
+    );
+    assert_eq!(
+        trainer.weights().read_params(gpu()).expect("read"),
+        values,
+        "the refused values were not written"
+    );
 }
 
 #[test]
