@@ -188,17 +188,22 @@ impl PendingFile {
     }
 
     pub(crate) fn commit(mut self) -> Result<()> {
-        let io = |source| Error::Io {
+        let flushed = match self.file.take() {
+            Some(file) => file
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all()),
+            None => Ok(()),
+        };
+        let result = flushed.and_then(|()| std::fs::rename(&self.temp, &self.path));
+        // A flush that failed (a full disk) leaves no temp file behind either.
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        result.map_err(|source| Error::Io {
             path: self.path.clone(),
             source,
-        };
-        if let Some(file) = self.file.take() {
-            file.into_inner()
-                .map_err(|e| io(e.into_error()))?
-                .sync_all()
-                .map_err(io)?;
-        }
-        std::fs::rename(&self.temp, &self.path).map_err(io)
+        })
     }
 }
 
@@ -407,4 +412,31 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         path: PathBuf::from("<stdout>"),
         source: e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PendingFile;
+
+    /// An output whose rename fails (here: a directory took its name meanwhile; a full disk
+    /// fails the flush before it the same way) leaves no temp file behind.
+    #[test]
+    fn a_pending_file_that_cannot_be_committed_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("wgtrain-pending-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let target = dir.join("steps.jsonl");
+        let mut file = PendingFile::create(&target).expect("create");
+        file.line("{}").expect("buffered");
+        std::fs::create_dir_all(target.join("occupied")).expect("a directory in the way");
+        let error = file.commit().expect_err("cannot replace a directory");
+        assert!(error.to_string().contains("steps.jsonl"), "{error}");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("steps.jsonl")]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
