@@ -640,33 +640,35 @@ impl Trainer {
         let limits = self.graph.index_limits();
         for (((name, dims, _), feed), limit) in specs.iter().zip(inputs).zip(limits) {
             let per_sample: usize = dims.iter().product();
-            let len = match feed {
-                Feed::F32(d) => {
-                    if let Some(i) = d.iter().position(|v| !v.is_finite()) {
-                        return Err(Error::InvalidArgument(format!(
-                            "input {name}: sample {}, element {} is {}: inputs must be finite",
-                            i / per_sample.max(1),
-                            i % per_sample.max(1),
-                            d[i]
-                        )));
-                    }
-                    d.len()
-                }
-                Feed::U32(d) => {
-                    // An index past its table would read another row's memory: garbage the
-                    // update would then train on.
-                    let past = limit.and_then(|rows| d.iter().position(|&t| t as usize >= rows));
-                    if let (Some(i), Some(rows)) = (past, limit) {
-                        return Err(Error::InvalidArgument(format!(
-                            "input {name}: sample {}, element {} is {}, past the {rows} rows of the embedding it indexes",
-                            i / per_sample.max(1),
-                            i % per_sample.max(1),
-                            d[i]
-                        )));
-                    }
-                    d.len()
-                }
+            // A non-finite feature, or an index past its table (which would read another
+            // row's memory): garbage the update would then train on.
+            let (len, bad) = match feed {
+                Feed::F32(d) => (
+                    d.len(),
+                    d.iter()
+                        .position(|v| !v.is_finite())
+                        .map(|i| (i, format!("{}: inputs must be finite", d[i]))),
+                ),
+                Feed::U32(d) => (
+                    d.len(),
+                    limit.and_then(|rows| {
+                        d.iter().position(|&t| t as usize >= rows).map(|i| {
+                            let what = format!(
+                                "{}, past the {rows} rows of the embedding it indexes",
+                                d[i]
+                            );
+                            (i, what)
+                        })
+                    }),
+                ),
             };
+            if let Some((i, what)) = bad {
+                return Err(Error::InvalidArgument(format!(
+                    "input {name}: sample {}, element {} is {what}",
+                    i / per_sample.max(1),
+                    i % per_sample.max(1),
+                )));
+            }
             if len == 0
                 || !len.is_multiple_of(per_sample)
                 || batch.is_some_and(|b| b != len / per_sample)
