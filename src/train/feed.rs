@@ -67,8 +67,15 @@ impl Trainer {
             scale: self.config.augment_scale,
         };
         let shift = match (mode, data.image) {
-            (Mode::Train, Some(image)) if affine != Affine::default() => Some((affine, image)),
-            _ => None,
+            _ if mode != Mode::Train || affine == Affine::default() => None,
+            (_, Some(image)) => Some((affine, image)),
+            // Rows without an image size (a CSV of pixels) would train unaugmented, silently.
+            (_, None) => {
+                return Err(Error::InvalidArgument(format!(
+                    "augmentation ({affine:?}) needs image rows: this dataset of {} columns has no image size (Dataset::image)",
+                    data.cols
+                )));
+            }
         };
         // With a shift, batches land in a scratch tensor and the shift writes the input. Rows
         // are gathered flat, whatever shape the input has ([B, 784] or [B, 1, 28, 28]).

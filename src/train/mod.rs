@@ -225,6 +225,12 @@ impl Trainer {
         }
         config.schedule.validate()?;
         let slots = config.steps_per_submit.max(1);
+        // Checked before creating it: a buffer past the device's limits is an out-of-band
+        // error that the next, unrelated call would have reported.
+        gpu.check_size(
+            &format!("the step ring of steps_per_submit = {slots}"),
+            (slots as u64).saturating_mul(STEP_SLOT_BYTES),
+        )?;
         let step_ring = gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgtrain step ring"),
             size: slots as u64 * STEP_SLOT_BYTES,

@@ -100,6 +100,23 @@ fn a_model_over_the_adapter_limit_is_refused_before_any_gpu_work() {
             .contains("bytes but the adapter allows at most"),
         "{error}"
     );
+
+    // A submission too long for its step ring: refused before the ring is created. Created,
+    // it failed wgpu's validation out of band, and the next unrelated call reported it.
+    let graph = Sequential::mlp(64, &[8], 2, Activation::Relu, 0.0, false)
+        .build(Loss::CrossEntropy)
+        .expect("valid");
+    let config = TrainConfig {
+        steps_per_submit: 1 << 30,
+        ..TrainConfig::default()
+    };
+    let error = Trainer::for_graph(gpu(), graph.clone(), config)
+        .map(|_| ())
+        .expect_err("a 256 GiB step ring");
+    assert!(error.to_string().contains("step ring"), "{error}");
+    let mut next = Trainer::for_graph(gpu(), graph, TrainConfig::default()).expect("trainer");
+    next.train_batch(&vec![0.5; 64], &[1.0])
+        .expect("no error left behind for the next caller");
 }
 
 #[test]
@@ -378,4 +395,27 @@ fn a_standardizer_checks_its_statistics_and_the_datas_width() {
         let error = edited.apply(&mut data).expect_err("not fitted statistics");
         assert!(error.to_string().contains("standardizer"), "{error}");
     }
+}
+
+/// Augmentation needs rows with an image size: configured over rows without one (a CSV of
+/// pixels), training is refused where it trained unaugmented in silence. Evaluation never
+/// augments, so it is not refused.
+#[test]
+fn augmentation_over_rows_without_an_image_size_is_refused() {
+    let mut rng = rng("augment without image");
+    let model = Sequential::mlp(6, &[8], 3, Activation::Relu, 0.0, false);
+    let data = DeviceDataset::upload(gpu(), &small_problem(&mut rng, 20)).expect("upload");
+    let config = TrainConfig {
+        augment_shift: 1,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::for_model(gpu(), &model, Loss::CrossEntropy, config).expect("new");
+    let error = trainer
+        .fit_epoch(&data, 0, &mut |_| {})
+        .expect_err("no image to shift");
+    assert!(error.to_string().contains("needs image rows"), "{error}");
+    assert_eq!(trainer.step(), 0);
+    trainer
+        .evaluate(&data)
+        .expect("evaluation does not augment");
 }
