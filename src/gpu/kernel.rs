@@ -486,6 +486,16 @@ impl Gpu {
         groups: [u32; 3],
     ) -> Result<Dispatch> {
         check_aliasing(&kernel.label, access, binds)?;
+        // Refused here, when a plan compiles, with the kernel's name: past the limit, wgpu's
+        // validation would fail the whole submission that recorded it.
+        let most = self.limits().max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > most) {
+            return Err(Error::InvalidArgument(format!(
+                "{} needs a grid of {groups:?} workgroups; the adapter allows at most {most} \
+                 along each axis (a smaller batch, or fewer features per layer)",
+                kernel.label
+            )));
+        }
         let entries: Vec<wgpu::BindGroupEntry> = binds
             .iter()
             .enumerate()

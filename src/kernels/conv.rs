@@ -2,7 +2,7 @@
 //! implicit GEMMs on the matmul's tiling (`shaders/gemm_tiles.wgsl`), or on CPU adapters as
 //! products over a stored im2col matrix on the matmul's `direct` kernel.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::kernel::{Access, Bind, KernelSpec, Shader, grid_1d};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::matmul::{Matmul, Tile};
@@ -263,12 +263,6 @@ fn launch_gemm(
 ) -> Result<Dispatch> {
     let tile = gpu.matmul_tile((m, columns, k), (false, false))?;
     let groups_x = columns.div_ceil(tile.cols());
-    if groups_x > 65535 {
-        return Err(Error::InvalidArgument(format!(
-            "conv2d: {columns} output columns need {groups_x} workgroups along x, over the 65535 \
-             one dispatch allows; use a smaller batch"
-        )));
-    }
     let mut constants = vec![
         ("MODE", f64::from(mode)),
         ("ACT", f64::from(activation.code())),

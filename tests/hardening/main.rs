@@ -419,3 +419,25 @@ fn augmentation_over_rows_without_an_image_size_is_refused() {
         .evaluate(&data)
         .expect("evaluation does not augment");
 }
+
+/// A layer so wide that its product needs more workgroups along one axis than the adapter
+/// allows (65535 on every adapter wgpu knows) is refused as its plan compiles, naming the
+/// kernel, where wgpu's validation failed the submission; the device stays usable.
+#[test]
+fn a_grid_past_the_workgroup_limit_is_refused_when_the_plan_compiles() {
+    // Past 65535 workgroups of even the 128-wide tile.
+    let wide = 65_535 * 128 + 1;
+    let model = Sequential::new(1).linear(wide);
+    let mut trainer = Trainer::for_model(gpu(), &model, Loss::Mse, TrainConfig::default())
+        .expect("the weights fit a binding");
+    let error = trainer.predict(&[0.5]).expect_err("too wide a grid");
+    assert!(
+        matches!(&error, Error::InvalidArgument(m) if m.contains("workgroups") && m.contains("65535")),
+        "{error}"
+    );
+    let small = Sequential::mlp(6, &[8], 3, Activation::Relu, 0.0, false);
+    let mut next =
+        Trainer::for_model(gpu(), &small, Loss::CrossEntropy, TrainConfig::default()).expect("new");
+    next.train_batch(&[0.5; 6], &[1.0])
+        .expect("the device is fine");
+}
