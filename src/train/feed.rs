@@ -34,8 +34,7 @@ impl Trainer {
             return Ok(());
         }
         // A label past the model's classes would index past its logits: a NaN loss at best.
-        let outputs = self.graph.output_dims().and_then(|d| d.last()).copied();
-        if let (Some(Loss::CrossEntropy), Some(classes)) = (self.graph.loss(), outputs)
+        if let Some(classes) = self.classes()
             && data.target_cols == 0
             && data.classes > classes
         {
@@ -66,11 +65,11 @@ impl Trainer {
             shift: self.config.augment_shift,
             scale: self.config.augment_scale,
         };
-        let shift = match (mode, data.image) {
+        let shift = match data.image {
             _ if mode != Mode::Train || affine == Affine::default() => None,
-            (_, Some(image)) => Some((affine, image)),
+            Some(image) => Some((affine, image)),
             // Rows without an image size (a CSV of pixels) would train unaugmented, silently.
-            (_, None) => {
+            None => {
                 return Err(Error::InvalidArgument(format!(
                     "augmentation ({affine:?}) needs image rows: this dataset of {} columns has no image size (Dataset::image)",
                     data.cols

@@ -617,8 +617,7 @@ impl Trainer {
                 y[i]
             )));
         }
-        let classes = self.graph.output_dims().and_then(|d| d.last()).copied();
-        let (Some(Loss::CrossEntropy), Some(classes)) = (self.graph.loss(), classes) else {
+        let Some(classes) = self.classes() else {
             return Ok(());
         };
         let is_class = |t: f32| t >= 0.0 && t.fract() == 0.0 && t < classes as f32;
@@ -629,6 +628,15 @@ impl Trainer {
                 classes - 1
             ))),
             None => Ok(()),
+        }
+    }
+
+    /// The model's classes where it classifies (cross-entropy over its output's last axis):
+    /// what a label must lie below.
+    pub(super) fn classes(&self) -> Option<usize> {
+        match self.graph.loss() {
+            Some(Loss::CrossEntropy) => self.graph.output_dims()?.last().copied(),
+            _ => None,
         }
     }
 

@@ -203,20 +203,22 @@ impl Trainer {
                 )));
             }
         };
+        let vocab = match self.graph.output_dims() {
+            Some(&[t, vocab]) if t == block => vocab,
+            dims => {
+                return Err(Error::InvalidArgument(format!(
+                    "a language model has [{block}, vocab] logits; this graph's output is {dims:?}"
+                )));
+            }
+        };
         if let [Some(rows)] = self.graph.index_limits()[..]
-            && let Some(&[_, vocab]) = self.graph.output_dims()
             && rows < vocab
         {
             return Err(Error::InvalidArgument(format!(
                 "a language model's tokens index its embedding: this one has {rows} rows for a vocabulary of {vocab}"
             )));
         }
-        match self.graph.output_dims() {
-            Some(&[t, vocab]) if t == block => Ok((block, vocab)),
-            dims => Err(Error::InvalidArgument(format!(
-                "a language model has [{block}, vocab] logits; this graph's output is {dims:?}"
-            ))),
-        }
+        Ok((block, vocab))
     }
 
     /// A language model's logits (`[tokens.len(), vocab]`, eval mode) for up to one block of
