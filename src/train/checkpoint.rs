@@ -433,6 +433,14 @@ impl Checkpoint {
                 "missing: this checkpoint cannot be resumed",
             )
         })?;
+        // Checked before anything is written into the trainer.
+        if training.ranks == 0 {
+            return Err(Error::invalid_data(
+                &self.path,
+                "metadata.training",
+                "saved by 0 ranks",
+            ));
+        }
         self.load_weights(trainer)?;
         let gpu = trainer.gpu().clone();
         let offsets = trainer.weights.offsets().to_vec();
@@ -451,7 +459,7 @@ impl Checkpoint {
             for (spec, &offset) in trainer.graph.params().iter().zip(&offsets) {
                 let tensor = format!("optim.{}.{name}", spec.name);
                 let values = self.expect(&tensor, &spec.shape)?;
-                if let Some(i) = values.iter().position(|&v| squares && v < 0.0) {
+                if squares && let Some(i) = values.iter().position(|&v| v < 0.0) {
                     return Err(Error::invalid_data(
                         &self.path,
                         format!("tensor {tensor}, element {i}"),
@@ -461,13 +469,6 @@ impl Checkpoint {
                 flat[offset..offset + spec.len()].copy_from_slice(values);
             }
             gpu.write(flat_tensor, &flat)?;
-        }
-        if training.ranks == 0 {
-            return Err(Error::invalid_data(
-                &self.path,
-                "metadata.training",
-                "saved by 0 ranks",
-            ));
         }
         trainer.step = training.step;
         let ranks = trainer.communicator().size();
