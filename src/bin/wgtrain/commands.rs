@@ -91,19 +91,9 @@ pub(crate) fn check_labels(architecture: &Architecture, path: &Path, data: &Data
     }
 }
 
-/// Data rows feed a model with exactly one f32 input as wide as a row, through a
-/// standardizer (if any) as wide too.
+/// Data rows feed a model with exactly one f32 input as wide as a row (`Standardizer::apply`
+/// checks the checkpoint's standardizer, if any, against the rows).
 pub(crate) fn check_model_input(architecture: &Architecture, data: &Dataset) -> Result<()> {
-    let cols = data.cols;
-    if let Some(z) = &architecture.standardize
-        && (z.mean.len() != cols || z.std.len() != cols)
-    {
-        return Err(Error::ShapeMismatch {
-            op: "the checkpoint's standardizer vs data columns".into(),
-            left: vec![z.mean.len(), z.std.len()],
-            right: vec![cols],
-        });
-    }
     if let [(name, _, dtype)] = architecture.graph.inputs()[..]
         && dtype != wgtrain::graph::DType::F32
     {
